@@ -1,0 +1,39 @@
+# The two commands a new user needs: `make demo` and `make test`. Both set up everything.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.keytrail-installed
+
+.PHONY: demo test lint pytest bench bench-full diagrams system-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the tests and diagrams need (PostgreSQL server, Graphviz); installed when missing and root.
+system-deps:
+	@sh scripts/system-deps.sh
+
+demo: $(STAMP)
+	rm -rf demo-output && mkdir -p demo-output
+	$(BIN)/keytrail --db sqlite:///demo-output/keytrail.db demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check keytrail tests benchmarks
+	$(BIN)/mypy
+
+pytest: $(STAMP) system-deps
+	$(BIN)/pytest
+
+test: lint pytest
+
+bench: $(STAMP) system-deps
+	$(BIN)/python benchmarks/run.py --quick
+
+bench-full: $(STAMP) system-deps
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

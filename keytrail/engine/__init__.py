@@ -1,0 +1,19 @@
+"""Drives transitions: commands, guards, the clock, key verification, replay and audit."""
+
+from keytrail.engine.core import Clock, Engine, system_clock
+from keytrail.engine.machine import OnboardingMachine, machine
+from keytrail.engine.results import Event, KeyOutcome, Outcome, Problem, Replay, VerifyReport
+
+__all__ = [
+    "Clock",
+    "Engine",
+    "Event",
+    "KeyOutcome",
+    "OnboardingMachine",
+    "Outcome",
+    "Problem",
+    "Replay",
+    "VerifyReport",
+    "machine",
+    "system_clock",
+]

@@ -1,0 +1,498 @@
+"""The engine: drives one onboarding's transitions and appends each to the event log.
+
+A command reads the stream's projection, checks the trigger against the machine table,
+performs its side effects in the key authority and the store configuration, fires the
+trigger through the shared ``transitions`` machine, and appends the event and the new
+projection, all in one database transaction. Nothing is written when any step refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlalchemy.engine import Connection
+
+from keytrail import inputs
+from keytrail.crypto import SecretBox, fingerprint, hint, load_secret_keys
+from keytrail.engine.audit import StreamFold, carried_ids, verify_streams
+from keytrail.engine.machine import machine
+from keytrail.engine.results import Event, KeyOutcome, Outcome, Replay, VerifyReport
+from keytrail.logs import ensure_logging
+from keytrail.errors import (
+    ConcurrencyConflict,
+    IdempotencyMismatch,
+    IllegalTransition,
+    InvalidInput,
+    UnknownOnboarding,
+)
+from keytrail.persistence import Database, Durability, EventStore, PendingEvent, RecordedEvent, SavedConfig, StreamHead
+from keytrail.persistence.hashing import iso_utc
+from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
+from keytrail.portal.passwords import hash_password
+from keytrail.states import Reason, State, Trigger, allowed_triggers, initial_state, sources_of
+
+__all__ = ["Clock", "Engine", "system_clock"]
+
+Clock = Callable[[], datetime]
+_log = structlog.get_logger("keytrail.engine")
+_VERIFYING = (Trigger.access, Trigger.proceed)
+
+
+def system_clock() -> datetime:
+    """The default clock: now, in UTC (freezegun moves it)."""
+    return datetime.now(timezone.utc)
+
+
+def _default_key_file(db: Database) -> Path | None:
+    if db.in_memory:
+        return None
+    if db.sqlite_path is not None:
+        return db.sqlite_path.with_name(db.sqlite_path.name + ".key")
+    import hashlib
+    import os
+
+    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    name = hashlib.sha256(db.shown.encode("utf-8")).hexdigest()[:16]
+    return data_home / "keytrail" / f"{name}.key"
+
+
+@dataclass
+class _Step:
+    """What a command's side effects produced, to be recorded in its event."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    verdict: Verdict | None = None
+    issued: IssuedKey | None = None
+
+
+class Engine:
+    """Drives onboardings through the machine and keeps their event log. Open with :meth:`Engine.open`."""
+
+    def __init__(
+        self,
+        db: Database,
+        box: SecretBox,
+        *,
+        clock: Clock,
+        key_lifetime: timedelta,
+        session_lifetime: timedelta,
+        max_failed_sign_ins: int,
+        lockout: timedelta,
+        verifier: KeyVerifier | None,
+        retries: int,
+    ) -> None:
+        self._db = db
+        self._box = box
+        self._clock = clock
+        self._store = EventStore()
+        self._retries = retries
+        self.portal = KeyAuthority(
+            db, box, self._now, key_lifetime=key_lifetime, session_lifetime=session_lifetime,
+            max_failed_sign_ins=max_failed_sign_ins, lockout=lockout,
+        )
+        self.verifier: KeyVerifier = verifier if verifier is not None else self.portal
+        self._machine = machine()
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        key_lifetime: timedelta = timedelta(days=365),
+        clock: Clock | None = None,
+        session_lifetime: timedelta = timedelta(hours=8),
+        max_failed_sign_ins: int = 5,
+        lockout: timedelta = timedelta(minutes=15),
+        verifier: KeyVerifier | None = None,
+        create: bool = True,
+        durability: Durability = "full",
+        busy_timeout: float = 5.0,
+        retries: int = 3,
+    ) -> Engine:
+        """Open (and, when ``create``, first create) a keytrail database.
+
+        The encryption key comes from ``KEYTRAIL_SECRET_KEY`` or ``KEYTRAIL_SECRET_KEY_FILE``;
+        without either, a key file is created beside a new SQLite database (or in the user's
+        data folder for a server database) with owner-only permissions.
+        """
+        for name, span in (("key_lifetime", key_lifetime), ("session_lifetime", session_lifetime), ("lockout", lockout)):
+            if span <= timedelta(0):
+                raise InvalidInput(f"{name} must be positive, not {span}.")
+        if max_failed_sign_ins < 1:
+            raise InvalidInput(f"max_failed_sign_ins must be at least 1, not {max_failed_sign_ins}.")
+        db = Database(url, busy_timeout=busy_timeout, durability=durability)
+        try:
+            status = db.inspect_schema(create=create)
+            keys, source = load_secret_keys(_default_key_file(db), create=not status.exists) if not db.in_memory else (
+                load_secret_keys(None, create=False) if _env_has_key() else _ephemeral_keys()
+            )
+            box = SecretBox(keys, source)
+            meta = status.meta if status.exists else db.create_schema({"secret_check": box.check_token()})
+            box.confirm(meta.get("secret_check", ""))
+        except BaseException:
+            db.dispose()
+            raise
+        engine = cls(
+            db, box, clock=clock or system_clock, key_lifetime=key_lifetime, session_lifetime=session_lifetime,
+            max_failed_sign_ins=max_failed_sign_ins, lockout=lockout, verifier=verifier, retries=retries,
+        )
+        ensure_logging()
+        _log.debug("engine_opened", database=db.shown)
+        return engine
+
+    def __repr__(self) -> str:
+        return f"Engine({self._db.shown!r})"
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._db.dispose()
+
+    @property
+    def database(self) -> Database:
+        return self._db
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise InvalidInput("The engine's clock must return timezone-aware datetimes.")
+        return now.astimezone(timezone.utc)
+
+    # -- the commands -------------------------------------------------------------------------
+
+    def access(self, stream: str, *, actor: str | None = None, idempotency_key: str | None = None,
+               expected_version: int | None = None) -> Outcome:
+        """Open the Amazon Sales Channel: verify the saved key, then Validated (or stay integrated) or Prompted."""
+        return self._run(Trigger.access, stream, actor, idempotency_key, expected_version, self._verify_step)
+
+    def proceed(self, stream: str, *, actor: str | None = None, idempotency_key: str | None = None,
+                expected_version: int | None = None) -> Outcome:
+        """Go on to Store Integration, re-verifying the key at this instant."""
+        return self._run(Trigger.proceed, stream, actor, idempotency_key, expected_version, self._verify_step)
+
+    def sign_in(self, stream: str, *, email: str, password: str | None = None, actor: str | None = None,
+                idempotency_key: str | None = None, expected_version: int | None = None) -> Outcome:
+        """Sign in to the Commerce account; without a password, a live session is reused ("already signed in")."""
+        stream = inputs.check_stream_id(stream)
+        prior = self._prior_outcome(Trigger.sign_in, stream, idempotency_key)
+        if prior is not None:
+            return prior
+        self._check_allowed_now(stream, Trigger.sign_in)
+        account = self.portal.authenticate(email, password, stream_id=stream, actor=inputs.check_actor(actor))
+        via = "session" if password is None else "password"
+
+        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+            self.portal.signed_in_in(conn, account, via=via, stream_id=stream, actor=actor, at=now)
+            return _Step({"account_id": account.account_id, "email": account.email, "via": via})
+
+        return self._run(Trigger.sign_in, stream, actor, idempotency_key, expected_version, step)
+
+    def register(self, stream: str, *, email: str, password: str, company: str, actor: str | None = None,
+                 idempotency_key: str | None = None, expected_version: int | None = None) -> Outcome:
+        """Register the company's account, then sign in with it."""
+        stream = inputs.check_stream_id(stream)
+        email, company = inputs.check_email(email), inputs.check_company(company)
+        password = inputs.check_password(password)
+        prior = self._prior_outcome(Trigger.register, stream, idempotency_key)
+        if prior is not None:
+            return prior
+        self._check_allowed_now(stream, Trigger.register)
+        password_hash = hash_password(password)
+
+        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+            account = self.portal.create_account_in(conn, email, password_hash, company, now)
+            self.portal.signed_in_in(conn, account, via="register", stream_id=stream, actor=actor, at=now)
+            return _Step({"account_id": account.account_id, "email": email, "company": company})
+
+        return self._run(Trigger.register, stream, actor, idempotency_key, expected_version, step)
+
+    def generate_key(self, stream: str, *, description: str, actor: str | None = None,
+                     idempotency_key: str | None = None, expected_version: int | None = None) -> KeyOutcome:
+        """Create a new API key in the portal; the outcome carries the key (the only place it is shown)."""
+        description = inputs.check_description(description)
+
+        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+            assert head is not None and head.account_id is not None  # SignedIn and later states have an account
+            issued = self.portal.generate_key_in(conn, head.account_id, description, now)
+            return _Step(
+                {"key_id": issued.key_id, "description": description, "fingerprint": issued.fingerprint,
+                 "hint": issued.hint, "expires_at": iso_utc(issued.expires_at)},
+                issued=issued,
+            )
+
+        outcome = self._run(Trigger.generate_key, stream, actor, idempotency_key, expected_version, step)
+        assert isinstance(outcome, KeyOutcome)
+        return outcome
+
+    def copy_key(self, stream: str, *, key_id: str | None = None, actor: str | None = None,
+                 idempotency_key: str | None = None, expected_version: int | None = None) -> KeyOutcome:
+        """The portal's "Copy": the key just generated, or an existing key of the account by ``key_id``."""
+        if key_id is not None:
+            key_id = inputs.check_key_id(key_id)
+
+        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+            assert head is not None and head.account_id is not None
+            chosen = key_id
+            if chosen is None:
+                if head.state != State.KeyGenerated.value or head.key_id is None:
+                    raise InvalidInput(
+                        f"{head.stream_id} is {head.state} with no key just generated; "
+                        "pass key_id to copy an existing key of the account."
+                    )
+                chosen = head.key_id
+            issued = self.portal.copy_key_in(conn, head.account_id, chosen, now)
+            return _Step({"key_id": issued.key_id, "fingerprint": issued.fingerprint, "hint": issued.hint}, issued=issued)
+
+        outcome = self._run(Trigger.copy_key, stream, actor, idempotency_key, expected_version, step)
+        assert isinstance(outcome, KeyOutcome)
+        return outcome
+
+    def save_config(self, stream: str, *, key: str, actor: str | None = None,
+                    idempotency_key: str | None = None, expected_version: int | None = None) -> Outcome:
+        """Paste the key into "Production Api key" and Save Config; asterisks only keep the saved key."""
+        if not isinstance(key, str):
+            raise InvalidInput(f"An API key must be a string, not a {type(key).__name__}.")
+        keep = inputs.is_masked(key.strip())
+        plaintext = None if keep else inputs.check_key(key)
+
+        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+            if plaintext is None:
+                if config is None:
+                    raise InvalidInput(f"{stream} has no saved key for the asterisks to keep; paste the key itself.")
+                return _Step({"fingerprint": config.fingerprint, "hint": config.hint, "kept": True})
+            digest, tail = fingerprint(plaintext), hint(plaintext)
+            self._store.save_config(conn, stream, self._box.seal(plaintext), digest, tail, now)
+            return _Step({"fingerprint": digest, "hint": tail, "kept": False})
+
+        return self._run(Trigger.save_config, stream, actor, idempotency_key, expected_version, step)
+
+    # -- the command runner ---------------------------------------------------------------------
+
+    def _saved_key(self, config: SavedConfig | None) -> SavedKey | None:
+        if config is None:
+            return None
+        box, stream = self._box, config.stream_id
+        return SavedKey(config.fingerprint, config.hint,
+                        lambda: box.open(config.ciphertext, what=f"The saved key of {stream}"))
+
+    def _verify_step(self, conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime,
+                     verdict: Verdict | None = None) -> _Step:
+        """Ask the verifier in the transaction, unless a remote verdict was already fetched outside it."""
+        saved = self._saved_key(config)
+        if verdict is None:
+            assert isinstance(self.verifier, TransactionalKeyVerifier)
+            verdict = self.verifier.verify_in(conn, saved, now)
+        data: dict[str, Any] = {} if saved is None else {"fingerprint": saved.fingerprint, "hint": saved.hint}
+        if verdict.key_id is not None:
+            data["key_id"] = verdict.key_id
+        if verdict.expires_at is not None:
+            data["expires_at"] = iso_utc(verdict.expires_at)
+        return _Step(data, verdict=verdict)
+
+    def _run(
+        self,
+        trigger: Trigger,
+        stream: str,
+        actor: str | None,
+        idempotency_key: str | None,
+        expected_version: int | None,
+        step: Callable[[Connection, StreamHead | None, SavedConfig | None, datetime], _Step],
+    ) -> Outcome:
+        stream = inputs.check_stream_id(stream)
+        actor = inputs.check_actor(actor)
+        idempotency_key = inputs.check_idempotency_key(idempotency_key)
+        if expected_version is not None and (not isinstance(expected_version, int) or expected_version < 0):
+            raise InvalidInput(f"expected_version must be a whole number of at least 0, not {expected_version!r}.")
+        remote = trigger in _VERIFYING and not isinstance(self.verifier, TransactionalKeyVerifier)
+        for attempt in range(self._retries + 1):
+            now = self._now()
+            active_step = step
+            remote_fingerprint: str | None = None
+            if remote:
+                # A remote authority is asked outside the transaction, so the write lock is never
+                # held across the network; the transaction then checks the saved key is unchanged.
+                prior = self._prior_outcome(trigger, stream, idempotency_key)
+                if prior is not None:
+                    return prior
+                with self._db.read() as conn:
+                    head, config = self._store.read_head(conn, stream)
+                self._check_allowed(stream, head, trigger, expected_version)
+                verdict = self.verifier.verify(self._saved_key(config), now)
+                remote_fingerprint = config.fingerprint if config else None
+                active_step = partial(self._verify_step, verdict=verdict)
+            try:
+                with self._db.write() as conn:
+                    if idempotency_key is not None:
+                        prior_event = self._store.find_idempotent(conn, stream, idempotency_key)
+                        if prior_event is not None:
+                            return self._replayed(trigger, prior_event, conn)
+                    head, config = self._store.read_head(conn, stream)
+                    self._check_allowed(stream, head, trigger, expected_version)
+                    if remote and remote_fingerprint != (config.fingerprint if config else None):
+                        raise ConcurrencyConflict(f"The saved key of {stream} changed while it was being verified.")
+                    done = active_step(conn, head, config, now)
+                    source = State(head.state) if head else initial_state()
+                    dest = self._machine.fire(trigger, source, done.verdict)
+                    reason = done.verdict.reason if done.verdict is not None and dest is State.Prompted else None
+                    account_id, key_id = carried_ids(trigger.value, done.data)
+                    recorded = self._store.append(conn, stream, head, PendingEvent(
+                        trigger.value, source.value, dest.value, None if reason is None else reason.value,
+                        done.data, actor, now, idempotency_key, account_id, key_id,
+                    ))
+            except ConcurrencyConflict:
+                if expected_version is not None or attempt == self._retries:
+                    raise
+                _log.info("concurrency_retry", stream=stream, trigger=trigger.value, attempt=attempt + 1)
+                continue
+            _log.info("transition", stream=stream, trigger=trigger.value, source=source.value, dest=dest.value,
+                      version=recorded.version, reason=None if reason is None else reason.value, actor=actor)
+            return self._outcome(recorded, done.issued)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check_allowed(self, stream: str, head: StreamHead | None, trigger: Trigger, expected_version: int | None) -> None:
+        version = 0 if head is None else head.version
+        if expected_version is not None and version != expected_version:
+            raise ConcurrencyConflict(
+                f"{stream} is at version {version}, not the expected version {expected_version}; nothing was written."
+            )
+        state = State(head.state) if head is not None else initial_state()
+        if trigger not in allowed_triggers(state):
+            raise IllegalTransition(
+                stream, state.value, trigger.value, [s.value for s in sources_of(trigger)],
+                [t.value for t in allowed_triggers(state)],
+            )
+
+    def _check_allowed_now(self, stream: str, trigger: Trigger) -> None:
+        """Refuse an illegal trigger before slow work (password hashing) or a recorded sign-in attempt."""
+        with self._db.read() as conn:
+            head, _ = self._store.read_head(conn, stream)
+        self._check_allowed(stream, head, trigger, None)
+
+    def _prior_outcome(self, trigger: Trigger, stream: str, idempotency_key: str | None) -> Outcome | None:
+        idempotency_key = inputs.check_idempotency_key(idempotency_key)
+        if idempotency_key is None:
+            return None
+        with self._db.read() as conn:
+            prior = self._store.find_idempotent(conn, stream, idempotency_key)
+            return None if prior is None else self._replayed(trigger, prior, conn)
+
+    def _replayed(self, trigger: Trigger, prior: RecordedEvent, conn: Connection) -> Outcome:
+        if prior.trigger != trigger.value:
+            raise IdempotencyMismatch(
+                f"The idempotency key was already used on {prior.stream_id} for {prior.trigger} "
+                f"(version {prior.version}), not {trigger.value}."
+            )
+        issued = None
+        if trigger in (Trigger.generate_key, Trigger.copy_key):
+            issued = self.portal.reissue_in(conn, prior.data["key_id"])
+        return self._outcome(prior, issued, replayed=True)
+
+    def _outcome(self, recorded: RecordedEvent, issued: IssuedKey | None, *, replayed: bool = False) -> Outcome:
+        common: dict[str, Any] = {
+            "stream": recorded.stream_id, "trigger": Trigger(recorded.trigger), "state": State(recorded.dest),
+            "reason": None if recorded.reason is None else Reason(recorded.reason), "version": recorded.version,
+            "occurred_at": recorded.occurred_at, "replayed": replayed,
+        }
+        if issued is not None:
+            return KeyOutcome(**common, key=issued.key, key_id=issued.key_id, hint=issued.hint,
+                              expires_at=issued.expires_at)
+        return Outcome(**common)
+
+    # -- reading and auditing ---------------------------------------------------------------------
+
+    def _head(self, stream: str) -> StreamHead:
+        stream = inputs.check_stream_id(stream)
+        with self._db.read() as conn:
+            head, _ = self._store.read_head(conn, stream)
+        if head is None:
+            raise UnknownOnboarding(f"There is no onboarding {stream!r}; its first command is usually access.")
+        return head
+
+    def state(self, stream: str) -> State:
+        """The onboarding's current state, from the projection (no replay)."""
+        return State(self._head(stream).state)
+
+    def status(self, stream: str) -> StreamHead:
+        """The onboarding's projection row: state, reason, version, head hash, account and key."""
+        return self._head(stream)
+
+    def streams(self) -> Iterator[StreamHead]:
+        """Every onboarding's projection row, ordered by id, streamed."""
+        with self._db.read() as conn:
+            yield from self._store.heads(conn)
+
+    def saved_key_status(self, stream: str) -> tuple[SavedConfig | None, Verdict]:
+        """The saved key's fingerprint record and what the verifier says of it now (nothing is written)."""
+        stream = inputs.check_stream_id(stream)
+        with self._db.read() as conn:
+            head, config = self._store.read_head(conn, stream)
+        if head is None:
+            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+        return config, self.verifier.verify(self._saved_key(config), self._now())
+
+    def history(self, stream: str) -> list[Event]:
+        """The onboarding's events, oldest first."""
+        stream = inputs.check_stream_id(stream)
+        with self._db.read() as conn:
+            events = [Event.from_record(record) for record in self._store.events(conn, stream)]
+        if not events:
+            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+        return events
+
+    def events(self, stream: str | None = None) -> Iterator[RecordedEvent]:
+        """Raw event rows, by stream then version, streamed in constant memory (for exports)."""
+        if stream is not None:
+            stream = inputs.check_stream_id(stream)
+        with self._db.read() as conn:
+            yield from self._store.events(conn, stream)
+
+    def replay(self, stream: str, as_of: datetime | None = None) -> Replay:
+        """Rebuild the onboarding from its events alone, optionally as it stood at ``as_of``."""
+        stream = inputs.check_stream_id(stream)
+        if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
+            raise InvalidInput("as_of must be a timezone-aware datetime.")
+        fold = StreamFold(stream, check_hashes=False)
+        with self._db.read() as conn:
+            if not self._store.stream_exists(conn, stream):
+                raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+            for record in self._store.events(conn, stream, as_of=as_of):
+                fold.feed(record)
+        return fold.replay(as_of)
+
+    def verify(self, stream: str | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Recompute every hash chain, check versions, legality and the projection; name each first problem."""
+        if stream is not None:
+            stream = inputs.check_stream_id(stream)
+        with self._db.read() as conn:
+            heads = self._store.heads(conn)
+            if stream is not None:
+                if not self._store.stream_exists(conn, stream):
+                    raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+                heads = (h for h in heads if h.stream_id == stream)
+            return verify_streams(self._store.events(conn, stream), heads, progress)
+
+
+def _env_has_key() -> bool:
+    import os
+
+    from keytrail.crypto import SECRET_KEY_ENV, SECRET_KEY_FILE_ENV
+
+    return bool(os.environ.get(SECRET_KEY_ENV) or os.environ.get(SECRET_KEY_FILE_ENV))
+
+
+def _ephemeral_keys() -> tuple[list[Any], str]:
+    from cryptography.fernet import Fernet
+
+    return [Fernet(Fernet.generate_key())], "an ephemeral key (in-memory database)"
+

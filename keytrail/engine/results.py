@@ -1,0 +1,129 @@
+"""What the engine hands back: outcomes of commands, events, replays and audit reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from keytrail.errors import StorageError
+from keytrail.persistence import RecordedEvent
+from keytrail.states import Reason, State, Trigger
+
+__all__ = ["Event", "KeyOutcome", "Outcome", "Problem", "Replay", "VerifyReport"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a command left the onboarding. ``replayed`` is True when an idempotency key returned an earlier outcome."""
+
+    stream: str
+    trigger: Trigger
+    state: State
+    reason: Reason | None
+    version: int
+    occurred_at: datetime
+    replayed: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream, "trigger": self.trigger.value, "state": self.state.value,
+            "reason": None if self.reason is None else self.reason.value, "version": self.version,
+            "occurred_at": self.occurred_at.isoformat(), "replayed": self.replayed,
+        }
+
+
+@dataclass(frozen=True)
+class KeyOutcome(Outcome):
+    """The outcome of ``generate_key`` or ``copy_key``: the one response that carries a plaintext key."""
+
+    key: str = field(default="", repr=False)
+    key_id: str = ""
+    hint: str = ""
+    expires_at: datetime | None = None
+
+    def as_dict(self, *, include_key: bool = True) -> dict[str, Any]:
+        out = super().as_dict()
+        out.update(key_id=self.key_id, hint=self.hint,
+                   expires_at=None if self.expires_at is None else self.expires_at.isoformat())
+        if include_key:
+            out["key"] = self.key
+        return out
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of an onboarding's history."""
+
+    position: int
+    stream: str
+    version: int
+    trigger: Trigger
+    source: State
+    dest: State
+    reason: Reason | None
+    data: dict[str, Any] = field(repr=False)
+    actor: str | None
+    occurred_at: datetime
+    idempotency_key: str | None
+    hash: str
+
+    @classmethod
+    def from_record(cls, record: RecordedEvent) -> Event:
+        try:
+            return cls(
+                record.position, record.stream_id, record.version, Trigger(record.trigger), State(record.source),
+                State(record.dest), None if record.reason is None else Reason(record.reason), record.data,
+                record.actor, record.occurred_at, record.idempotency_key, record.hash,
+            )
+        except ValueError:
+            raise StorageError(
+                f"Event {record.version} of {record.stream_id} holds a trigger, state or reason keytrail does not know; "
+                "run `keytrail verify`."
+            ) from None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing an audit found wrong, naming the stream and the version where it starts."""
+
+    stream: str
+    version: int
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.stream} v{self.version}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Replay:
+    """An onboarding rebuilt from its events alone."""
+
+    stream: str
+    state: State
+    reason: Reason | None
+    version: int
+    path: list[State]
+    problems: list[Problem]
+    as_of: datetime | None = None
+    account_id: str | None = None
+    key_id: str | None = None
+    head_hash: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of re-checking hash chains, versions, legality and projections."""
+
+    streams: int
+    events: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems

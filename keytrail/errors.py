@@ -1,0 +1,141 @@
+"""Every error keytrail raises, as one tree rooted at :class:`KeytrailError`.
+
+::
+
+    KeytrailError
+    ├── InvalidInput                 bad arguments; nothing was written        (CLI exit 2)
+    │   ├── IllegalTransition        the trigger is not allowed in this state
+    │   ├── UnknownOnboarding        no such stream
+    │   ├── UnknownKey               no such API key (or not the caller's)
+    │   ├── KeyUnusable              the key is revoked or expired
+    │   ├── DuplicateAccount         the email is already registered
+    │   └── IdempotencyMismatch      the idempotency key was used for another trigger
+    ├── AuthenticationFailed         wrong credentials or no live session       (CLI exit 2)
+    │   └── AccountLocked            too many failed sign-ins in a row
+    ├── ConcurrencyConflict          another writer moved the stream first      (CLI exit 2)
+    ├── SecretKeyError               missing or wrong encryption key            (CLI exit 2)
+    ├── StorageError                 the database refused                       (CLI exit 3)
+    │   ├── NotAKeytrailDatabase     a foreign or corrupt file                  (CLI exit 2)
+    │   ├── SchemaMismatch           a keytrail database of another schema      (CLI exit 2)
+    │   ├── DatabaseBusy             locked by another writer past the timeout
+    │   └── DatabaseUnavailable      cannot be reached or opened
+    └── AuthorityUnavailable         the key authority did not answer           (CLI exit 3)
+
+Messages are sentences with the facts, and never contain a key or a password.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccountLocked",
+    "AuthenticationFailed",
+    "AuthorityUnavailable",
+    "ConcurrencyConflict",
+    "DatabaseBusy",
+    "DatabaseUnavailable",
+    "DuplicateAccount",
+    "IdempotencyMismatch",
+    "IllegalTransition",
+    "InvalidInput",
+    "KeyUnusable",
+    "KeytrailError",
+    "NotAKeytrailDatabase",
+    "SchemaMismatch",
+    "SecretKeyError",
+    "StorageError",
+    "UnknownKey",
+    "UnknownOnboarding",
+]
+
+
+class KeytrailError(Exception):
+    """Base of every error keytrail raises; ``exit_code`` is what the CLI returns for it."""
+
+    exit_code: int = 2
+
+
+class InvalidInput(KeytrailError, ValueError):
+    """The caller's input was refused before anything was written."""
+
+
+class IllegalTransition(InvalidInput):
+    """The trigger is not allowed in the onboarding's current state."""
+
+    def __init__(self, stream_id: str, state: str, trigger: str, allowed_from: list[str], allowed_now: list[str]) -> None:
+        self.stream_id = stream_id
+        self.state = state
+        self.trigger = trigger
+        self.allowed_from = allowed_from
+        self.allowed_now = allowed_now
+        super().__init__(
+            f"{stream_id} is {state}; {trigger} is allowed only in {', '.join(allowed_from)}. "
+            f"Allowed now: {', '.join(allowed_now)}."
+        )
+
+
+class UnknownOnboarding(InvalidInput):
+    """No onboarding has that stream id."""
+
+
+class UnknownKey(InvalidInput):
+    """No API key has that id, or it belongs to another account."""
+
+
+class KeyUnusable(InvalidInput):
+    """The API key exists but is revoked or expired."""
+
+
+class DuplicateAccount(InvalidInput):
+    """An account with that email already exists."""
+
+
+class IdempotencyMismatch(InvalidInput):
+    """The idempotency key was already used on the stream for a different trigger."""
+
+
+class AuthenticationFailed(KeytrailError):
+    """Wrong credentials, an unknown account, or no live session to reuse."""
+
+
+class AccountLocked(AuthenticationFailed):
+    """The account is locked after too many failed sign-ins in a row."""
+
+
+class ConcurrencyConflict(KeytrailError):
+    """Another writer appended to the stream between our read and our write."""
+
+
+class SecretKeyError(KeytrailError):
+    """The encryption key is missing, malformed, or not the one the data was sealed with."""
+
+
+class StorageError(KeytrailError):
+    """The database refused an operation."""
+
+    exit_code = 3
+
+
+class NotAKeytrailDatabase(StorageError):
+    """The database is not a keytrail database (a foreign or corrupt file); it was left untouched."""
+
+    exit_code = 2
+
+
+class SchemaMismatch(StorageError):
+    """The database was made by a keytrail of another schema version; it was left untouched."""
+
+    exit_code = 2
+
+
+class DatabaseBusy(StorageError):
+    """Another writer held the database lock past the busy timeout."""
+
+
+class DatabaseUnavailable(StorageError):
+    """The database could not be reached or opened."""
+
+
+class AuthorityUnavailable(KeytrailError):
+    """The key authority could not be reached or did not answer in time."""
+
+    exit_code = 3

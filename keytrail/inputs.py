@@ -1,0 +1,138 @@
+"""The limits on what callers hand keytrail, checked before anything is written.
+
+Messages describe the value (its length, the offending character's position) but never
+repeat a key or a password.
+"""
+
+from __future__ import annotations
+
+import re
+
+from keytrail.errors import InvalidInput
+
+__all__ = [
+    "MASKED_KEY",
+    "check_actor",
+    "check_company",
+    "check_description",
+    "check_email",
+    "check_idempotency_key",
+    "check_key",
+    "check_key_id",
+    "check_password",
+    "check_stream_id",
+    "is_masked",
+]
+
+_STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-:@]{0,127}")
+_KEY_CHARS = re.compile(r"[\x21-\x7e]+")
+_KEY_ID = re.compile(r"key_[0-9a-f]{16}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+MASKED_KEY = "******"
+
+
+def _describe(value: object) -> str:
+    return f"a {type(value).__name__}"
+
+
+def check_stream_id(stream_id: object) -> str:
+    """An onboarding id: 1-128 letters, digits and ``. _ - : @``, starting with a letter or digit."""
+    if not isinstance(stream_id, str):
+        raise InvalidInput(f"An onboarding id must be a string, not {_describe(stream_id)}.")
+    if not _STREAM_ID.fullmatch(stream_id):
+        raise InvalidInput(
+            f"{stream_id!r} is not a valid onboarding id: use 1 to 128 letters, digits and . _ - : @, "
+            "beginning with a letter or digit."
+        )
+    return stream_id
+
+
+def is_masked(value: str) -> bool:
+    """Whether ``value`` is the asterisks that the config page shows for a saved key."""
+    return bool(value) and set(value) == {"*"}
+
+
+def check_key(key: object) -> str:
+    """An API key: 16-256 printable ASCII characters without spaces.
+
+    Surrounding whitespace (a pasted newline, say) is trimmed; whitespace inside is refused.
+    """
+    if not isinstance(key, str):
+        raise InvalidInput(f"An API key must be a string, not {_describe(key)}.")
+    trimmed = key.strip()
+    if not 16 <= len(trimmed) <= 256:
+        raise InvalidInput(f"An API key must be 16 to 256 characters long; this one has {len(trimmed)}.")
+    if not _KEY_CHARS.fullmatch(trimmed):
+        bad = next(i for i, ch in enumerate(trimmed) if not "\x21" <= ch <= "\x7e")
+        raise InvalidInput(
+            "An API key may hold only printable ASCII characters without spaces; "
+            f"character {bad + 1} of {len(trimmed)} is not one."
+        )
+    return trimmed
+
+
+def check_description(description: object) -> str:
+    """A key description: 1-255 printable characters."""
+    if not isinstance(description, str):
+        raise InvalidInput(f"A key description must be a string, not {_describe(description)}.")
+    if not 1 <= len(description) <= 255:
+        raise InvalidInput(f"A key description must be 1 to 255 characters long; this one has {len(description)}.")
+    if not description.isprintable():
+        raise InvalidInput("A key description may hold only printable characters (no control characters).")
+    return description
+
+
+def check_company(company: object) -> str:
+    """A company name: 1-255 printable characters."""
+    if not isinstance(company, str) or not 1 <= len(company.strip()) <= 255 or not company.isprintable():
+        raise InvalidInput("A company name must be 1 to 255 printable characters.")
+    return company.strip()
+
+
+def check_email(email: object) -> str:
+    """An account email, compared without regard to case."""
+    if not isinstance(email, str) or len(email) > 254 or not email.isprintable() or not _EMAIL.fullmatch(email):
+        shown = repr(email) if isinstance(email, str) and len(email) <= 254 and email.isprintable() else "that value"
+        raise InvalidInput(f"{shown} is not a valid email address.")
+    return email.lower()
+
+
+def check_password(password: object) -> str:
+    """A password: 8 to 1024 characters, no NUL. Never echoed back."""
+    if not isinstance(password, str):
+        raise InvalidInput(f"A password must be a string, not {_describe(password)}.")
+    if not 8 <= len(password) <= 1024:
+        raise InvalidInput(f"A password must be 8 to 1024 characters long; this one has {len(password)}.")
+    if "\x00" in password:
+        raise InvalidInput("A password may not contain a NUL character.")
+    return password
+
+
+def check_key_id(key_id: object) -> str:
+    """An API key id as the key authority issues them (``key_`` and 16 hex digits)."""
+    if not isinstance(key_id, str) or not _KEY_ID.fullmatch(key_id):
+        shown = repr(key_id) if isinstance(key_id, str) and len(key_id) <= 64 and key_id.isprintable() else "that value"
+        raise InvalidInput(f"{shown} is not a key id: key ids are 'key_' followed by 16 hex digits.")
+    return key_id
+
+
+def check_actor(actor: object) -> str | None:
+    """Who drives the command, for the audit trail: 1-128 printable characters, or None."""
+    if actor is None:
+        return None
+    if not isinstance(actor, str) or not 1 <= len(actor) <= 128 or not actor.isprintable():
+        raise InvalidInput("An actor must be 1 to 128 printable characters.")
+    return actor
+
+
+def check_idempotency_key(idempotency_key: object) -> str | None:
+    """An idempotency key: 1-255 printable ASCII characters without spaces, or None."""
+    if idempotency_key is None:
+        return None
+    if (
+        not isinstance(idempotency_key, str)
+        or not 1 <= len(idempotency_key) <= 255
+        or not _KEY_CHARS.fullmatch(idempotency_key)
+    ):
+        raise InvalidInput("An idempotency key must be 1 to 255 printable ASCII characters without spaces.")
+    return idempotency_key

@@ -1,0 +1,22 @@
+"""Storage: the SQLModel schema, the event store and database URLs. Knows no machine logic."""
+
+from keytrail.persistence.database import Database, Durability, translate_error
+from keytrail.persistence.hashing import GENESIS_HASH, canonical_json, chain_hash
+from keytrail.persistence.store import EventStore, PendingEvent, RecordedEvent, SavedConfig, StreamHead
+from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable
+
+__all__ = [
+    "GENESIS_HASH",
+    "SCHEMA_VERSION",
+    "Database",
+    "Durability",
+    "EventStore",
+    "KeytrailTable",
+    "PendingEvent",
+    "RecordedEvent",
+    "SavedConfig",
+    "StreamHead",
+    "canonical_json",
+    "chain_hash",
+    "translate_error",
+]

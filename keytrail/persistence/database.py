@@ -1,0 +1,259 @@
+"""Connections, transactions and schema checks, for SQLite and PostgreSQL.
+
+Driver errors are translated into keytrail's errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from keytrail.errors import (
+    ConcurrencyConflict,
+    DatabaseBusy,
+    DatabaseUnavailable,
+    InvalidInput,
+    KeytrailError,
+    NotAKeytrailDatabase,
+    SchemaMismatch,
+    StorageError,
+)
+from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable, MetaRow
+
+__all__ = ["APPLICATION", "Database", "Durability", "translate_error"]
+
+APPLICATION = "keytrail"
+Durability = Literal["full", "normal"]
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_meta = MetaRow.__table__  # type: ignore[attr-defined]
+
+
+def normalize_url(url: str) -> str:
+    """Accept the common spellings of a PostgreSQL URL and route them to psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+def translate_error(exc: BaseException, where: str) -> KeytrailError:
+    """Map a driver or SQLAlchemy error to keytrail's tree; ``where`` names the database for messages."""
+    if isinstance(exc, KeytrailError):
+        return exc
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else orig.__class__.__name__
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(orig, sqlite3.DatabaseError):
+        lowered = text.lower()
+        if "file is not a database" in lowered or "malformed" in lowered:
+            return NotAKeytrailDatabase(f"{where} is not a keytrail database: SQLite says {text!r}. Nothing was written.")
+        if "locked" in lowered or "busy" in lowered:
+            return DatabaseBusy(f"{where} is locked by another writer and stayed locked past the busy timeout; nothing was written.")
+        if "readonly" in lowered or "read-only" in lowered:
+            return StorageError(f"{where} is read-only; nothing was written.")
+        if "unable to open" in lowered:
+            return DatabaseUnavailable(f"{where} cannot be opened: SQLite says {text!r}.")
+        if isinstance(orig, sqlite3.IntegrityError):
+            return ConcurrencyConflict(f"A concurrent writer changed {where} first ({text}); nothing was written.")
+        return StorageError(f"{where} refused the operation: SQLite says {text!r}.")
+    if sqlstate is not None:
+        if sqlstate in ("40001", "40P01"):
+            return ConcurrencyConflict(f"A concurrent transaction on {where} won (SQLSTATE {sqlstate}); nothing was written.")
+        if sqlstate.startswith("23"):
+            return ConcurrencyConflict(f"A concurrent writer changed {where} first (SQLSTATE {sqlstate}); nothing was written.")
+        if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03", "53300"):
+            return DatabaseUnavailable(f"{where} cannot be reached: {text}.")
+        if sqlstate == "25006":
+            return StorageError(f"{where} is read-only; nothing was written.")
+        if sqlstate in ("55P03", "57014"):
+            return DatabaseBusy(f"{where} did not answer in time (SQLSTATE {sqlstate}); nothing was written.")
+        return StorageError(f"{where} refused the operation (SQLSTATE {sqlstate}): {text}.")
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return DatabaseUnavailable(f"The connection to {where} was lost: {text}.")
+    if isinstance(exc, DBAPIError) and orig.__class__.__name__ == "OperationalError":
+        return DatabaseUnavailable(f"{where} cannot be reached: {text}.")
+    return StorageError(f"{where} failed: {exc.__class__.__name__}: {text}.")
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """What :meth:`Database.inspect_schema` found."""
+
+    exists: bool
+    meta: dict[str, str]
+
+
+class Database:
+    """One keytrail database: an SQLAlchemy engine, transactions, and the schema checks."""
+
+    def __init__(self, url: str, *, busy_timeout: float = 5.0, durability: Durability = "full") -> None:
+        self.url = normalize_url(url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError:
+            raise InvalidInput(f"{url!r} is not a database URL; use sqlite:///path/to/keytrail.db or postgresql+psycopg://...") from None
+        self.dialect = parsed.get_backend_name()
+        self.shown = redact_url(self.url)
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise InvalidInput(f"keytrail supports SQLite and PostgreSQL URLs, not {self.dialect!r} ({self.shown}).")
+        if durability not in ("full", "normal"):
+            raise InvalidInput(f"Durability must be 'full' or 'normal', not {durability!r}.")
+        self.durability = durability
+        database = parsed.database or ""
+        self.sqlite_path: Path | None = None
+        self.in_memory = self.dialect == "sqlite" and database in ("", ":memory:")
+        if self.dialect == "sqlite" and not self.in_memory:
+            self.sqlite_path = Path(database)
+        self.engine = self._make_engine(busy_timeout)
+
+    def __repr__(self) -> str:
+        return f"Database({self.shown!r})"
+
+    def _make_engine(self, busy_timeout: float) -> Engine:
+        if self.dialect == "postgresql":
+            return sa.create_engine(self.url, pool_pre_ping=False, connect_args={"connect_timeout": max(1, round(busy_timeout))})
+        extra: dict[str, Any] = {"poolclass": StaticPool} if self.in_memory else {}
+        engine = sa.create_engine(
+            self.url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **extra
+        )
+        synchronous = "FULL" if self.durability == "full" else "NORMAL"
+        timeout_ms = int(busy_timeout * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_connection: Any, _record: Any) -> None:
+            # Take transactions into our own hands so a writer can BEGIN IMMEDIATE.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # Writers take the lock up front: no deadlocked read-to-write upgrade, and the
+            # busy timeout applies to the whole command.
+            writing = conn.get_execution_options().get("keytrail_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Connection]:
+        """A transaction that commits on success, rolls back on any error, and speaks keytrail errors."""
+        try:
+            with self.engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(keytrail_write=True)
+                with conn.begin():
+                    yield conn
+        except KeytrailError:
+            raise
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, self.shown) from exc
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.shown) from exc
+
+    def write(self) -> Any:
+        return self.transaction(write=True)
+
+    def read(self) -> Any:
+        return self.transaction(write=False)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -------------------------------------------------------------------------
+
+    def _check_sqlite_file(self, create: bool) -> None:
+        path = self.sqlite_path
+        if path is None:
+            return
+        if not path.exists():
+            if not create:
+                raise DatabaseUnavailable(f"There is no keytrail database at {path}: the file does not exist.")
+            if not path.parent.is_dir():
+                raise DatabaseUnavailable(f"Cannot create {path}: the folder {path.parent} does not exist.")
+            return
+        if path.is_dir():
+            raise NotAKeytrailDatabase(f"{path} is a folder, not a keytrail database.")
+        try:
+            with path.open("rb") as handle:
+                header = handle.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise DatabaseUnavailable(f"{path} cannot be read: {exc.strerror}.") from None
+        if header and header != _SQLITE_HEADER:
+            raise NotAKeytrailDatabase(f"{path} is not a keytrail database (not even an SQLite file); it was left untouched.")
+
+    def inspect_schema(self, *, create: bool) -> SchemaStatus:
+        """Whether the keytrail schema is there, refusing foreign or mismatched databases untouched."""
+        self._check_sqlite_file(create)
+        with self.read() as conn:
+            names = set(sa.inspect(conn).get_table_names())
+            if not names:
+                if not create:
+                    raise DatabaseUnavailable(f"{self.shown} holds no keytrail database yet.")
+                return SchemaStatus(exists=False, meta={})
+            if _meta.name not in names:
+                listed = ", ".join(sorted(names)[:5])
+                raise NotAKeytrailDatabase(
+                    f"{self.shown} is not a keytrail database: it has other tables ({listed}) and no keytrail_meta; "
+                    "it was left untouched."
+                )
+            meta = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
+        self._check_meta(meta)
+        return SchemaStatus(exists=True, meta=meta)
+
+    def _check_meta(self, meta: dict[str, str]) -> None:
+        if meta.get("application") != APPLICATION:
+            raise NotAKeytrailDatabase(f"{self.shown} has a keytrail_meta table that keytrail did not write; it was left untouched.")
+        found = meta.get("schema_version", "?")
+        if found != str(SCHEMA_VERSION):
+            newer = found.isdigit() and int(found) > SCHEMA_VERSION
+            raise SchemaMismatch(
+                f"{self.shown} has keytrail schema version {found}, but this keytrail reads version {SCHEMA_VERSION}"
+                + ("; upgrade keytrail to open it." if newer else "; it was left untouched.")
+            )
+
+    def create_schema(self, meta: dict[str, str]) -> dict[str, str]:
+        """Create every table and the metadata rows in one transaction; a racing creator's schema wins."""
+        if self.dialect == "sqlite" and not self.in_memory:
+            raw = self.engine.raw_connection()  # persistent, and must be set outside a transaction
+            try:
+                raw.cursor().execute("PRAGMA journal_mode = WAL")
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self.shown) from exc
+            finally:
+                raw.close()
+        try:
+            with self.write() as conn:
+                if _meta.name in sa.inspect(conn).get_table_names():
+                    existing = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
+                    self._check_meta(existing)
+                    return existing
+                KeytrailTable.metadata.create_all(conn)
+                full = {"application": APPLICATION, "schema_version": str(SCHEMA_VERSION), **meta}
+                conn.execute(sa.insert(_meta), [{"name": k, "value": v} for k, v in full.items()])
+                return full
+        except (ConcurrencyConflict, StorageError):
+            # Another process created the schema between our check and our write.
+            status = self.inspect_schema(create=False)
+            return status.meta

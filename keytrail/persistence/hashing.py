@@ -1,0 +1,38 @@
+"""The hash chain: ``hash = sha256(prev_hash + canonical JSON of the event)``.
+
+Canonical JSON is sorted keys, no insignificant whitespace, UTF-8, and times as ISO 8601
+UTC with microseconds, so that any auditor can recompute a hash with a few lines of code.
+``position`` is left out: it is the database's order, checked separately by ``verify``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["GENESIS_HASH", "HASHED_FIELDS", "canonical_json", "chain_hash", "iso_utc"]
+
+GENESIS_HASH = "0" * 64
+HASHED_FIELDS = (
+    "stream_id", "version", "trigger", "source", "dest", "reason", "data",
+    "actor", "occurred_at", "idempotency_key", "schema_version",
+)
+
+
+def iso_utc(instant: datetime) -> str:
+    """``2026-11-26T22:07:03.000000+00:00``: one spelling per instant."""
+    return instant.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def canonical_json(fields: dict[str, Any]) -> bytes:
+    """The bytes that are hashed for one event."""
+    body = {name: fields[name] for name in HASHED_FIELDS}
+    body["occurred_at"] = iso_utc(body["occurred_at"])
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    """The hash of one event, chained to the previous one of its stream."""
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(fields)).hexdigest()

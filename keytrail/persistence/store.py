@@ -1,0 +1,237 @@
+"""The event store: append with optimistic concurrency, the projection, and ordered reads.
+
+It speaks strings and dicts, never the machine: what a trigger means is the engine's
+business. Statements are SQLAlchemy Core on the SQLModel tables: the hot path builds no ORM
+objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from keytrail.errors import ConcurrencyConflict
+from keytrail.persistence.hashing import GENESIS_HASH, chain_hash
+from keytrail.persistence.tables import SCHEMA_VERSION, ConfigRow, EventRow, StreamRow
+
+__all__ = ["EventStore", "PendingEvent", "RecordedEvent", "SavedConfig", "StreamHead"]
+
+events_table: sa.Table = EventRow.__table__  # type: ignore[attr-defined]
+streams_table: sa.Table = StreamRow.__table__  # type: ignore[attr-defined]
+config_table: sa.Table = ConfigRow.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class StreamHead:
+    """The projection row of one stream."""
+
+    stream_id: str
+    state: str
+    reason: str | None
+    version: int
+    head_hash: str
+    account_id: str | None = None
+    key_id: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SavedConfig:
+    """The saved "Production Api key" of one stream, still sealed."""
+
+    stream_id: str
+    ciphertext: str
+    fingerprint: str
+    hint: str
+    saved_at: datetime
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """What the engine asks to append; the store adds version, hashes and position."""
+
+    trigger: str
+    source: str
+    dest: str
+    reason: str | None
+    data: dict[str, Any]
+    actor: str | None
+    occurred_at: datetime
+    idempotency_key: str | None
+    account_id: str | None = None
+    key_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """One row of the event log, as auditors see it."""
+
+    position: int
+    stream_id: str
+    version: int
+    trigger: str
+    source: str
+    dest: str
+    reason: str | None
+    data: dict[str, Any] = field(repr=False)
+    actor: str | None
+    occurred_at: datetime
+    idempotency_key: str | None
+    schema_version: int
+    prev_hash: str = field(repr=False)
+    hash: str
+
+    def hashed_fields(self) -> dict[str, Any]:
+        return {
+            "stream_id": self.stream_id, "version": self.version, "trigger": self.trigger,
+            "source": self.source, "dest": self.dest, "reason": self.reason, "data": self.data,
+            "actor": self.actor, "occurred_at": self.occurred_at, "idempotency_key": self.idempotency_key,
+            "schema_version": self.schema_version,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every column, times as ISO strings: the export format."""
+        from keytrail.persistence.hashing import iso_utc
+
+        row = {"position": self.position, **self.hashed_fields(), "prev_hash": self.prev_hash, "hash": self.hash}
+        row["occurred_at"] = iso_utc(self.occurred_at)
+        return row
+
+
+_EVENT_COLUMNS = [events_table.c[name] for name in (
+    "position", "stream_id", "version", "trigger", "source", "dest", "reason", "data", "actor",
+    "occurred_at", "idempotency_key", "schema_version", "prev_hash", "hash",
+)]
+
+
+def _event(row: Any) -> RecordedEvent:
+    return RecordedEvent(*row)
+
+
+class EventStore:
+    """Reads and appends events and their projection on a connection the caller holds."""
+
+    _head_and_config = (
+        sa.select(
+            streams_table.c.stream_id, streams_table.c.state, streams_table.c.reason, streams_table.c.version,
+            streams_table.c.head_hash, streams_table.c.account_id, streams_table.c.key_id, streams_table.c.updated_at,
+            config_table.c.ciphertext, config_table.c.fingerprint, config_table.c.hint, config_table.c.saved_at,
+        )
+        .select_from(streams_table.outerjoin(config_table, config_table.c.stream_id == streams_table.c.stream_id))
+        .where(streams_table.c.stream_id == sa.bindparam("stream_id"))
+    )
+
+    def read_head(self, conn: Connection, stream_id: str) -> tuple[StreamHead | None, SavedConfig | None]:
+        """The stream's projection and its saved key, in one statement."""
+        row = conn.execute(self._head_and_config, {"stream_id": stream_id}).first()
+        if row is None:
+            return None, None
+        head = StreamHead(*row[:8])
+        config = None if row[8] is None else SavedConfig(stream_id, row[8], row[9], row[10], row[11])
+        return head, config
+
+    def heads(self, conn: Connection) -> Iterator[StreamHead]:
+        query = sa.select(
+            streams_table.c.stream_id, streams_table.c.state, streams_table.c.reason, streams_table.c.version,
+            streams_table.c.head_hash, streams_table.c.account_id, streams_table.c.key_id, streams_table.c.updated_at,
+        ).order_by(streams_table.c.stream_id)
+        for row in conn.execution_options(yield_per=1000).execute(query):
+            yield StreamHead(*row)
+
+    def find_idempotent(self, conn: Connection, stream_id: str, idempotency_key: str) -> RecordedEvent | None:
+        query = sa.select(*_EVENT_COLUMNS).where(
+            events_table.c.stream_id == stream_id, events_table.c.idempotency_key == idempotency_key
+        )
+        row = conn.execute(query).first()
+        return None if row is None else _event(row)
+
+    def append(self, conn: Connection, stream_id: str, head: StreamHead | None, event: PendingEvent) -> RecordedEvent:
+        """Append the next event of the stream and move its projection, or raise ConcurrencyConflict."""
+        version = 1 if head is None else head.version + 1
+        prev_hash = GENESIS_HASH if head is None else head.head_hash
+        fields: dict[str, Any] = {
+            "stream_id": stream_id, "version": version, "trigger": event.trigger, "source": event.source,
+            "dest": event.dest, "reason": event.reason, "data": event.data, "actor": event.actor,
+            "occurred_at": event.occurred_at, "idempotency_key": event.idempotency_key,
+            "schema_version": SCHEMA_VERSION,
+        }
+        digest = chain_hash(prev_hash, fields)
+        projection = {
+            "state": event.dest, "reason": event.reason, "version": version, "head_hash": digest,
+            "account_id": event.account_id if event.account_id is not None else (head.account_id if head else None),
+            "key_id": event.key_id if event.key_id is not None else (head.key_id if head else None),
+            "updated_at": event.occurred_at,
+        }
+        try:
+            position = conn.execute(
+                sa.insert(events_table).returning(events_table.c.position),
+                {**fields, "prev_hash": prev_hash, "hash": digest},
+            ).scalar_one()
+            if head is None:
+                conn.execute(sa.insert(streams_table), {"stream_id": stream_id, **projection})
+            else:
+                moved = conn.execute(
+                    sa.update(streams_table)
+                    .where(streams_table.c.stream_id == stream_id, streams_table.c.version == head.version),
+                    projection,
+                ).rowcount
+                if moved != 1:
+                    raise ConcurrencyConflict(
+                        f"{stream_id} moved past version {head.version} while this command ran; nothing was written."
+                    )
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(
+                f"Another writer appended version {version} of {stream_id} first; nothing was written."
+            ) from exc
+        return RecordedEvent(position, **fields, prev_hash=prev_hash, hash=digest)
+
+    def save_config(self, conn: Connection, stream_id: str, ciphertext: str, fingerprint: str, hint: str, at: datetime) -> None:
+        values = {"ciphertext": ciphertext, "fingerprint": fingerprint, "hint": hint, "saved_at": at}
+        updated = conn.execute(
+            sa.update(config_table).where(config_table.c.stream_id == stream_id), values
+        ).rowcount
+        if updated == 0:
+            conn.execute(sa.insert(config_table), {"stream_id": stream_id, **values})
+
+    def configs(self, conn: Connection) -> Iterator[SavedConfig]:
+        query = sa.select(
+            config_table.c.stream_id, config_table.c.ciphertext, config_table.c.fingerprint,
+            config_table.c.hint, config_table.c.saved_at,
+        ).order_by(config_table.c.stream_id)
+        for row in conn.execution_options(yield_per=1000).execute(query):
+            yield SavedConfig(*row)
+
+    def reseal_config(self, conn: Connection, stream_id: str, ciphertext: str) -> None:
+        conn.execute(sa.update(config_table).where(config_table.c.stream_id == stream_id), {"ciphertext": ciphertext})
+
+    def events(
+        self, conn: Connection, stream_id: str | None = None, *, as_of: datetime | None = None,
+        after_position: int | None = None,
+    ) -> Iterator[RecordedEvent]:
+        """Events of one stream by version, or of all streams by (stream, version); streamed, not loaded."""
+        query = sa.select(*_EVENT_COLUMNS)
+        if stream_id is not None:
+            query = query.where(events_table.c.stream_id == stream_id).order_by(events_table.c.version)
+        else:
+            query = query.order_by(events_table.c.stream_id, events_table.c.version)
+        if as_of is not None:
+            query = query.where(events_table.c.occurred_at <= as_of)
+        if after_position is not None:
+            query = query.where(events_table.c.position > after_position)
+        for row in conn.execution_options(yield_per=2000).execute(query):
+            yield _event(row)
+
+    def events_by_position(self, conn: Connection) -> Iterator[RecordedEvent]:
+        query = sa.select(*_EVENT_COLUMNS).order_by(events_table.c.position)
+        for row in conn.execution_options(yield_per=2000).execute(query):
+            yield _event(row)
+
+    def stream_exists(self, conn: Connection, stream_id: str) -> bool:
+        query = sa.select(sa.literal(1)).where(events_table.c.stream_id == stream_id).limit(1)
+        return conn.execute(query).first() is not None

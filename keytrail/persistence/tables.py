@@ -1,0 +1,120 @@
+"""The schema: SQLModel classes on keytrail's own registry, so a host application's
+``SQLModel.metadata`` never picks up keytrail's tables or the other way round.
+
+Column names are part of the public contract: auditors query ``events`` with plain SQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import registry
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "ConfigRow",
+    "EventRow",
+    "KeytrailTable",
+    "MetaRow",
+    "StreamRow",
+    "UTCDateTime",
+]
+
+SCHEMA_VERSION = 1
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on SQLite (which stores no zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("keytrail stores only timezone-aware datetimes.")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+_JSON: Any = JSON().with_variant(JSONB(), "postgresql")
+_POSITION: Any = BigInteger().with_variant(Integer(), "sqlite")
+# Byte order on PostgreSQL too, so that (stream_id, version) scans match SQLite and Python order.
+_STREAM_ID: Any = String(128).with_variant(String(128, collation="C"), "postgresql")
+
+
+class KeytrailTable(SQLModel, registry=registry()):
+    """Base of keytrail's tables; its ``metadata`` holds only them."""
+
+
+class EventRow(KeytrailTable, table=True):
+    """One accepted command. Append-only; chained per stream by ``prev_hash`` and ``hash``."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("stream_id", "version", name="uq_events_stream_version"),
+        UniqueConstraint("stream_id", "idempotency_key", name="uq_events_stream_idempotency"),
+    )
+
+    position: int | None = Field(default=None, sa_column=Column(_POSITION, primary_key=True, autoincrement=True))
+    stream_id: str = Field(sa_column=Column(_STREAM_ID, nullable=False))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    trigger: str = Field(sa_column=Column(String(32), nullable=False))
+    source: str = Field(sa_column=Column(String(32), nullable=False))
+    dest: str = Field(sa_column=Column(String(32), nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    data: dict[str, Any] = Field(sa_column=Column(_JSON, nullable=False))
+    actor: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    schema_version: int = Field(sa_column=Column(Integer, nullable=False))
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class StreamRow(KeytrailTable, table=True):
+    """The projection: each onboarding's current state, written in the same transaction as its event."""
+
+    __tablename__ = "streams"
+
+    stream_id: str = Field(sa_column=Column(_STREAM_ID, primary_key=True))
+    state: str = Field(sa_column=Column(String(32), nullable=False))
+    reason: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    version: int = Field(sa_column=Column(Integer, nullable=False))
+    head_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    account_id: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    key_id: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class ConfigRow(KeytrailTable, table=True):
+    """The store configuration's "Production Api key" per onboarding, sealed at rest."""
+
+    __tablename__ = "store_config"
+
+    stream_id: str = Field(sa_column=Column(_STREAM_ID, primary_key=True))
+    ciphertext: str = Field(sa_column=Column(Text, nullable=False))
+    fingerprint: str = Field(sa_column=Column(String(80), nullable=False))
+    hint: str = Field(sa_column=Column(String(8), nullable=False))
+    saved_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class MetaRow(KeytrailTable, table=True):
+    """What the database is: the application, its schema version and the encryption key check."""
+
+    __tablename__ = "keytrail_meta"
+
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))

@@ -1,0 +1,151 @@
+"""The onboarding machine as pure data: states, triggers, reasons and the one transition table.
+
+Everything else (the ``transitions`` machine, diagrams, generated test paths, replay
+checks) is derived from :data:`TABLE`; nothing restates it. This package imports nothing
+else of keytrail's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from functools import cache
+
+__all__ = [
+    "ANY_STATE",
+    "TABLE",
+    "Guard",
+    "Reason",
+    "Row",
+    "State",
+    "Trigger",
+    "allowed_triggers",
+    "initial_state",
+    "is_legal_step",
+    "rows_for",
+    "sources_of",
+]
+
+
+class State(str, Enum):
+    """Where an onboarding stands; ``.value`` is the exact spelling stored in the log."""
+
+    Unverified = "Unverified"
+    Prompted = "Prompted"
+    SignedIn = "SignedIn"
+    KeyGenerated = "KeyGenerated"
+    KeyCopied = "KeyCopied"
+    ConfigSaved = "ConfigSaved"
+    Validated = "Validated"
+    StoreIntegration = "StoreIntegration"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Trigger(str, Enum):
+    """What an admin (or a service acting for one) does."""
+
+    access = "access"
+    sign_in = "sign_in"
+    register = "register"
+    generate_key = "generate_key"
+    copy_key = "copy_key"
+    save_config = "save_config"
+    proceed = "proceed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Reason(str, Enum):
+    """Why the channel prompts for a key."""
+
+    missing = "missing"  # nothing is saved in the store configuration
+    invalid = "invalid"  # unknown or revoked key
+    expired = "expired"  # the clock is at or past the key's expiry
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Guard(str, Enum):
+    """A condition on the saved key, checked at the instant the trigger fires."""
+
+    key_valid = "key_valid"
+    key_not_valid = "key_not_valid"
+
+
+ANY_STATE: tuple[State, ...] = tuple(State)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the transition table: ``trigger`` moves ``sources`` to ``dest`` when ``guard`` holds."""
+
+    trigger: Trigger
+    sources: tuple[State, ...]
+    dest: State
+    guard: Guard | None = None
+    note: str = ""
+
+
+_ALL_BUT_STORE_INTEGRATION = tuple(s for s in State if s is not State.StoreIntegration)
+
+# The order matters where guards overlap: the first row whose source and guard match wins.
+TABLE: tuple[Row, ...] = (
+    Row(Trigger.access, (State.StoreIntegration,), State.StoreIntegration, Guard.key_valid,
+        "an integrated store whose key still verifies stays integrated"),
+    Row(Trigger.access, _ALL_BUT_STORE_INTEGRATION, State.Validated, Guard.key_valid,
+        "the saved key verifies"),
+    Row(Trigger.access, ANY_STATE, State.Prompted, Guard.key_not_valid,
+        "missing, invalid or expired key: prompt for one"),
+    Row(Trigger.sign_in, (State.Prompted,), State.SignedIn, None,
+        "sign in to the Commerce account (or reuse a live session)"),
+    Row(Trigger.register, (State.Prompted,), State.SignedIn, None,
+        "no account yet: register the company, then sign in"),
+    Row(Trigger.generate_key, (State.SignedIn, State.KeyGenerated, State.KeyCopied), State.KeyGenerated, None,
+        "API Portal: describe the key, Add New"),
+    Row(Trigger.copy_key, (State.SignedIn, State.KeyGenerated), State.KeyCopied, None,
+        "API Portal: Copy (the new key, or an existing one by id)"),
+    Row(Trigger.save_config, ANY_STATE, State.ConfigSaved, None,
+        "paste into Production Api key and Save Config"),
+    Row(Trigger.proceed, (State.Validated,), State.StoreIntegration, Guard.key_valid,
+        "go on to Store Integration while the key still verifies"),
+    Row(Trigger.proceed, (State.Validated,), State.Prompted, Guard.key_not_valid,
+        "the key stopped verifying in between: prompt again"),
+)
+
+
+def initial_state() -> State:
+    """The state of an onboarding before its first event."""
+    return State.Unverified
+
+
+@cache
+def rows_for(trigger: Trigger) -> tuple[Row, ...]:
+    """The rows of one trigger, in table order."""
+    return tuple(row for row in TABLE if row.trigger is trigger)
+
+
+@cache
+def sources_of(trigger: Trigger) -> tuple[State, ...]:
+    """The states a trigger may fire from, in the order of :class:`State`."""
+    found = {s for row in rows_for(trigger) for s in row.sources}
+    return tuple(s for s in State if s in found)
+
+
+@cache
+def allowed_triggers(state: State) -> tuple[Trigger, ...]:
+    """The triggers that may fire in ``state``, in the order of :class:`Trigger`."""
+    return tuple(t for t in Trigger if state in sources_of(t))
+
+
+def is_legal_step(trigger: Trigger, source: State, dest: State, reason: Reason | None) -> bool:
+    """Whether one recorded event is a step the table allows, its reason included."""
+    for row in rows_for(trigger):
+        if source in row.sources and dest is row.dest:
+            if row.guard is Guard.key_not_valid:
+                return reason is not None
+            return reason is None
+    return False
