@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -18,7 +18,9 @@ from keytrail.logs import configure_logging
 __all__ = ["app", "main"]
 
 DEFAULT_URL = "sqlite:///keytrail.db"
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="The Amazon Sales Channel API-key onboarding, audited.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="The Amazon Sales Channel API-key onboarding, audited."
+)
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -31,7 +33,9 @@ state = _State()
 
 @app.callback()
 def _root(
-    db: Annotated[str | None, typer.Option("--db", help="Database URL (else KEYTRAIL_DATABASE_URL, else sqlite:///keytrail.db).")] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (else KEYTRAIL_DATABASE_URL, else sqlite:///keytrail.db).")
+    ] = None,
 ) -> None:
     state.db = db or os.environ.get("KEYTRAIL_DATABASE_URL") or DEFAULT_URL
     configure_logging(level=os.environ.get("KEYTRAIL_LOG_LEVEL", "warning"))
@@ -41,7 +45,7 @@ class _DemoClock:
     """A clock the demo can move forward, to show a key expiring."""
 
     def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
+        self.now = datetime.now(UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -93,13 +97,21 @@ def demo() -> None:
         for column in ("v", "time (UTC)", "trigger", "from", "to", "reason"):
             table.add_column(column)
         for event in engine.history(stream):
-            table.add_row(str(event.version), event.occurred_at.strftime("%Y-%m-%d %H:%M:%S"), event.trigger.value,
-                          event.source.value, event.dest.value, event.reason.value if event.reason else "")
+            table.add_row(
+                str(event.version),
+                event.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
+                event.trigger.value,
+                event.source.value,
+                event.dest.value,
+                event.reason.value if event.reason else "",
+            )
         out.print()
         out.print(table)
         report = engine.verify()
-        out.print(f"verify: {'ok' if report.ok else 'PROBLEMS'}: {report.streams} onboarding(s), {report.events} events, "
-                  f"{len(report.problems)} problem(s)")
+        out.print(
+            f"verify: {'ok' if report.ok else 'PROBLEMS'}: {report.streams} onboarding(s), {report.events} events, "
+            f"{len(report.problems)} problem(s)"
+        )
         if not report.ok:
             raise typer.Exit(1)
 
@@ -116,13 +128,9 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         print("keytrail: aborted.", file=sys.stderr)
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here too
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument
+        print(f"keytrail: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,8 @@ __all__ = [
     "load_secret_keys",
 ]
 
-SECRET_KEY_ENV = "KEYTRAIL_SECRET_KEY"
-SECRET_KEY_FILE_ENV = "KEYTRAIL_SECRET_KEY_FILE"
+SECRET_KEY_ENV = "KEYTRAIL_SECRET_KEY"  # noqa: S105 - the variable's name, not a secret
+SECRET_KEY_FILE_ENV = "KEYTRAIL_SECRET_KEY_FILE"  # noqa: S105
 _CHECK_PLAINTEXT = "keytrail secret check"
 
 

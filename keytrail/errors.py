@@ -61,7 +61,9 @@ class InvalidInput(KeytrailError, ValueError):
 class IllegalTransition(InvalidInput):
     """The trigger is not allowed in the onboarding's current state."""
 
-    def __init__(self, stream_id: str, state: str, trigger: str, allowed_from: list[str], allowed_now: list[str]) -> None:
+    def __init__(
+        self, stream_id: str, state: str, trigger: str, allowed_from: list[str], allowed_now: list[str]
+    ) -> None:
         self.stream_id = stream_id
         self.state = state
         self.trigger = trigger

@@ -18,10 +18,24 @@ import structlog
 __all__ = ["REDACTED", "SENSITIVE_FIELDS", "configure_logging", "ensure_logging", "redact_secrets"]
 
 REDACTED = "[redacted]"
-SENSITIVE_FIELDS = frozenset({
-    "api_key", "apikey", "authorization", "ciphertext", "key", "magento-api-key", "magento_api_key",
-    "new_password", "passphrase", "password", "plaintext", "secret", "secret_key", "token",
-})
+SENSITIVE_FIELDS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "authorization",
+        "ciphertext",
+        "key",
+        "magento-api-key",
+        "magento_api_key",
+        "new_password",
+        "passphrase",
+        "password",
+        "plaintext",
+        "secret",
+        "secret_key",
+        "token",
+    }
+)
 # keytrail's own keys (kt_ and 43 url-safe characters) and Fernet tokens, wherever they appear.
 _SECRET_SHAPES = re.compile(r"kt_[A-Za-z0-9_\-]{43}|gAAAAA[A-Za-z0-9_\-=]{40,}")
 

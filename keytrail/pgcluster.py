@@ -27,13 +27,16 @@ class PostgresUnavailable(RuntimeError):
 
 def find_pg_bin() -> Path:
     """The folder holding initdb and pg_ctl."""
-    for candidate in [os.environ.get("KEYTRAIL_PG_BIN", "")] + sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+    candidates = [os.environ.get("KEYTRAIL_PG_BIN", ""), *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+    for candidate in candidates:
         if candidate and (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
             return Path(candidate)
     found = shutil.which("pg_ctl")
     if found and (Path(found).resolve().parent / "initdb").exists():
         return Path(found).resolve().parent
-    raise PostgresUnavailable("PostgreSQL server programs (initdb, pg_ctl) were not found; install the postgresql package.")
+    raise PostgresUnavailable(
+        "PostgreSQL server programs (initdb, pg_ctl) were not found; install the postgresql package."
+    )
 
 
 def _free_port() -> int:
@@ -50,7 +53,9 @@ def _as_postgres_user() -> tuple[Callable[[], None] | None, int | None, int | No
     try:
         entry = pwd.getpwnam("postgres")
     except KeyError:
-        raise PostgresUnavailable("Running as root, and there is no postgres system user to run the cluster as.") from None
+        raise PostgresUnavailable(
+            "Running as root, and there is no postgres system user to run the cluster as."
+        ) from None
     uid, gid = entry.pw_uid, entry.pw_gid
 
     def demote() -> None:
@@ -81,19 +86,42 @@ class PostgresCluster:
             os.chown(base, uid, gid)
         data, port = base / "data", _free_port()
         env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-        run = dict(preexec_fn=demote, env=env, cwd=base, capture_output=True, text=True, timeout=120)
-        init = subprocess.run(  # noqa: PLW1509 - demote must run in the child before exec
-            [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-            **run,  # type: ignore[call-overload]
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            # demote (to the postgres user) must run in the child before exec.
+            return subprocess.run(
+                list(args),
+                preexec_fn=demote,
+                env=env,
+                cwd=base,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+
+        init = run(
+            str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
         )
         if init.returncode != 0:
             shutil.rmtree(base, ignore_errors=True)
             raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-400:]}")
-        options = (f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        started = subprocess.run(  # noqa: PLW1509
-            [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"), "-w", "-t", "60", "start"],
-            **run,  # type: ignore[call-overload]
+        options = (
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        started = run(
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(base / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
         )
         if started.returncode != 0:
             log = (base / "server.log").read_text(errors="replace")[-400:] if (base / "server.log").exists() else ""
@@ -103,9 +131,13 @@ class PostgresCluster:
 
     def stop(self) -> None:
         demote, _, _ = _as_postgres_user()
-        subprocess.run(  # noqa: PLW1509
+        subprocess.run(
             [str(self.bin_dir / "pg_ctl"), "-D", str(self.base / "data"), "-m", "immediate", "-w", "stop"],
-            preexec_fn=demote, capture_output=True, timeout=60, cwd=self.base,
+            preexec_fn=demote,
+            capture_output=True,
+            timeout=60,
+            cwd=self.base,
+            check=False,
         )
         shutil.rmtree(self.base, ignore_errors=True)
 
@@ -120,7 +152,7 @@ def scratch_database(server_url: str) -> Iterator[str]:
     name = "kt_" + uuid.uuid4().hex[:12]
     admin = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+        conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
     try:
         yield parsed.set(database=name).render_as_string(hide_password=False)
     finally:

@@ -51,19 +51,31 @@ class StreamFold:
         expected = self.version + 1
         if event.version != expected:
             if event.version > expected:
-                self._problem(expected, "missing", f"version {expected} is missing: the next row is version {event.version}.")
+                self._problem(
+                    expected, "missing", f"version {expected} is missing: the next row is version {event.version}."
+                )
             else:
-                self._problem(event.version, "duplicate", f"version {event.version} comes again after version {self.version}.")
+                self._problem(
+                    event.version, "duplicate", f"version {event.version} comes again after version {self.version}."
+                )
         if event.position <= self._last_position:
-            self._problem(event.version, "reordered",
-                          f"position {event.position} is not after position {self._last_position} of the previous version.")
+            self._problem(
+                event.version,
+                "reordered",
+                f"position {event.position} is not after position {self._last_position} of the previous version.",
+            )
         self._last_position = event.position
         if self.check_hashes:
             if event.prev_hash != self.head_hash:
-                self._problem(event.version, "chain",
-                              "prev_hash does not match the hash of the previous version (a row was deleted, inserted or reordered).")
+                self._problem(
+                    event.version,
+                    "chain",
+                    "prev_hash does not match the hash of the previous version (a row was deleted, inserted or reordered).",
+                )
             elif chain_hash(event.prev_hash, event.hashed_fields()) != event.hash:
-                self._problem(event.version, "hash", "the stored hash does not match the row's contents (the row was edited).")
+                self._problem(
+                    event.version, "hash", "the stored hash does not match the row's contents (the row was edited)."
+                )
         self._step(event)
         self.version = event.version
         self.head_hash = event.hash
@@ -73,15 +85,24 @@ class StreamFold:
             trigger, source, dest = Trigger(event.trigger), State(event.source), State(event.dest)
             reason = None if event.reason is None else Reason(event.reason)
         except ValueError:
-            self._problem(event.version, "unknown",
-                          f"{event.trigger} from {event.source} to {event.dest} names something the machine does not know.")
+            self._problem(
+                event.version,
+                "unknown",
+                f"{event.trigger} from {event.source} to {event.dest} names something the machine does not know.",
+            )
             return
         if source is not self.state:
-            self._problem(event.version, "discontinuous", f"the event starts from {source}, but the stream was in {self.state}.")
+            self._problem(
+                event.version, "discontinuous", f"the event starts from {source}, but the stream was in {self.state}."
+            )
         if not is_legal_step(trigger, source, dest, reason):
-            self._problem(event.version, "illegal",
-                          f"{trigger} from {source} to {dest}" + (f" ({reason})" if reason else "")
-                          + " is not a step of the machine.")
+            self._problem(
+                event.version,
+                "illegal",
+                f"{trigger} from {source} to {dest}"
+                + (f" ({reason})" if reason else "")
+                + " is not a step of the machine.",
+            )
         self.state, self.reason = dest, reason
         self.path.append(dest)
         account_id, key_id = carried_ids(event.trigger, event.data)
@@ -89,18 +110,37 @@ class StreamFold:
         self.key_id = key_id or self.key_id
 
     def replay(self, as_of: datetime | None) -> Replay:
-        return Replay(self.stream_id, self.state, self.reason, self.version, self.path, self.problems, as_of,
-                      self.account_id, self.key_id, self.head_hash)
+        return Replay(
+            self.stream_id,
+            self.state,
+            self.reason,
+            self.version,
+            self.path,
+            self.problems,
+            as_of,
+            self.account_id,
+            self.key_id,
+            self.head_hash,
+        )
 
     def compare(self, head: StreamHead) -> None:
         """Check the projection row against what the events say."""
         recorded = (head.state, head.reason, head.version, head.head_hash, head.account_id, head.key_id)
-        folded = (self.state.value, None if self.reason is None else self.reason.value, self.version,
-                  self.head_hash, self.account_id, self.key_id)
+        folded = (
+            self.state.value,
+            None if self.reason is None else self.reason.value,
+            self.version,
+            self.head_hash,
+            self.account_id,
+            self.key_id,
+        )
         if recorded != folded:
-            self._problem(head.version, "projection",
-                          f"the projection says {head.state} at version {head.version}, but the events say "
-                          f"{self.state} at version {self.version}.")
+            self._problem(
+                head.version,
+                "projection",
+                f"the projection says {head.state} at version {head.version}, but the events say "
+                f"{self.state} at version {self.version}.",
+            )
 
 
 def _group(events: Iterable[RecordedEvent]) -> Iterator[tuple[str, list[RecordedEvent]]]:
@@ -118,7 +158,9 @@ def _group(events: Iterable[RecordedEvent]) -> Iterator[tuple[str, list[Recorded
 
 
 def verify_streams(
-    events: Iterable[RecordedEvent], heads: Iterable[StreamHead], progress: Callable[[int], None] | None = None,
+    events: Iterable[RecordedEvent],
+    heads: Iterable[StreamHead],
+    progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Merge-join events and projection rows, both ordered by stream id, in constant memory per stream."""
     problems: list[Problem] = []
@@ -127,7 +169,11 @@ def verify_streams(
     streams = total = 0
     for stream_id, batch in _group(events):
         while head is not None and head.stream_id < stream_id:
-            problems.append(Problem(head.stream_id, head.version, "orphan", "the projection has a row but the stream has no events."))
+            problems.append(
+                Problem(
+                    head.stream_id, head.version, "orphan", "the projection has a row but the stream has no events."
+                )
+            )
             head = next(head_iter, None)
         fold = StreamFold(stream_id, check_hashes=True)
         for event in batch:
@@ -137,7 +183,9 @@ def verify_streams(
                 fold.compare(head)
             head = next(head_iter, None)
         else:
-            fold.problems.append(Problem(stream_id, fold.version, "projection", "the stream has events but no projection row."))
+            fold.problems.append(
+                Problem(stream_id, fold.version, "projection", "the stream has events but no projection row.")
+            )
         if fold.problems:
             problems.append(fold.problems[0])
         streams += 1
@@ -145,6 +193,8 @@ def verify_streams(
         if progress is not None:
             progress(len(batch))
     while head is not None:
-        problems.append(Problem(head.stream_id, head.version, "orphan", "the projection has a row but the stream has no events."))
+        problems.append(
+            Problem(head.stream_id, head.version, "orphan", "the projection has a row but the stream has no events.")
+        )
         head = next(head_iter, None)
     return VerifyReport(streams, total, problems)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import partial
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from keytrail.crypto import SecretBox, fingerprint, hint, load_secret_keys
 from keytrail.engine.audit import StreamFold, carried_ids, verify_streams
 from keytrail.engine.machine import machine
 from keytrail.engine.results import Event, KeyOutcome, Outcome, Replay, VerifyReport
-from keytrail.logs import ensure_logging
 from keytrail.errors import (
     ConcurrencyConflict,
     IdempotencyMismatch,
@@ -31,6 +30,7 @@ from keytrail.errors import (
     InvalidInput,
     UnknownOnboarding,
 )
+from keytrail.logs import ensure_logging
 from keytrail.persistence import Database, Durability, EventStore, PendingEvent, RecordedEvent, SavedConfig, StreamHead
 from keytrail.persistence.hashing import iso_utc
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
@@ -46,7 +46,7 @@ _VERIFYING = (Trigger.access, Trigger.proceed)
 
 def system_clock() -> datetime:
     """The default clock: now, in UTC (freezegun moves it)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _default_key_file(db: Database) -> Path | None:
@@ -93,8 +93,13 @@ class Engine:
         self._store = EventStore()
         self._retries = retries
         self.portal = KeyAuthority(
-            db, box, self._now, key_lifetime=key_lifetime, session_lifetime=session_lifetime,
-            max_failed_sign_ins=max_failed_sign_ins, lockout=lockout,
+            db,
+            box,
+            self._now,
+            key_lifetime=key_lifetime,
+            session_lifetime=session_lifetime,
+            max_failed_sign_ins=max_failed_sign_ins,
+            lockout=lockout,
         )
         self.verifier: KeyVerifier = verifier if verifier is not None else self.portal
         self._machine = machine()
@@ -121,7 +126,11 @@ class Engine:
         without either, a key file is created beside a new SQLite database (or in the user's
         data folder for a server database) with owner-only permissions.
         """
-        for name, span in (("key_lifetime", key_lifetime), ("session_lifetime", session_lifetime), ("lockout", lockout)):
+        for name, span in (
+            ("key_lifetime", key_lifetime),
+            ("session_lifetime", session_lifetime),
+            ("lockout", lockout),
+        ):
             if span <= timedelta(0):
                 raise InvalidInput(f"{name} must be positive, not {span}.")
         if max_failed_sign_ins < 1:
@@ -129,8 +138,10 @@ class Engine:
         db = Database(url, busy_timeout=busy_timeout, durability=durability)
         try:
             status = db.inspect_schema(create=create)
-            keys, source = load_secret_keys(_default_key_file(db), create=not status.exists) if not db.in_memory else (
-                load_secret_keys(None, create=False) if _env_has_key() else _ephemeral_keys()
+            keys, source = (
+                load_secret_keys(_default_key_file(db), create=not status.exists)
+                if not db.in_memory
+                else (load_secret_keys(None, create=False) if _env_has_key() else _ephemeral_keys())
             )
             box = SecretBox(keys, source)
             meta = status.meta if status.exists else db.create_schema({"secret_check": box.check_token()})
@@ -139,8 +150,15 @@ class Engine:
             db.dispose()
             raise
         engine = cls(
-            db, box, clock=clock or system_clock, key_lifetime=key_lifetime, session_lifetime=session_lifetime,
-            max_failed_sign_ins=max_failed_sign_ins, lockout=lockout, verifier=verifier, retries=retries,
+            db,
+            box,
+            clock=clock or system_clock,
+            key_lifetime=key_lifetime,
+            session_lifetime=session_lifetime,
+            max_failed_sign_ins=max_failed_sign_ins,
+            lockout=lockout,
+            verifier=verifier,
+            retries=retries,
         )
         ensure_logging()
         _log.debug("engine_opened", database=db.shown)
@@ -167,22 +185,42 @@ class Engine:
         now = self._clock()
         if now.tzinfo is None or now.utcoffset() is None:
             raise InvalidInput("The engine's clock must return timezone-aware datetimes.")
-        return now.astimezone(timezone.utc)
+        return now.astimezone(UTC)
 
     # -- the commands -------------------------------------------------------------------------
 
-    def access(self, stream: str, *, actor: str | None = None, idempotency_key: str | None = None,
-               expected_version: int | None = None) -> Outcome:
+    def access(
+        self,
+        stream: str,
+        *,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
         """Open the Amazon Sales Channel: verify the saved key, then Validated (or stay integrated) or Prompted."""
         return self._run(Trigger.access, stream, actor, idempotency_key, expected_version, self._verify_step)
 
-    def proceed(self, stream: str, *, actor: str | None = None, idempotency_key: str | None = None,
-                expected_version: int | None = None) -> Outcome:
+    def proceed(
+        self,
+        stream: str,
+        *,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
         """Go on to Store Integration, re-verifying the key at this instant."""
         return self._run(Trigger.proceed, stream, actor, idempotency_key, expected_version, self._verify_step)
 
-    def sign_in(self, stream: str, *, email: str, password: str | None = None, actor: str | None = None,
-                idempotency_key: str | None = None, expected_version: int | None = None) -> Outcome:
+    def sign_in(
+        self,
+        stream: str,
+        *,
+        email: str,
+        password: str | None = None,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
         """Sign in to the Commerce account; without a password, a live session is reused ("already signed in")."""
         stream = inputs.check_stream_id(stream)
         prior = self._prior_outcome(Trigger.sign_in, stream, idempotency_key)
@@ -198,8 +236,17 @@ class Engine:
 
         return self._run(Trigger.sign_in, stream, actor, idempotency_key, expected_version, step)
 
-    def register(self, stream: str, *, email: str, password: str, company: str, actor: str | None = None,
-                 idempotency_key: str | None = None, expected_version: int | None = None) -> Outcome:
+    def register(
+        self,
+        stream: str,
+        *,
+        email: str,
+        password: str,
+        company: str,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
         """Register the company's account, then sign in with it."""
         stream = inputs.check_stream_id(stream)
         email, company = inputs.check_email(email), inputs.check_company(company)
@@ -217,17 +264,31 @@ class Engine:
 
         return self._run(Trigger.register, stream, actor, idempotency_key, expected_version, step)
 
-    def generate_key(self, stream: str, *, description: str, actor: str | None = None,
-                     idempotency_key: str | None = None, expected_version: int | None = None) -> KeyOutcome:
+    def generate_key(
+        self,
+        stream: str,
+        *,
+        description: str,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> KeyOutcome:
         """Create a new API key in the portal; the outcome carries the key (the only place it is shown)."""
         description = inputs.check_description(description)
 
         def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
-            assert head is not None and head.account_id is not None  # SignedIn and later states have an account
+            # SignedIn and every later state of a signed-in flow carry the account.
+            assert head is not None
+            assert head.account_id is not None
             issued = self.portal.generate_key_in(conn, head.account_id, description, now)
             return _Step(
-                {"key_id": issued.key_id, "description": description, "fingerprint": issued.fingerprint,
-                 "hint": issued.hint, "expires_at": iso_utc(issued.expires_at)},
+                {
+                    "key_id": issued.key_id,
+                    "description": description,
+                    "fingerprint": issued.fingerprint,
+                    "hint": issued.hint,
+                    "expires_at": iso_utc(issued.expires_at),
+                },
                 issued=issued,
             )
 
@@ -235,14 +296,22 @@ class Engine:
         assert isinstance(outcome, KeyOutcome)
         return outcome
 
-    def copy_key(self, stream: str, *, key_id: str | None = None, actor: str | None = None,
-                 idempotency_key: str | None = None, expected_version: int | None = None) -> KeyOutcome:
+    def copy_key(
+        self,
+        stream: str,
+        *,
+        key_id: str | None = None,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> KeyOutcome:
         """The portal's "Copy": the key just generated, or an existing key of the account by ``key_id``."""
         if key_id is not None:
             key_id = inputs.check_key_id(key_id)
 
         def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
-            assert head is not None and head.account_id is not None
+            assert head is not None
+            assert head.account_id is not None
             chosen = key_id
             if chosen is None:
                 if head.state != State.KeyGenerated.value or head.key_id is None:
@@ -252,14 +321,23 @@ class Engine:
                     )
                 chosen = head.key_id
             issued = self.portal.copy_key_in(conn, head.account_id, chosen, now)
-            return _Step({"key_id": issued.key_id, "fingerprint": issued.fingerprint, "hint": issued.hint}, issued=issued)
+            return _Step(
+                {"key_id": issued.key_id, "fingerprint": issued.fingerprint, "hint": issued.hint}, issued=issued
+            )
 
         outcome = self._run(Trigger.copy_key, stream, actor, idempotency_key, expected_version, step)
         assert isinstance(outcome, KeyOutcome)
         return outcome
 
-    def save_config(self, stream: str, *, key: str, actor: str | None = None,
-                    idempotency_key: str | None = None, expected_version: int | None = None) -> Outcome:
+    def save_config(
+        self,
+        stream: str,
+        *,
+        key: str,
+        actor: str | None = None,
+        idempotency_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> Outcome:
         """Paste the key into "Production Api key" and Save Config; asterisks only keep the saved key."""
         if not isinstance(key, str):
             raise InvalidInput(f"An API key must be a string, not a {type(key).__name__}.")
@@ -283,11 +361,18 @@ class Engine:
         if config is None:
             return None
         box, stream = self._box, config.stream_id
-        return SavedKey(config.fingerprint, config.hint,
-                        lambda: box.open(config.ciphertext, what=f"The saved key of {stream}"))
+        return SavedKey(
+            config.fingerprint, config.hint, lambda: box.open(config.ciphertext, what=f"The saved key of {stream}")
+        )
 
-    def _verify_step(self, conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime,
-                     verdict: Verdict | None = None) -> _Step:
+    def _verify_step(
+        self,
+        conn: Connection,
+        head: StreamHead | None,
+        config: SavedConfig | None,
+        now: datetime,
+        verdict: Verdict | None = None,
+    ) -> _Step:
         """Ask the verifier in the transaction, unless a remote verdict was already fetched outside it."""
         saved = self._saved_key(config)
         if verdict is None:
@@ -346,21 +431,44 @@ class Engine:
                     dest = self._machine.fire(trigger, source, done.verdict)
                     reason = done.verdict.reason if done.verdict is not None and dest is State.Prompted else None
                     account_id, key_id = carried_ids(trigger.value, done.data)
-                    recorded = self._store.append(conn, stream, head, PendingEvent(
-                        trigger.value, source.value, dest.value, None if reason is None else reason.value,
-                        done.data, actor, now, idempotency_key, account_id, key_id,
-                    ))
+                    recorded = self._store.append(
+                        conn,
+                        stream,
+                        head,
+                        PendingEvent(
+                            trigger.value,
+                            source.value,
+                            dest.value,
+                            None if reason is None else reason.value,
+                            done.data,
+                            actor,
+                            now,
+                            idempotency_key,
+                            account_id,
+                            key_id,
+                        ),
+                    )
             except ConcurrencyConflict:
                 if expected_version is not None or attempt == self._retries:
                     raise
                 _log.info("concurrency_retry", stream=stream, trigger=trigger.value, attempt=attempt + 1)
                 continue
-            _log.info("transition", stream=stream, trigger=trigger.value, source=source.value, dest=dest.value,
-                      version=recorded.version, reason=None if reason is None else reason.value, actor=actor)
+            _log.info(
+                "transition",
+                stream=stream,
+                trigger=trigger.value,
+                source=source.value,
+                dest=dest.value,
+                version=recorded.version,
+                reason=None if reason is None else reason.value,
+                actor=actor,
+            )
             return self._outcome(recorded, done.issued)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _check_allowed(self, stream: str, head: StreamHead | None, trigger: Trigger, expected_version: int | None) -> None:
+    def _check_allowed(
+        self, stream: str, head: StreamHead | None, trigger: Trigger, expected_version: int | None
+    ) -> None:
         version = 0 if head is None else head.version
         if expected_version is not None and version != expected_version:
             raise ConcurrencyConflict(
@@ -369,7 +477,10 @@ class Engine:
         state = State(head.state) if head is not None else initial_state()
         if trigger not in allowed_triggers(state):
             raise IllegalTransition(
-                stream, state.value, trigger.value, [s.value for s in sources_of(trigger)],
+                stream,
+                state.value,
+                trigger.value,
+                [s.value for s in sources_of(trigger)],
                 [t.value for t in allowed_triggers(state)],
             )
 
@@ -400,13 +511,18 @@ class Engine:
 
     def _outcome(self, recorded: RecordedEvent, issued: IssuedKey | None, *, replayed: bool = False) -> Outcome:
         common: dict[str, Any] = {
-            "stream": recorded.stream_id, "trigger": Trigger(recorded.trigger), "state": State(recorded.dest),
-            "reason": None if recorded.reason is None else Reason(recorded.reason), "version": recorded.version,
-            "occurred_at": recorded.occurred_at, "replayed": replayed,
+            "stream": recorded.stream_id,
+            "trigger": Trigger(recorded.trigger),
+            "state": State(recorded.dest),
+            "reason": None if recorded.reason is None else Reason(recorded.reason),
+            "version": recorded.version,
+            "occurred_at": recorded.occurred_at,
+            "replayed": replayed,
         }
         if issued is not None:
-            return KeyOutcome(**common, key=issued.key, key_id=issued.key_id, hint=issued.hint,
-                              expires_at=issued.expires_at)
+            return KeyOutcome(
+                **common, key=issued.key, key_id=issued.key_id, hint=issued.hint, expires_at=issued.expires_at
+            )
         return Outcome(**common)
 
     # -- reading and auditing ---------------------------------------------------------------------
@@ -495,4 +611,3 @@ def _ephemeral_keys() -> tuple[list[Any], str]:
     from cryptography.fernet import Fernet
 
     return [Fernet(Fernet.generate_key())], "an ephemeral key (in-memory database)"
-

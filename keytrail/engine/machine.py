@@ -45,8 +45,12 @@ class OnboardingMachine:
                 spec["unless"] = [_key_valid]
             specs.append(spec)
         self._machine = Machine(
-            model=None, states=list(State), initial=initial_state(), transitions=specs,
-            auto_transitions=False, send_event=True,
+            model=None,
+            states=list(State),
+            initial=initial_state(),
+            transitions=specs,
+            auto_transitions=False,
+            send_event=True,
         )
 
     def fire(self, trigger: Trigger, state: State, verdict: Verdict | None = None) -> State:

@@ -27,9 +27,13 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "stream": self.stream, "trigger": self.trigger.value, "state": self.state.value,
-            "reason": None if self.reason is None else self.reason.value, "version": self.version,
-            "occurred_at": self.occurred_at.isoformat(), "replayed": self.replayed,
+            "stream": self.stream,
+            "trigger": self.trigger.value,
+            "state": self.state.value,
+            "reason": None if self.reason is None else self.reason.value,
+            "version": self.version,
+            "occurred_at": self.occurred_at.isoformat(),
+            "replayed": self.replayed,
         }
 
 
@@ -44,8 +48,11 @@ class KeyOutcome(Outcome):
 
     def as_dict(self, *, include_key: bool = True) -> dict[str, Any]:
         out = super().as_dict()
-        out.update(key_id=self.key_id, hint=self.hint,
-                   expires_at=None if self.expires_at is None else self.expires_at.isoformat())
+        out.update(
+            key_id=self.key_id,
+            hint=self.hint,
+            expires_at=None if self.expires_at is None else self.expires_at.isoformat(),
+        )
         if include_key:
             out["key"] = self.key
         return out
@@ -72,9 +79,18 @@ class Event:
     def from_record(cls, record: RecordedEvent) -> Event:
         try:
             return cls(
-                record.position, record.stream_id, record.version, Trigger(record.trigger), State(record.source),
-                State(record.dest), None if record.reason is None else Reason(record.reason), record.data,
-                record.actor, record.occurred_at, record.idempotency_key, record.hash,
+                record.position,
+                record.stream_id,
+                record.version,
+                Trigger(record.trigger),
+                State(record.source),
+                State(record.dest),
+                None if record.reason is None else Reason(record.reason),
+                record.data,
+                record.actor,
+                record.occurred_at,
+                record.idempotency_key,
+                record.hash,
             )
         except ValueError:
             raise StorageError(

@@ -42,7 +42,7 @@ def normalize_url(url: str) -> str:
     """Accept the common spellings of a PostgreSQL URL and route them to psycopg 3."""
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -64,9 +64,13 @@ def translate_error(exc: BaseException, where: str) -> KeytrailError:
     if isinstance(orig, sqlite3.DatabaseError):
         lowered = text.lower()
         if "file is not a database" in lowered or "malformed" in lowered:
-            return NotAKeytrailDatabase(f"{where} is not a keytrail database: SQLite says {text!r}. Nothing was written.")
+            return NotAKeytrailDatabase(
+                f"{where} is not a keytrail database: SQLite says {text!r}. Nothing was written."
+            )
         if "locked" in lowered or "busy" in lowered:
-            return DatabaseBusy(f"{where} is locked by another writer and stayed locked past the busy timeout; nothing was written.")
+            return DatabaseBusy(
+                f"{where} is locked by another writer and stayed locked past the busy timeout; nothing was written."
+            )
         if "readonly" in lowered or "read-only" in lowered:
             return StorageError(f"{where} is read-only; nothing was written.")
         if "unable to open" in lowered:
@@ -76,9 +80,13 @@ def translate_error(exc: BaseException, where: str) -> KeytrailError:
         return StorageError(f"{where} refused the operation: SQLite says {text!r}.")
     if sqlstate is not None:
         if sqlstate in ("40001", "40P01"):
-            return ConcurrencyConflict(f"A concurrent transaction on {where} won (SQLSTATE {sqlstate}); nothing was written.")
+            return ConcurrencyConflict(
+                f"A concurrent transaction on {where} won (SQLSTATE {sqlstate}); nothing was written."
+            )
         if sqlstate.startswith("23"):
-            return ConcurrencyConflict(f"A concurrent writer changed {where} first (SQLSTATE {sqlstate}); nothing was written.")
+            return ConcurrencyConflict(
+                f"A concurrent writer changed {where} first (SQLSTATE {sqlstate}); nothing was written."
+            )
         if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03", "53300"):
             return DatabaseUnavailable(f"{where} cannot be reached: {text}.")
         if sqlstate == "25006":
@@ -109,7 +117,9 @@ class Database:
         try:
             parsed = make_url(self.url)
         except ArgumentError:
-            raise InvalidInput(f"{url!r} is not a database URL; use sqlite:///path/to/keytrail.db or postgresql+psycopg://...") from None
+            raise InvalidInput(
+                f"{url!r} is not a database URL; use sqlite:///path/to/keytrail.db or postgresql+psycopg://..."
+            ) from None
         self.dialect = parsed.get_backend_name()
         self.shown = redact_url(self.url)
         if self.dialect not in ("sqlite", "postgresql"):
@@ -129,11 +139,11 @@ class Database:
 
     def _make_engine(self, busy_timeout: float) -> Engine:
         if self.dialect == "postgresql":
-            return sa.create_engine(self.url, pool_pre_ping=False, connect_args={"connect_timeout": max(1, round(busy_timeout))})
+            return sa.create_engine(
+                self.url, pool_pre_ping=False, connect_args={"connect_timeout": max(1, round(busy_timeout))}
+            )
         extra: dict[str, Any] = {"poolclass": StaticPool} if self.in_memory else {}
-        engine = sa.create_engine(
-            self.url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **extra
-        )
+        engine = sa.create_engine(self.url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **extra)
         synchronous = "FULL" if self.durability == "full" else "NORMAL"
         timeout_ms = int(busy_timeout * 1000)
 
@@ -160,9 +170,8 @@ class Database:
     def transaction(self, *, write: bool) -> Iterator[Connection]:
         """A transaction that commits on success, rolls back on any error, and speaks keytrail errors."""
         try:
-            with self.engine.connect() as conn:
-                if write:
-                    conn = conn.execution_options(keytrail_write=True)
+            with self.engine.connect() as plain:
+                conn = plain.execution_options(keytrail_write=True) if write else plain
                 with conn.begin():
                     yield conn
         except KeytrailError:
@@ -201,7 +210,9 @@ class Database:
         except OSError as exc:
             raise DatabaseUnavailable(f"{path} cannot be read: {exc.strerror}.") from None
         if header and header != _SQLITE_HEADER:
-            raise NotAKeytrailDatabase(f"{path} is not a keytrail database (not even an SQLite file); it was left untouched.")
+            raise NotAKeytrailDatabase(
+                f"{path} is not a keytrail database (not even an SQLite file); it was left untouched."
+            )
 
     def inspect_schema(self, *, create: bool) -> SchemaStatus:
         """Whether the keytrail schema is there, refusing foreign or mismatched databases untouched."""
@@ -224,7 +235,9 @@ class Database:
 
     def _check_meta(self, meta: dict[str, str]) -> None:
         if meta.get("application") != APPLICATION:
-            raise NotAKeytrailDatabase(f"{self.shown} has a keytrail_meta table that keytrail did not write; it was left untouched.")
+            raise NotAKeytrailDatabase(
+                f"{self.shown} has a keytrail_meta table that keytrail did not write; it was left untouched."
+            )
         found = meta.get("schema_version", "?")
         if found != str(SCHEMA_VERSION):
             newer = found.isdigit() and int(found) > SCHEMA_VERSION

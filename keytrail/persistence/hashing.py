@@ -9,21 +9,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = ["GENESIS_HASH", "HASHED_FIELDS", "canonical_json", "chain_hash", "iso_utc"]
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = (
-    "stream_id", "version", "trigger", "source", "dest", "reason", "data",
-    "actor", "occurred_at", "idempotency_key", "schema_version",
+    "stream_id",
+    "version",
+    "trigger",
+    "source",
+    "dest",
+    "reason",
+    "data",
+    "actor",
+    "occurred_at",
+    "idempotency_key",
+    "schema_version",
 )
 
 
 def iso_utc(instant: datetime) -> str:
     """``2026-11-26T22:07:03.000000+00:00``: one spelling per instant."""
-    return instant.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return instant.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def canonical_json(fields: dict[str, Any]) -> bytes:

@@ -89,9 +89,16 @@ class RecordedEvent:
 
     def hashed_fields(self) -> dict[str, Any]:
         return {
-            "stream_id": self.stream_id, "version": self.version, "trigger": self.trigger,
-            "source": self.source, "dest": self.dest, "reason": self.reason, "data": self.data,
-            "actor": self.actor, "occurred_at": self.occurred_at, "idempotency_key": self.idempotency_key,
+            "stream_id": self.stream_id,
+            "version": self.version,
+            "trigger": self.trigger,
+            "source": self.source,
+            "dest": self.dest,
+            "reason": self.reason,
+            "data": self.data,
+            "actor": self.actor,
+            "occurred_at": self.occurred_at,
+            "idempotency_key": self.idempotency_key,
             "schema_version": self.schema_version,
         }
 
@@ -104,10 +111,25 @@ class RecordedEvent:
         return row
 
 
-_EVENT_COLUMNS = [events_table.c[name] for name in (
-    "position", "stream_id", "version", "trigger", "source", "dest", "reason", "data", "actor",
-    "occurred_at", "idempotency_key", "schema_version", "prev_hash", "hash",
-)]
+_EVENT_COLUMNS = [
+    events_table.c[name]
+    for name in (
+        "position",
+        "stream_id",
+        "version",
+        "trigger",
+        "source",
+        "dest",
+        "reason",
+        "data",
+        "actor",
+        "occurred_at",
+        "idempotency_key",
+        "schema_version",
+        "prev_hash",
+        "hash",
+    )
+]
 
 
 def _event(row: Any) -> RecordedEvent:
@@ -117,29 +139,49 @@ def _event(row: Any) -> RecordedEvent:
 class EventStore:
     """Reads and appends events and their projection on a connection the caller holds."""
 
-    _head_and_config = (
-        sa.select(
-            streams_table.c.stream_id, streams_table.c.state, streams_table.c.reason, streams_table.c.version,
-            streams_table.c.head_hash, streams_table.c.account_id, streams_table.c.key_id, streams_table.c.updated_at,
-            config_table.c.ciphertext, config_table.c.fingerprint, config_table.c.hint, config_table.c.saved_at,
+    def __init__(self) -> None:
+        self._query = self._head_and_config_query()
+
+    def _head_and_config_query(self) -> sa.Select[Any]:
+        # One row even when the stream has no projection yet: its config may exist already
+        # (a store whose key was saved before keytrail tracked it).
+        wanted = sa.select(sa.bindparam("stream_id", type_=sa.String()).label("sid")).subquery("wanted")
+        return sa.select(
+            streams_table.c.stream_id,
+            streams_table.c.state,
+            streams_table.c.reason,
+            streams_table.c.version,
+            streams_table.c.head_hash,
+            streams_table.c.account_id,
+            streams_table.c.key_id,
+            streams_table.c.updated_at,
+            config_table.c.ciphertext,
+            config_table.c.fingerprint,
+            config_table.c.hint,
+            config_table.c.saved_at,
+        ).select_from(
+            wanted.outerjoin(streams_table, streams_table.c.stream_id == wanted.c.sid).outerjoin(
+                config_table, config_table.c.stream_id == wanted.c.sid
+            )
         )
-        .select_from(streams_table.outerjoin(config_table, config_table.c.stream_id == streams_table.c.stream_id))
-        .where(streams_table.c.stream_id == sa.bindparam("stream_id"))
-    )
 
     def read_head(self, conn: Connection, stream_id: str) -> tuple[StreamHead | None, SavedConfig | None]:
         """The stream's projection and its saved key, in one statement."""
-        row = conn.execute(self._head_and_config, {"stream_id": stream_id}).first()
-        if row is None:
-            return None, None
-        head = StreamHead(*row[:8])
+        row = conn.execute(self._query, {"stream_id": stream_id}).one()
+        head = None if row[0] is None else StreamHead(*row[:8])
         config = None if row[8] is None else SavedConfig(stream_id, row[8], row[9], row[10], row[11])
         return head, config
 
     def heads(self, conn: Connection) -> Iterator[StreamHead]:
         query = sa.select(
-            streams_table.c.stream_id, streams_table.c.state, streams_table.c.reason, streams_table.c.version,
-            streams_table.c.head_hash, streams_table.c.account_id, streams_table.c.key_id, streams_table.c.updated_at,
+            streams_table.c.stream_id,
+            streams_table.c.state,
+            streams_table.c.reason,
+            streams_table.c.version,
+            streams_table.c.head_hash,
+            streams_table.c.account_id,
+            streams_table.c.key_id,
+            streams_table.c.updated_at,
         ).order_by(streams_table.c.stream_id)
         for row in conn.execution_options(yield_per=1000).execute(query):
             yield StreamHead(*row)
@@ -156,14 +198,24 @@ class EventStore:
         version = 1 if head is None else head.version + 1
         prev_hash = GENESIS_HASH if head is None else head.head_hash
         fields: dict[str, Any] = {
-            "stream_id": stream_id, "version": version, "trigger": event.trigger, "source": event.source,
-            "dest": event.dest, "reason": event.reason, "data": event.data, "actor": event.actor,
-            "occurred_at": event.occurred_at, "idempotency_key": event.idempotency_key,
+            "stream_id": stream_id,
+            "version": version,
+            "trigger": event.trigger,
+            "source": event.source,
+            "dest": event.dest,
+            "reason": event.reason,
+            "data": event.data,
+            "actor": event.actor,
+            "occurred_at": event.occurred_at,
+            "idempotency_key": event.idempotency_key,
             "schema_version": SCHEMA_VERSION,
         }
         digest = chain_hash(prev_hash, fields)
         projection = {
-            "state": event.dest, "reason": event.reason, "version": version, "head_hash": digest,
+            "state": event.dest,
+            "reason": event.reason,
+            "version": version,
+            "head_hash": digest,
             "account_id": event.account_id if event.account_id is not None else (head.account_id if head else None),
             "key_id": event.key_id if event.key_id is not None else (head.key_id if head else None),
             "updated_at": event.occurred_at,
@@ -177,8 +229,9 @@ class EventStore:
                 conn.execute(sa.insert(streams_table), {"stream_id": stream_id, **projection})
             else:
                 moved = conn.execute(
-                    sa.update(streams_table)
-                    .where(streams_table.c.stream_id == stream_id, streams_table.c.version == head.version),
+                    sa.update(streams_table).where(
+                        streams_table.c.stream_id == stream_id, streams_table.c.version == head.version
+                    ),
                     projection,
                 ).rowcount
                 if moved != 1:
@@ -191,18 +244,21 @@ class EventStore:
             ) from exc
         return RecordedEvent(position, **fields, prev_hash=prev_hash, hash=digest)
 
-    def save_config(self, conn: Connection, stream_id: str, ciphertext: str, fingerprint: str, hint: str, at: datetime) -> None:
+    def save_config(
+        self, conn: Connection, stream_id: str, ciphertext: str, fingerprint: str, hint: str, at: datetime
+    ) -> None:
         values = {"ciphertext": ciphertext, "fingerprint": fingerprint, "hint": hint, "saved_at": at}
-        updated = conn.execute(
-            sa.update(config_table).where(config_table.c.stream_id == stream_id), values
-        ).rowcount
+        updated = conn.execute(sa.update(config_table).where(config_table.c.stream_id == stream_id), values).rowcount
         if updated == 0:
             conn.execute(sa.insert(config_table), {"stream_id": stream_id, **values})
 
     def configs(self, conn: Connection) -> Iterator[SavedConfig]:
         query = sa.select(
-            config_table.c.stream_id, config_table.c.ciphertext, config_table.c.fingerprint,
-            config_table.c.hint, config_table.c.saved_at,
+            config_table.c.stream_id,
+            config_table.c.ciphertext,
+            config_table.c.fingerprint,
+            config_table.c.hint,
+            config_table.c.saved_at,
         ).order_by(config_table.c.stream_id)
         for row in conn.execution_options(yield_per=1000).execute(query):
             yield SavedConfig(*row)
@@ -211,7 +267,11 @@ class EventStore:
         conn.execute(sa.update(config_table).where(config_table.c.stream_id == stream_id), {"ciphertext": ciphertext})
 
     def events(
-        self, conn: Connection, stream_id: str | None = None, *, as_of: datetime | None = None,
+        self,
+        conn: Connection,
+        stream_id: str | None = None,
+        *,
+        as_of: datetime | None = None,
         after_position: int | None = None,
     ) -> Iterator[RecordedEvent]:
         """Events of one stream by version, or of all streams by (stream, version); streamed, not loaded."""

@@ -124,15 +124,24 @@ class KeyAuthority:
         with self._db.write() as conn:
             return self.create_account_in(conn, email, password_hash, company, self._clock())
 
-    def create_account_in(self, conn: Connection, email: str, password_hash: str, company: str, at: datetime) -> Account:
+    def create_account_in(
+        self, conn: Connection, email: str, password_hash: str, company: str, at: datetime
+    ) -> Account:
         if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.email == email)).first() is not None:
             raise DuplicateAccount(f"An account with the email {email} already exists; sign in instead.")
         account = Account("acct_" + uuid.uuid4().hex[:16], email, company, at)
         try:
-            conn.execute(sa.insert(accounts), {
-                "account_id": account.account_id, "email": email, "company": company,
-                "password_hash": password_hash, "failed_sign_ins": 0, "created_at": at,
-            })
+            conn.execute(
+                sa.insert(accounts),
+                {
+                    "account_id": account.account_id,
+                    "email": email,
+                    "company": company,
+                    "password_hash": password_hash,
+                    "failed_sign_ins": 0,
+                    "created_at": at,
+                },
+            )
         except IntegrityError:
             raise DuplicateAccount(f"An account with the email {email} already exists; sign in instead.") from None
         _log.info("account_created", account_id=account.account_id, email=email)
@@ -140,8 +149,9 @@ class KeyAuthority:
 
     def account(self, conn: Connection, account_id: str) -> Account:
         row = conn.execute(
-            sa.select(accounts.c.account_id, accounts.c.email, accounts.c.company, accounts.c.created_at)
-            .where(accounts.c.account_id == account_id)
+            sa.select(accounts.c.account_id, accounts.c.email, accounts.c.company, accounts.c.created_at).where(
+                accounts.c.account_id == account_id
+            )
         ).one()
         return Account(*row)
 
@@ -149,8 +159,9 @@ class KeyAuthority:
         email = inputs.check_email(email)
         with self._db.read() as conn:
             row = conn.execute(
-                sa.select(accounts.c.account_id, accounts.c.email, accounts.c.company, accounts.c.created_at)
-                .where(accounts.c.email == email)
+                sa.select(accounts.c.account_id, accounts.c.email, accounts.c.company, accounts.c.created_at).where(
+                    accounts.c.email == email
+                )
             ).first()
         return None if row is None else Account(*row)
 
@@ -167,8 +178,13 @@ class KeyAuthority:
         with self._db.read() as conn:
             row = conn.execute(
                 sa.select(
-                    accounts.c.account_id, accounts.c.email, accounts.c.company, accounts.c.created_at,
-                    accounts.c.password_hash, accounts.c.locked_until, sessions.c.expires_at,
+                    accounts.c.account_id,
+                    accounts.c.email,
+                    accounts.c.company,
+                    accounts.c.created_at,
+                    accounts.c.password_hash,
+                    accounts.c.locked_until,
+                    sessions.c.expires_at,
                 )
                 .select_from(accounts.outerjoin(sessions, sessions.c.account_id == accounts.c.account_id))
                 .where(accounts.c.email == email)
@@ -208,13 +224,21 @@ class KeyAuthority:
         """Record a failed attempt in its own transaction; lock the account at the threshold."""
         locked_until = None
         with self._db.write() as conn:
-            conn.execute(sa.insert(attempts), {
-                "email": email, "account_id": account_id, "stream_id": stream_id,
-                "outcome": outcome, "actor": actor, "occurred_at": at,
-            })
+            conn.execute(
+                sa.insert(attempts),
+                {
+                    "email": email,
+                    "account_id": account_id,
+                    "stream_id": stream_id,
+                    "outcome": outcome,
+                    "actor": actor,
+                    "occurred_at": at,
+                },
+            )
             if account_id is not None and outcome == "wrong_password":
                 conn.execute(
-                    sa.update(accounts).where(accounts.c.account_id == account_id)
+                    sa.update(accounts)
+                    .where(accounts.c.account_id == account_id)
                     .values(failed_sign_ins=accounts.c.failed_sign_ins + 1)
                 )
                 failures = conn.execute(
@@ -223,7 +247,8 @@ class KeyAuthority:
                 if failures >= self.max_failed_sign_ins:
                     locked_until = at + self.lockout
                     conn.execute(
-                        sa.update(accounts).where(accounts.c.account_id == account_id)
+                        sa.update(accounts)
+                        .where(accounts.c.account_id == account_id)
                         .values(failed_sign_ins=0, locked_until=locked_until)
                     )
         _log.warning("sign_in_failed", email=email, stream=stream_id, outcome=outcome, locked=locked_until is not None)
@@ -234,33 +259,51 @@ class KeyAuthority:
     ) -> None:
         """Open (or extend) the account's session and reset its failure count, in the command's transaction."""
         conn.execute(
-            sa.update(accounts).where(accounts.c.account_id == account.account_id)
+            sa.update(accounts)
+            .where(accounts.c.account_id == account.account_id)
             .values(failed_sign_ins=0, locked_until=None)
         )
         expires = at + self.session_lifetime
         moved = conn.execute(
-            sa.update(sessions).where(sessions.c.account_id == account.account_id).values(opened_at=at, expires_at=expires)
+            sa.update(sessions)
+            .where(sessions.c.account_id == account.account_id)
+            .values(opened_at=at, expires_at=expires)
         ).rowcount
         if moved == 0:
-            conn.execute(sa.insert(sessions), {"account_id": account.account_id, "opened_at": at, "expires_at": expires})
-        conn.execute(sa.insert(attempts), {
-            "email": account.email, "account_id": account.account_id, "stream_id": stream_id,
-            "outcome": f"ok_{via}", "actor": actor, "occurred_at": at,
-        })
+            conn.execute(
+                sa.insert(sessions), {"account_id": account.account_id, "opened_at": at, "expires_at": expires}
+            )
+        conn.execute(
+            sa.insert(attempts),
+            {
+                "email": account.email,
+                "account_id": account.account_id,
+                "stream_id": stream_id,
+                "outcome": f"ok_{via}",
+                "actor": actor,
+                "occurred_at": at,
+            },
+        )
 
     def sign_out(self, email: str) -> None:
         """End the account's session, so the next sign-in needs the password."""
         email = inputs.check_email(email)
         with self._db.write() as conn:
-            conn.execute(sa.delete(sessions).where(
-                sessions.c.account_id.in_(sa.select(accounts.c.account_id).where(accounts.c.email == email))
-            ))
+            conn.execute(
+                sa.delete(sessions).where(
+                    sessions.c.account_id.in_(sa.select(accounts.c.account_id).where(accounts.c.email == email))
+                )
+            )
 
     def sign_in_attempts(self, email: str | None = None) -> list[SignInAttempt]:
         """Sign-in attempts, oldest first: who, when, which onboarding, what happened."""
         query = sa.select(
-            attempts.c.email, attempts.c.account_id, attempts.c.stream_id, attempts.c.outcome,
-            attempts.c.actor, attempts.c.occurred_at,
+            attempts.c.email,
+            attempts.c.account_id,
+            attempts.c.stream_id,
+            attempts.c.outcome,
+            attempts.c.actor,
+            attempts.c.occurred_at,
         ).order_by(attempts.c.id)
         if email is not None:
             query = query.where(attempts.c.email == inputs.check_email(email))
@@ -273,14 +316,27 @@ class KeyAuthority:
         """The API Portal's "Add New": a fresh random key, sealed at rest, expiring after the key lifetime."""
         key = "kt_" + secrets.token_urlsafe(32)
         issued = IssuedKey(
-            key_id="key_" + secrets.token_hex(8), key=key, fingerprint=fingerprint(key), hint=hint(key),
-            description=description, expires_at=at + self.key_lifetime,
+            key_id="key_" + secrets.token_hex(8),
+            key=key,
+            fingerprint=fingerprint(key),
+            hint=hint(key),
+            description=description,
+            expires_at=at + self.key_lifetime,
         )
-        conn.execute(sa.insert(api_keys), {
-            "key_id": issued.key_id, "account_id": account_id, "description": description,
-            "fingerprint": issued.fingerprint, "hint": issued.hint, "ciphertext": self._box.seal(key),
-            "created_at": at, "expires_at": issued.expires_at, "revoked_at": None,
-        })
+        conn.execute(
+            sa.insert(api_keys),
+            {
+                "key_id": issued.key_id,
+                "account_id": account_id,
+                "description": description,
+                "fingerprint": issued.fingerprint,
+                "hint": issued.hint,
+                "ciphertext": self._box.seal(key),
+                "created_at": at,
+                "expires_at": issued.expires_at,
+                "revoked_at": None,
+            },
+        )
         return issued
 
     def _key_row(self, conn: Connection, key_id: str) -> sa.Row[tuple[object, ...]] | None:
@@ -311,8 +367,14 @@ class KeyAuthority:
         email = inputs.check_email(email)
         query = (
             sa.select(
-                api_keys.c.key_id, api_keys.c.account_id, api_keys.c.description, api_keys.c.fingerprint,
-                api_keys.c.hint, api_keys.c.created_at, api_keys.c.expires_at, api_keys.c.revoked_at,
+                api_keys.c.key_id,
+                api_keys.c.account_id,
+                api_keys.c.description,
+                api_keys.c.fingerprint,
+                api_keys.c.hint,
+                api_keys.c.created_at,
+                api_keys.c.expires_at,
+                api_keys.c.revoked_at,
             )
             .join(accounts, accounts.c.account_id == api_keys.c.account_id)
             .where(accounts.c.email == email)
@@ -327,8 +389,16 @@ class KeyAuthority:
             row = self._key_row(conn, key_id)
         if row is None:
             raise UnknownKey(f"There is no key {key_id}.")
-        return ApiKey(row.key_id, row.account_id, row.description, row.fingerprint, row.hint,
-                      row.created_at, row.expires_at, row.revoked_at)
+        return ApiKey(
+            row.key_id,
+            row.account_id,
+            row.description,
+            row.fingerprint,
+            row.hint,
+            row.created_at,
+            row.expires_at,
+            row.revoked_at,
+        )
 
     def revoke_key(self, key_id: str) -> ApiKey:
         """Revoke a key: from now on it verifies as ``invalid``. Revoking twice keeps the first time."""
@@ -347,7 +417,8 @@ class KeyAuthority:
         count = 0
         for key_id, ciphertext in conn.execute(sa.select(api_keys.c.key_id, api_keys.c.ciphertext)).all():
             conn.execute(
-                sa.update(api_keys).where(api_keys.c.key_id == key_id)
+                sa.update(api_keys)
+                .where(api_keys.c.key_id == key_id)
                 .values(ciphertext=self._box.rotate(ciphertext, what=f"Key {key_id}"))
             )
             count += 1
@@ -364,8 +435,9 @@ class KeyAuthority:
         if saved is None:
             return Verdict.missing()
         row = conn.execute(
-            sa.select(api_keys.c.key_id, api_keys.c.expires_at, api_keys.c.revoked_at)
-            .where(api_keys.c.fingerprint == saved.fingerprint)
+            sa.select(api_keys.c.key_id, api_keys.c.expires_at, api_keys.c.revoked_at).where(
+                api_keys.c.fingerprint == saved.fingerprint
+            )
         ).first()
         if row is None or row.revoked_at is not None:
             return Verdict(False, Reason.invalid, None if row is None else row.key_id)

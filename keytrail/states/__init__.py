@@ -8,7 +8,7 @@ else of keytrail's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from functools import cache
 
 __all__ = [
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 
-class State(str, Enum):
+class State(StrEnum):
     """Where an onboarding stands; ``.value`` is the exact spelling stored in the log."""
 
     Unverified = "Unverified"
@@ -39,11 +39,8 @@ class State(str, Enum):
     Validated = "Validated"
     StoreIntegration = "StoreIntegration"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Trigger(str, Enum):
+class Trigger(StrEnum):
     """What an admin (or a service acting for one) does."""
 
     access = "access"
@@ -54,22 +51,16 @@ class Trigger(str, Enum):
     save_config = "save_config"
     proceed = "proceed"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Reason(str, Enum):
+class Reason(StrEnum):
     """Why the channel prompts for a key."""
 
     missing = "missing"  # nothing is saved in the store configuration
     invalid = "invalid"  # unknown or revoked key
     expired = "expired"  # the clock is at or past the key's expiry
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Guard(str, Enum):
+class Guard(StrEnum):
     """A condition on the saved key, checked at the instant the trigger fires."""
 
     key_valid = "key_valid"
@@ -94,26 +85,60 @@ _ALL_BUT_STORE_INTEGRATION = tuple(s for s in State if s is not State.StoreInteg
 
 # The order matters where guards overlap: the first row whose source and guard match wins.
 TABLE: tuple[Row, ...] = (
-    Row(Trigger.access, (State.StoreIntegration,), State.StoreIntegration, Guard.key_valid,
-        "an integrated store whose key still verifies stays integrated"),
-    Row(Trigger.access, _ALL_BUT_STORE_INTEGRATION, State.Validated, Guard.key_valid,
-        "the saved key verifies"),
-    Row(Trigger.access, ANY_STATE, State.Prompted, Guard.key_not_valid,
-        "missing, invalid or expired key: prompt for one"),
-    Row(Trigger.sign_in, (State.Prompted,), State.SignedIn, None,
-        "sign in to the Commerce account (or reuse a live session)"),
-    Row(Trigger.register, (State.Prompted,), State.SignedIn, None,
-        "no account yet: register the company, then sign in"),
-    Row(Trigger.generate_key, (State.SignedIn, State.KeyGenerated, State.KeyCopied), State.KeyGenerated, None,
-        "API Portal: describe the key, Add New"),
-    Row(Trigger.copy_key, (State.SignedIn, State.KeyGenerated), State.KeyCopied, None,
-        "API Portal: Copy (the new key, or an existing one by id)"),
-    Row(Trigger.save_config, ANY_STATE, State.ConfigSaved, None,
-        "paste into Production Api key and Save Config"),
-    Row(Trigger.proceed, (State.Validated,), State.StoreIntegration, Guard.key_valid,
-        "go on to Store Integration while the key still verifies"),
-    Row(Trigger.proceed, (State.Validated,), State.Prompted, Guard.key_not_valid,
-        "the key stopped verifying in between: prompt again"),
+    Row(
+        Trigger.access,
+        (State.StoreIntegration,),
+        State.StoreIntegration,
+        Guard.key_valid,
+        "an integrated store whose key still verifies stays integrated",
+    ),
+    Row(Trigger.access, _ALL_BUT_STORE_INTEGRATION, State.Validated, Guard.key_valid, "the saved key verifies"),
+    Row(
+        Trigger.access,
+        ANY_STATE,
+        State.Prompted,
+        Guard.key_not_valid,
+        "missing, invalid or expired key: prompt for one",
+    ),
+    Row(
+        Trigger.sign_in,
+        (State.Prompted,),
+        State.SignedIn,
+        None,
+        "sign in to the Commerce account (or reuse a live session)",
+    ),
+    Row(
+        Trigger.register, (State.Prompted,), State.SignedIn, None, "no account yet: register the company, then sign in"
+    ),
+    Row(
+        Trigger.generate_key,
+        (State.SignedIn, State.KeyGenerated, State.KeyCopied),
+        State.KeyGenerated,
+        None,
+        "API Portal: describe the key, Add New",
+    ),
+    Row(
+        Trigger.copy_key,
+        (State.SignedIn, State.KeyGenerated),
+        State.KeyCopied,
+        None,
+        "API Portal: Copy (the new key, or an existing one by id)",
+    ),
+    Row(Trigger.save_config, ANY_STATE, State.ConfigSaved, None, "paste into Production Api key and Save Config"),
+    Row(
+        Trigger.proceed,
+        (State.Validated,),
+        State.StoreIntegration,
+        Guard.key_valid,
+        "go on to Store Integration while the key still verifies",
+    ),
+    Row(
+        Trigger.proceed,
+        (State.Validated,),
+        State.Prompted,
+        Guard.key_not_valid,
+        "the key stopped verifying in between: prompt again",
+    ),
 )
 
 

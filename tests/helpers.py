@@ -1,0 +1,68 @@
+"""Ways to bring an onboarding to a state through real commands, and to look at the raw database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from keytrail import Engine, State
+from keytrail.crypto import fingerprint, hint
+from keytrail.persistence import EventStore, KeytrailTable
+
+EMAIL = "ops@acme.test"
+PASSWORD = "correct horse battery"
+
+
+def ensure_account(engine: Engine, email: str = EMAIL, password: str = PASSWORD) -> None:
+    if engine.portal.find_account(email) is None:
+        engine.portal.create_account(email, password, company="Acme")
+
+
+def drive_to(engine: Engine, stream: str, target: State) -> str | None:
+    """Bring a fresh onboarding to ``target`` along the source document's happy path; returns the key if one was made."""
+    key: str | None = None
+    if target is State.Unverified:
+        return None
+    ensure_account(engine)
+    engine.access(stream)
+    if target is State.Prompted:
+        return None
+    engine.sign_in(stream, email=EMAIL, password=PASSWORD)
+    if target is State.SignedIn:
+        return None
+    key = engine.generate_key(stream, description="Amazon Sales Channel").key
+    if target is State.KeyGenerated:
+        return key
+    engine.copy_key(stream)
+    if target is State.KeyCopied:
+        return key
+    engine.save_config(stream, key=key)
+    if target is State.ConfigSaved:
+        return key
+    engine.access(stream)
+    if target is State.Validated:
+        return key
+    engine.proceed(stream)
+    assert target is State.StoreIntegration
+    return key
+
+
+def put_saved_key(engine: Engine, stream: str, key: str) -> None:
+    """Write the store configuration directly, as a store configured before keytrail tracked it."""
+    with engine.database.write() as conn:
+        EventStore().save_config(
+            conn, stream, engine._box.seal(key), fingerprint(key), hint(key), engine.portal._clock()
+        )
+
+
+def snapshot(engine: Engine, *, skip: tuple[str, ...] = ()) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every keytrail table, to prove a refused command wrote nothing."""
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    with engine.database.read() as conn:
+        for table in KeytrailTable.metadata.sorted_tables:
+            if table.name in skip:
+                continue
+            rows = conn.execute(sa.select(table)).all()
+            tables[table.name] = sorted(tuple(map(repr, row)) for row in rows)
+    return tables
