@@ -21,7 +21,8 @@ demo: $(STAMP)
 	$(BIN)/keytrail --db sqlite:///demo-output/keytrail.db demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check keytrail tests benchmarks
+	$(BIN)/ruff check keytrail tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check keytrail tests $(wildcard benchmarks)
 	$(BIN)/mypy
 
 pytest: $(STAMP) system-deps
