@@ -374,9 +374,13 @@ class Path:
 
     @property
     def id(self) -> str:
-        """A short name for test ids: the last transition taken."""
-        last = self.transitions[-1] if self.transitions else None
-        return "empty" if last is None else last.id
+        """A short name for test ids: the last transition taken, and the outcome that decided it."""
+        last = next((i for i in reversed(range(len(self.steps))) if self.taken[i] is not None), None)
+        if last is None:
+            return "empty"
+        transition, outcome = self.taken[last], self.steps[last].outcome
+        assert transition is not None
+        return transition.id + ("" if outcome is None else f"-{outcome.value}")
 
     def as_list(self) -> list[str]:
         """The steps as the lines ``keytrail.testing.drive`` reads."""
