@@ -360,6 +360,12 @@ class Path:
         return [initial_state(), *(t.dest for t in self.transitions)]
 
     @property
+    def states_after_prefix(self) -> list[State]:
+        """The states from where the prefix ends on: for a simple path, its source to its target."""
+        before = sum(1 for t in self.taken[: self.prefix] if t is not None)
+        return self.states[before:]
+
+    @property
     def triggers(self) -> list[Trigger]:
         return [t.trigger for t in self.transitions]
 
@@ -586,5 +592,6 @@ def simple_paths(source: State, target: State, *, max_transitions: int = len(Sta
     if source is target:
         return [Path(start.steps, start.taken, start.end, prefix)]
     search(source, frozenset({source}), {start.end: (0, ())})
-    results.sort(key=lambda r: (r[0], r[1], r[2].as_list()))
+    order = transitions().index
+    results.sort(key=lambda r: (r[0], r[1], [order(t) for t in r[2].taken[prefix:] if t is not None]))
     return [path for _, _, path in results[:limit]]
