@@ -18,9 +18,11 @@ from keytrail.errors import (
     UnknownKey,
     UnknownOnboarding,
 )
-from keytrail.states import TABLE, Guard, allowed_triggers
+from keytrail.states import allowed_triggers
+from keytrail.states.paths import Path
+from keytrail.testing import assert_path, cover_transitions, drive
 from tests.conftest import MovableClock
-from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account, put_saved_key, snapshot
+from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account, snapshot
 
 ISSUE_EXAMPLE_PASSWORD = "correct horse battery"
 
@@ -43,49 +45,18 @@ def test_issue_example_happy_path(engine: Engine) -> None:
     assert [e.version for e in engine.history("acme")] == list(range(1, 8))
 
 
-def _row_cases() -> list[tuple[Trigger, State, State, Guard | None]]:
-    return [(row.trigger, source, row.dest, row.guard) for row in TABLE for source in row.sources]
+@pytest.mark.parametrize("path", cover_transitions(outcomes=True), ids=lambda path: path.id)
+def test_every_transition_of_the_table(engine: Engine, clock: MovableClock, path: Path) -> None:
+    """Generated from the table: every transition, with every verification outcome that can decide it, really happens.
 
-
-@pytest.mark.parametrize(
-    ("trigger", "source", "dest", "guard"), _row_cases(), ids=lambda v: getattr(v, "value", str(v))
-)
-def test_every_row_of_the_table(
-    engine: Engine, clock: MovableClock, trigger: Trigger, source: State, dest: State, guard: Guard | None
-) -> None:
-    """Each (trigger, source) of the table leads where the table says, with a real key making the guard true or false."""
-    stream = "row-test"
-    key = drive_to(engine, stream, source)
-    ensure_account(engine)
-    if guard is not None:
-        if key is None:  # a source reached without a key: give the store one the authority issued
-            helper = "helper-stream"
-            key = drive_to(engine, helper, State.KeyGenerated)
-            assert key is not None
-            put_saved_key(engine, stream, key)
-        elif source in (State.SignedIn, State.KeyGenerated, State.KeyCopied):
-            put_saved_key(engine, stream, key)
-        if guard is Guard.key_not_valid:
-            engine.portal.revoke_key(engine.portal.list_keys(EMAIL)[-1].key_id)
-            for info in engine.portal.list_keys(EMAIL):
-                if info.revoked_at is None:
-                    engine.portal.revoke_key(info.key_id)
-    before = engine.history(stream)[-1].version if source is not State.Unverified else 0
-    kwargs: dict[str, str] = {
-        Trigger.sign_in: {"email": EMAIL, "password": PASSWORD},
-        Trigger.register: {"email": "new@acme.test", "password": PASSWORD, "company": "Acme"},
-        Trigger.generate_key: {"description": "Amazon Sales Channel"},
-        Trigger.save_config: {"key": "k" * 20},
-    }.get(trigger, {})
-    if trigger is Trigger.copy_key and source is State.SignedIn:
-        other = drive_to(engine, "copy-source", State.KeyGenerated)
-        assert other is not None
-        kwargs = {"key_id": str(engine.history("copy-source")[-1].data["key_id"])}
-    outcome = getattr(engine, trigger.value)(stream, **kwargs)
-    assert outcome.state is dest
-    assert outcome.version == before + 1
-    assert (outcome.reason is not None) == (guard is Guard.key_not_valid)
-    assert engine.replay(stream).state is dest
+    The guards are made true or false by real keys, real revocation and moved time; each step
+    must land where the table says, and the log must replay to the same path.
+    """
+    drive(engine, "row-test", path, clock=clock)
+    assert_path(engine, "row-test", path.states)
+    replay = engine.replay("row-test")
+    assert replay.ok and replay.path == path.states
+    assert engine.verify().ok
 
 
 def _illegal_cases() -> list[tuple[State, Trigger]]:
