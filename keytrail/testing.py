@@ -167,26 +167,36 @@ def _when(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _side_by_side(expected: Sequence[State], events: Sequence[Event]) -> tuple[int | None, str]:
-    """A table of expected and actual states with the first difference marked, and the events that led there."""
+def _side_by_side(
+    expected: Sequence[State] | None, events: Sequence[Event], mark: int | None = None
+) -> tuple[int | None, str]:
+    """A table of expected and actual states with the first difference marked, and the events that led there.
+
+    Without ``expected``, just the actual path, with row ``mark`` marked.
+    """
     actual = [initial_state(), *(e.dest for e in events)]
-    first = next((i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a is not b), None)
-    if first is None and len(expected) != len(actual):
-        first = min(len(expected), len(actual))
-    rows = [("", "step", "expected", "actual", "trigger", "reason", "at")]
-    for i in range(max(len(expected), len(actual))):
+    first = mark
+    if expected is not None:
+        first = next((i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a is not b), None)
+        if first is None and len(expected) != len(actual):
+            first = min(len(expected), len(actual))
+    want = list(expected or [])
+    rows: list[tuple[str, ...]] = [("", "step", "expected", "actual", "trigger", "reason", "at")]
+    for i in range(max(len(want), len(actual))):
         event = events[i - 1] if 0 < i <= len(events) else None
         rows.append(
             (
                 ">" if i == first else "",
                 str(i),
-                expected[i].value if i < len(expected) else "-",
+                want[i].value if i < len(want) else "-",
                 actual[i].value if i < len(actual) else "-",
                 "(start)" if i == 0 else (event.trigger.value if event else ""),
                 event.reason.value if event and event.reason else "",
                 _when(event.occurred_at) if event else "",
             )
         )
+    if expected is None:
+        rows = [row[:2] + row[3:] for row in rows]
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return first, "\n".join(lines)
@@ -367,7 +377,8 @@ class Driver:
             reached = Verification.valid if outcome.reason is None else Verification(outcome.reason.value)
             if outcome.state is not step.expect or (step.outcome is not None and reached is not step.outcome):
                 got = f"{outcome.state.value}" + (f" ({outcome.reason.value})" if outcome.reason else "")
-                _, table = _side_by_side([], _history(self.engine, stream))
+                events = _history(self.engine, stream)
+                _, table = _side_by_side(None, events, mark=len(events))
                 raise DriveError(
                     f"Step {number} of {len(parsed)}, {str(step)!r}, led {stream!r} to {got}.\n\n"
                     f"What the onboarding went through:\n{table}"
