@@ -1,4 +1,8 @@
-"""Fixtures shared by keytrail's own suite: a clean environment, both backends, a movable clock."""
+"""Fixtures shared by keytrail's own suite: a clean environment, both backends, a movable clock.
+
+The plugin's fixtures (keytrail_engine, keytrail_clock, ...) come from keytrail.testing,
+loaded through its entry point as in any project that installs keytrail.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +31,11 @@ class MovableClock:
 
     def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
         self.now += delta if delta is not None else timedelta(**kwargs)
+        return self.now
+
+    def set(self, instant: datetime) -> datetime:
+        """Jump to ``instant``, like the plugin's keytrail_clock."""
+        self.now = instant
         return self.now
 
 
@@ -61,6 +70,12 @@ def postgres_server() -> Iterator[str]:
         yield cluster.url
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def keytrail_postgres_server(postgres_server: str) -> str:
+    """The plugin's PostgreSQL opt-in (--keytrail-postgres) uses the suite's one server, never a second cluster."""
+    return postgres_server
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

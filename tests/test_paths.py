@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keytrail import Engine
 from keytrail.states import TABLE, Guard, State, Trigger
 from keytrail.states.paths import (
     DETOUR_COST,
@@ -28,6 +29,8 @@ from keytrail.states.paths import (
     transitions,
     walk,
 )
+from keytrail.testing import assert_path, drive
+from tests.conftest import MovableClock
 
 HAPPY_PATH = [
     "access -> Prompted (missing)",
@@ -83,6 +86,12 @@ def test_without_a_key_saved_outside_keytrail_five_transitions_cannot_happen() -
     ]
     detoured = [str(p.transitions[-1]) for p in cover_transitions() if Env.save_key_outside.value in p.as_list()]
     assert detoured == missing  # the covering set takes the detour only where nothing else works
+
+
+def test_generated_sequences_have_distinct_test_ids() -> None:
+    for paths in (cover_transitions(), cover_transitions(outcomes=True)):
+        ids = [path.id for path in paths]
+        assert len(set(ids)) == len(ids)
 
 
 def test_every_generated_sequence_follows_the_model_step_by_step() -> None:
@@ -232,3 +241,14 @@ _steps = st.one_of(
 @given(_steps)
 def test_every_step_reads_back_from_its_line(step: Step) -> None:
     assert parse_step(str(step)) == step
+
+
+@pytest.mark.parametrize(("source", "target"), [(State.Prompted, State.Validated), (State.Validated, State.Prompted)])
+def test_simple_paths_happen_on_the_engine(engine: Engine, clock: MovableClock, source: State, target: State) -> None:
+    """Every simple path really happens with real keys, each on its own onboarding of one database."""
+    paths = simple_paths(source, target)
+    assert len(paths) > 3
+    for number, path in enumerate(paths):
+        drive(engine, f"path-{number}", path, clock=clock)
+        assert_path(engine, f"path-{number}", path.states)
+    assert engine.verify().ok

@@ -68,9 +68,10 @@ def test_frozen_clock_outside_fixtures() -> None:
 def test_keytrail_engine_is_fresh_and_follows_the_clock(
     keytrail_engine: Engine, keytrail_clock: FrozenClock, tmp_path: Path, keytrail_backend: str
 ) -> None:
-    """An empty SQLite file in tmp_path; every event is stamped with keytrail_clock's time."""
-    assert keytrail_backend == "sqlite"
-    assert keytrail_engine.database.sqlite_path == tmp_path / "keytrail.db"
+    """An empty database (a SQLite file in tmp_path by default); every event is stamped with keytrail_clock's time."""
+    assert keytrail_engine.database.dialect == keytrail_backend
+    if keytrail_backend == "sqlite":
+        assert keytrail_engine.database.sqlite_path == tmp_path / "keytrail.db"
     assert list(keytrail_engine.streams()) == []
     keytrail_clock.advance(days=3)
     first = keytrail_engine.access("acme")
