@@ -124,12 +124,12 @@ def _graph(highlight: Highlight | None) -> _Graph:
     current: str | None = None
     if highlight is not None:
         visited.add(initial_state().value)
-        for trigger, source, dest in highlight.steps:
-            row = _row_of(trigger, source, dest)
-            visited.update((source.value, dest.value))
-            if row is None:
+        for trigger, step_source, dest in highlight.steps:
+            taken = _row_of(trigger, step_source, dest)
+            visited.update((step_source.value, dest.value))
+            if taken is None:
                 continue  # an illegal recorded step: verify reports it; the diagram has no edge for it
-            drawn = drawn_from[row][0] if _pseudo(row) is not None else source.value
+            drawn = drawn_from[taken][0] if _pseudo(taken) is not None else step_source.value
             visited.add(drawn)
             edges[(drawn, dest.value)].taken = True
         current = highlight.current.value
@@ -192,7 +192,9 @@ def dot(highlight: Highlight | None = None) -> str:
             attrs.update(fillcolor="#dbeafe", color=_PATH_COLOUR, penwidth="2")
         lines.append(f"    {node_id} {_dot_attrs(attrs)};")
     start_attrs = {"color": _PATH_COLOUR, "penwidth": "3"} if highlight is not None else {}
-    lines.append(f"    {_START} -> {initial_state().value}" + (f" {_dot_attrs(start_attrs)}" if start_attrs else "") + ";")
+    lines.append(
+        f"    {_START} -> {initial_state().value}" + (f" {_dot_attrs(start_attrs)}" if start_attrs else "") + ";"
+    )
     for edge in graph.edges:
         attrs = {"label": "\\n".join(edge.labels)}
         if edge.taken:
