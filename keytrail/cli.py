@@ -794,7 +794,8 @@ def demo() -> None:
 def main() -> None:
     """Console entry point: one clear line on stderr and a meaningful exit code for every error."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, typer returns a command's typer.Exit code instead of exiting.
+        code = app(standalone_mode=False)
     except KeytrailError as exc:
         print(f"keytrail: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -817,6 +818,7 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
