@@ -69,7 +69,8 @@ def _root(
     ] = None,
 ) -> None:
     settings.db = db or os.environ.get("KEYTRAIL_DATABASE_URL") or DEFAULT_URL
-    configure_logging(level=os.environ.get("KEYTRAIL_LOG_LEVEL", "warning"))
+    # Quiet by default so an error is one line on stderr; KEYTRAIL_LOG_LEVEL=info shows the transitions.
+    configure_logging(level=os.environ.get("KEYTRAIL_LOG_LEVEL", "error"))
 
 
 # -- plumbing -----------------------------------------------------------------------------------

@@ -5,10 +5,13 @@ The log digest
 ``digest`` folds every event's chain hash, in ``position`` order, into one running hash::
 
     d_0 = sha256("keytrail-digest-v1")
-    d_n = sha256(d_(n-1) + hash_n)          (hex strings, ASCII)
+    h_n = sha256(prev_hash_n + canonical JSON of row n)   (recomputed from the row, never the stored hash)
+    d_n = sha256(d_(n-1) + h_n)                            (hex strings, ASCII)
 
-and is written ``N:HEX`` (the number of events and d_N). Each event hash already covers
-its row's contents and its stream's earlier events, so d_N fixes the whole log as it stood.
+and is written ``N:HEX`` (the number of events and d_N). Each h_n covers its row's contents
+and, through ``prev_hash``, its stream's earlier events, so d_N fixes the whole log as it
+stood; recomputing h_n means an edited row changes the digest even when its stored ``hash``
+column was left alone (``verify`` reports that one too).
 An auditor keeps the token; later, :func:`check_digest` recomputes d over the first N events
 by position: equal means the log still extends what was seen (it may only have grown);
 anything edited, deleted, inserted or reordered among those N events changes it. The check
@@ -32,7 +35,7 @@ import sqlalchemy as sa
 from keytrail.engine.core import Engine
 from keytrail.errors import InvalidInput, StorageError
 from keytrail.persistence import EventStore
-from keytrail.persistence.hashing import iso_utc
+from keytrail.persistence.hashing import chain_hash, iso_utc
 
 __all__ = [
     "DIGEST_SEED",
@@ -95,10 +98,10 @@ def _step(running: str, event_hash: str) -> str:
 
 
 def _hashes(engine: Engine) -> Iterator[tuple[int, str]]:
-    """(position, hash) of every event by position, streamed."""
+    """(position, hash recomputed from the row) of every event by position, streamed."""
     with engine.database.read() as conn:
         for event in _store.events_by_position(conn):
-            yield event.position, event.hash
+            yield event.position, chain_hash(event.prev_hash, event.hashed_fields())
 
 
 def digest(engine: Engine) -> Digest:
