@@ -122,6 +122,6 @@ def test_highlight_of_a_self_loop_and_an_unknown_step() -> None:
 
 def test_svg_without_graphviz(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without dot, svg is a clear error saying how to get it."""
-    monkeypatch.setattr(diagrams.shutil, "which", lambda _name: None)
+    monkeypatch.setattr("keytrail.diagrams.shutil.which", lambda _name: None)
     with pytest.raises(diagrams.GraphvizMissing, match="install the graphviz package"):
         diagrams.svg()
