@@ -806,11 +806,9 @@ def main() -> None:
         print("keytrail: aborted.", file=sys.stderr)
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument, no command
-        message = exc.format_message()
-        if type(exc).__name__ == "NoArgsIsHelpError":
-            print(message, file=sys.stderr)
-        else:
-            print(f"keytrail: {message.strip().splitlines()[0] if message.strip() else 'bad usage.'}", file=sys.stderr)
+        message = exc.format_message().strip()
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            print(f"keytrail: {message.splitlines()[0] if message else 'bad usage.'}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # a bug: no traceback for the user, the type for the report
         _log.debug("unexpected_error", exc_info=True)
