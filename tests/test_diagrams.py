@@ -125,3 +125,10 @@ def test_svg_without_graphviz(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("keytrail.diagrams.shutil.which", lambda _name: None)
     with pytest.raises(diagrams.GraphvizMissing, match="install the graphviz package"):
         diagrams.svg()
+
+
+def test_readme_shows_the_committed_mermaid_diagram() -> None:
+    """The README's inline Mermaid block is the committed diagram, so it cannot drift from the table."""
+    readme = (COMMITTED.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```mermaid\n(.*?)```", readme, re.DOTALL)
+    assert blocks == [(COMMITTED / "onboarding.mmd").read_text(encoding="utf-8")]
