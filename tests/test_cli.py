@@ -552,3 +552,13 @@ def test_parse_duration_refuses(text: str) -> None:
     """Anything else is refused with the accepted form."""
     with pytest.raises(InvalidInput, match="not a duration"):
         parse_duration(text)
+
+
+def test_progress_on_a_terminal_leaves_stdout_alone(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With stderr on a terminal, verify, replay and export draw progress there; stdout is unchanged."""
+    drive_flow(sqlite_db)
+    piped = {args: run(sqlite_db, *args).stdout for args in (("verify",), ("replay", "acme"), ("export",))}
+    monkeypatch.setattr(cli_module, "_stderr_is_terminal", lambda: True)
+    for args, expected in piped.items():
+        result = run(sqlite_db, *args)
+        assert (result.exit_code, result.stdout) == (0, expected), args
