@@ -127,7 +127,7 @@ def _say(text: str) -> None:
     print(text)
 
 
-def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+def _table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """A rich table on a terminal; tab-separated lines with a header when piped (easy to cut and awk)."""
     if _stdout_is_terminal():
         table = Table(title=title)
@@ -764,20 +764,22 @@ def demo() -> None:
         o = engine.proceed(stream)
         say("Go on", str(o.state))
 
-        table = Table(title=f"History of {stream}")
-        for column in ("v", "time (UTC)", "trigger", "from", "to", "reason"):
-            table.add_column(column)
-        for event in engine.history(stream):
-            table.add_row(
-                str(event.version),
-                _short_time(event.occurred_at),
-                event.trigger.value,
-                event.source.value,
-                event.dest.value,
-                event.reason.value if event.reason else "",
-            )
-        out.print()
-        out.print(table)
+        out.print(f"\n[bold]History of {stream}[/bold]")
+        _table(
+            None,
+            ("v", "time (UTC)", "trigger", "from", "to", "reason"),
+            (
+                (
+                    str(e.version),
+                    _short_time(e.occurred_at),
+                    e.trigger.value,
+                    e.source.value,
+                    e.dest.value,
+                    e.reason.value if e.reason else "",
+                )
+                for e in engine.history(stream)
+            ),
+        )
         report = engine.verify()
         out.print(
             f"verify: {'ok' if report.ok else 'PROBLEMS'}: {report.streams} onboarding(s), {report.events} events, "
