@@ -25,6 +25,7 @@ import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from keytrail import diagrams
 from keytrail.engine import Engine, KeyOutcome, Outcome, reports
@@ -134,7 +135,7 @@ def _table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[st
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(value) for value in row))  # data is text, never rich markup
         _console().print(table)
         return
     print("\t".join(columns))

@@ -530,10 +530,11 @@ def test_logs_go_to_stderr_only(sqlite_db: str) -> None:
 
 def test_rich_table_on_a_terminal(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a terminal, tables are drawn with rich; piped, they are tab-separated (checked above)."""
-    run(sqlite_db, "access", "acme")
+    run(sqlite_db, "access", "acme", "--actor", "[b]ops")
     monkeypatch.setattr(cli_module, "_stdout_is_terminal", lambda: True)
     result = run(sqlite_db, "history", "acme")
     assert "History of acme" in result.stdout
+    assert "[b]ops" in result.stdout  # an actor is shown as given, never read as markup
     assert "\t" not in result.stdout
     assert "┃" in result.stdout or "|" in result.stdout
 
