@@ -639,6 +639,8 @@ def export(
     if fmt not in ("jsonl", "csv"):
         raise InvalidInput(f"{fmt!r} is not an export format; use jsonl or csv.")
     with _open() as engine, _progress("exporting") as advance:
+        if stream is not None:
+            engine.status(stream)  # an unknown id is an error (exit 2), not an empty export
         handle = output.open("w", encoding="utf-8", newline="") if output is not None else sys.stdout
         try:
             writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None

@@ -304,6 +304,7 @@ def test_export_jsonl_and_csv_hold_no_secrets(sqlite_db: str, tmp_path: Path) ->
     assert (to_file.exit_code, to_file.stdout) == (0, "")
     assert target.read_text(encoding="utf-8") == jsonl.stdout
     one_error_line(run(sqlite_db, "export", "--format", "xml"), 2, "'xml' is not an export format")
+    one_error_line(run(sqlite_db, "export", "-o", str(tmp_path / "absent" / "x.jsonl")), 2, "No such file or directory")
 
 
 def test_verify_and_digest_find_tampering(sqlite_db: str, tmp_path: Path) -> None:
@@ -442,7 +443,14 @@ def test_unreachable_server_exits_3() -> None:
 def test_unknown_onboarding(sqlite_db: str) -> None:
     """Reading an onboarding that does not exist is exit 2 naming it."""
     run(sqlite_db, "access", "acme")
-    for args in (("status", "nobody"), ("history", "nobody"), ("replay", "nobody"), ("verify", "nobody")):
+    for args in (
+        ("status", "nobody"),
+        ("history", "nobody"),
+        ("replay", "nobody"),
+        ("verify", "nobody"),
+        ("export", "--stream", "nobody"),
+        ("diagram", "--highlight", "nobody"),
+    ):
         one_error_line(run(sqlite_db, *args), 2, "'nobody'")
 
 
