@@ -132,3 +132,26 @@ def test_readme_shows_the_committed_mermaid_diagram() -> None:
     readme = (COMMITTED.parent / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```mermaid\n(.*?)```", readme, re.DOTALL)
     assert blocks == [(COMMITTED / "onboarding.mmd").read_text(encoding="utf-8")]
+
+
+def test_diagram_matches_the_running_transitions_machine() -> None:
+    """Every (source, trigger, dest) the drawing shows is one the engine's transitions machine has, and back."""
+    from keytrail.engine.machine import machine
+
+    running = {
+        (source, name, transition.dest)
+        for name, event in machine()._machine.events.items()
+        for source, transitions in event.transitions.items()
+        for transition in transitions
+    }
+    drawn: set[tuple[str, str, str]] = set()
+    for src, label, dst in _labelled_edges("mermaid"):
+        trigger = label.split(" [")[0]
+        if src == "any_state":
+            sources = {s.value for s in State}
+        elif src.startswith("any_state_but_"):
+            sources = {s.value for s in State} - set(src.removeprefix("any_state_but_").split("_"))
+        else:
+            sources = {src}
+        drawn.update((s, trigger, dst) for s in sources)
+    assert drawn == running
