@@ -191,6 +191,7 @@ class Engine:
 
         from keytrail.crypto import key_file_of, parse_secret_key, write_key_file
         from keytrail.errors import SecretKeyError
+        from keytrail.persistence.store import config_table
         from keytrail.persistence.tables import MetaRow
 
         fernet = parse_secret_key(new_key)
@@ -210,9 +211,12 @@ class Engine:
             if self._db.dialect == "postgresql":  # no save or key creation may slip in under the old key
                 conn.exec_driver_sql("LOCK TABLE store_config, api_keys IN SHARE ROW EXCLUSIVE MODE")
             count = 0
-            for config in list(self._store.configs(conn)):
-                what = f"The saved key of {config.stream_id}"
-                self._store.reseal_config(conn, config.stream_id, rotating.rotate(config.ciphertext, what=what))
+            # A plain select: EventStore.configs() sets yield_per on the connection itself, which on
+            # PostgreSQL would turn the UPDATEs that follow into server-side cursors.
+            saved = conn.execute(sa.select(config_table.c.stream_id, config_table.c.ciphertext)).all()
+            for stream_id, ciphertext in saved:
+                what = f"The saved key of {stream_id}"
+                self._store.reseal_config(conn, stream_id, rotating.rotate(ciphertext, what=what))
                 count += 1
             count += self.portal.reseal_keys_in(conn, rotating)
             conn.execute(sa.update(meta).where(meta.c.name == "secret_check").values(value=rotating.check_token()))
