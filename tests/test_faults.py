@@ -22,11 +22,15 @@ from sqlalchemy import event
 from keytrail import Engine, State
 from keytrail.crypto import SECRET_KEY_ENV, generate_secret_key
 from keytrail.errors import (
+    ConcurrencyConflict,
     DatabaseBusy,
+    DatabaseUnavailable,
+    KeytrailError,
     NotAKeytrailDatabase,
     SchemaMismatch,
     StorageError,
 )
+from keytrail.persistence import translate_error
 from keytrail.persistence.store import config_table, events_table
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal.authority import api_keys, attempts
@@ -320,3 +324,59 @@ def test_a_process_killed_in_the_middle_of_commands(
         with Engine.open(db_url, create=False) as engine:
             _consistent(engine)
     assert completed > 0, "the worker never completed a command: the kills proved nothing"
+
+
+# -- every driver error is translated --------------------------------------------------------------
+
+
+class _PgError(Exception):
+    """Stands in for a psycopg error: what translate_error reads is its sqlstate and first line."""
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("driver_error", "expected", "words"),
+    [
+        (sqlite3.DatabaseError("file is not a database"), NotAKeytrailDatabase, "not a keytrail database"),
+        (sqlite3.DatabaseError("database disk image is malformed"), NotAKeytrailDatabase, "not a keytrail database"),
+        (sqlite3.OperationalError("database is locked"), DatabaseBusy, "locked by another writer"),
+        (sqlite3.OperationalError("attempt to write a readonly database"), StorageError, "is read-only"),
+        (sqlite3.OperationalError("unable to open database file"), DatabaseUnavailable, "cannot be opened"),
+        (sqlite3.IntegrityError("UNIQUE constraint failed: events.stream_id"), ConcurrencyConflict, "concurrent"),
+        (sqlite3.OperationalError("disk I/O error"), StorageError, "refused the operation"),
+        (_PgError("40001", "could not serialize access"), ConcurrencyConflict, "concurrent transaction"),
+        (_PgError("40P01", "deadlock detected"), ConcurrencyConflict, "concurrent transaction"),
+        (_PgError("23505", "duplicate key value violates unique constraint"), ConcurrencyConflict, "concurrent"),
+        (_PgError("08006", "connection failure"), DatabaseUnavailable, "cannot be reached"),
+        (_PgError("57P01", "terminating connection due to administrator command"), DatabaseUnavailable, "reached"),
+        (_PgError("53300", "too many connections"), DatabaseUnavailable, "cannot be reached"),
+        (_PgError("25006", "cannot execute UPDATE in a read-only transaction"), StorageError, "is read-only"),
+        (_PgError("55P03", "canceling statement due to lock timeout"), DatabaseBusy, "did not answer in time"),
+        (_PgError("57014", "canceling statement due to statement timeout"), DatabaseBusy, "did not answer in time"),
+        (_PgError("42P01", 'relation "events" does not exist'), StorageError, "SQLSTATE 42P01"),
+    ],
+    ids=lambda v: getattr(v, "sqlstate", None) or str(v)[:30] if isinstance(v, Exception) else None,
+)
+def test_every_driver_error_is_translated(driver_error: Exception, expected: type[KeytrailError], words: str) -> None:
+    """Raw and SQLAlchemy-wrapped, each driver error becomes exactly the keytrail error named here."""
+    wrapped = sa.exc.OperationalError("UPDATE store_config SET ciphertext=?", {"ciphertext": "gAAAA"}, driver_error)
+    for raised in (driver_error, wrapped):
+        translated = translate_error(raised, "the test database")
+        assert type(translated) is expected
+        assert words in str(translated)
+        assert "gAAAA" not in str(translated) and "UPDATE" not in str(translated)
+
+
+def test_a_lost_or_refused_connection_is_unavailable() -> None:
+    """psycopg raises OperationalError without a SQLSTATE when the server is gone or refuses the connection."""
+
+    class OperationalError(Exception):  # psycopg's name, without a sqlstate
+        pass
+
+    refused = sa.exc.OperationalError("SELECT 1", None, OperationalError("connection refused"))
+    invalidated = sa.exc.DBAPIError("SELECT 1", None, RuntimeError("reset"), connection_invalidated=True)
+    assert type(translate_error(refused, "db")) is DatabaseUnavailable
+    assert type(translate_error(invalidated, "db")) is DatabaseUnavailable
