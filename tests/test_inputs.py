@@ -66,7 +66,7 @@ def _calling(command: str, **kwargs: Any) -> Callable[[Engine, Any], object]:
     return lambda engine, _: getattr(engine, command)(STREAM, **kwargs)
 
 
-def _expire_state(engine: Engine) -> None:
+def _use_idempotency_key(engine: Engine) -> None:
     engine.access(STREAM, idempotency_key="page-1")
 
 
@@ -368,7 +368,7 @@ CASES: list[Bad] = [
         lambda e, _: e.save_config(STREAM, key=GOOD_KEY, idempotency_key="page-1"),
         IdempotencyMismatch,
         "already used on acme for access",
-        setup=_expire_state,
+        setup=_use_idempotency_key,
     ),
     Bad(
         "expected-version-stale",
