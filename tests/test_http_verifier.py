@@ -228,7 +228,7 @@ def test_an_unavailable_gateway_writes_nothing(
     db_url: str, clock: MovableClock, gateway: Gateway, failure: str
 ) -> None:
     """Stopped or timing out: access and proceed raise AuthorityUnavailable, nothing is written, state unchanged."""
-    with HttpKeyVerifier(gateway.url, timeout=0.3, retries=1, backoff=0) as verifier:
+    with HttpKeyVerifier(gateway.url, timeout=1.0, retries=1, backoff=0) as verifier:
         engine = _engine_at_config_saved(db_url, clock, verifier, gateway)
         try:
             assert engine.access("acme").state is State.Validated
@@ -236,7 +236,7 @@ def test_an_unavailable_gateway_writes_nothing(
             if failure == "stopped":
                 gateway.stop()
             else:
-                gateway.delay = 3.0
+                gateway.delay = 4.0
             with capture_logs() as logs:
                 for command in (engine.access, engine.proceed):
                     with pytest.raises(AuthorityUnavailable, match="nothing was written") as caught:
