@@ -246,6 +246,8 @@ def test_an_unavailable_gateway_writes_nothing(
             assert engine.state("acme") is State.Validated
             assert engine.verify().ok
             assert any(entry["event"] == "gateway_unavailable" for entry in logs)
+            (key,) = gateway.valid_keys
+            assert key not in repr(logs) and key not in str(caught.value) and key not in repr(verifier)
             if failure == "stopped":
                 gateway.start()
             else:
