@@ -1,44 +1,716 @@
-"""The ``keytrail`` command: thin over the engine (parse, call, print)."""
+"""The ``keytrail`` command: thin over the engine (parse, call, print).
+
+stdout carries only a command's output (text, ``--json``, exports, diagrams); errors are
+one line on stderr, and logs go to stderr too. Exit codes: 0 ok, 1 the audit found a
+problem, 2 bad usage or input, 3 the database or the key authority could not be reached.
+Keys and passwords come from a hidden prompt or ``--password-stdin`` / ``--key-stdin``,
+never from arguments (shell history, the process list).
+"""
 
 from __future__ import annotations
 
+import csv
+import functools
+import json
 import os
+import re
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
 
+import structlog
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from keytrail.engine import Engine
-from keytrail.errors import KeytrailError
+from keytrail import diagrams
+from keytrail.engine import Engine, KeyOutcome, Outcome, reports
+from keytrail.errors import InvalidInput, KeytrailError
 from keytrail.logs import configure_logging
+from keytrail.persistence.hashing import iso_utc
+from keytrail.portal import ApiKey
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "parse_duration"]
 
 DEFAULT_URL = "sqlite:///keytrail.db"
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, help="The Amazon Sales Channel API-key onboarding, audited."
+    add_completion=False,
+    no_args_is_help=True,
+    help="The Amazon Sales Channel API-key onboarding as an audited state machine.",
+    pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
+account_app = typer.Typer(no_args_is_help=True, help="Company accounts of the key authority.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys in the key authority's portal.")
+app.add_typer(account_app, name="account")
+app.add_typer(keys_app, name="keys")
+
+_log = structlog.get_logger("keytrail.cli")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-class _State:
+class _Settings:
     db: str = DEFAULT_URL
 
 
-state = _State()
+settings = _Settings()
 
 
 @app.callback()
 def _root(
     db: Annotated[
-        str | None, typer.Option("--db", help="Database URL (else KEYTRAIL_DATABASE_URL, else sqlite:///keytrail.db).")
+        str | None,
+        typer.Option(
+            "--db", help="Database URL (else KEYTRAIL_DATABASE_URL, else sqlite:///keytrail.db).", metavar="URL"
+        ),
     ] = None,
 ) -> None:
-    state.db = db or os.environ.get("KEYTRAIL_DATABASE_URL") or DEFAULT_URL
-    configure_logging(level=os.environ.get("KEYTRAIL_LOG_LEVEL", "warning"))
+    settings.db = db or os.environ.get("KEYTRAIL_DATABASE_URL") or DEFAULT_URL
+    # Quiet by default so an error is one line on stderr; KEYTRAIL_LOG_LEVEL=info shows the transitions.
+    configure_logging(level=os.environ.get("KEYTRAIL_LOG_LEVEL", "error"))
+
+
+# -- plumbing -----------------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    print(f"keytrail: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn keytrail's errors into one stderr line and the exit code, the same under the test runner and the script."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except KeytrailError as exc:
+            raise _fail(str(exc), exc.exit_code) from None
+        except BrokenPipeError:
+            raise typer.Exit(0) from None  # the reader (head, less) had enough
+        except OSError as exc:
+            raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ") + ".", 2) from None
+
+    return wrapper
+
+
+def _open(*, create: bool = False) -> Engine:
+    """Commands that may start an onboarding create the database; reading commands need an existing one."""
+    return Engine.open(settings.db) if create else reports.open_existing(settings.db)
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _console() -> Console:
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def _emit_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, sort_keys=False))
+
+
+def _say(text: str) -> None:
+    print(text)
+
+
+def _table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A rich table on a terminal; tab-separated lines with a header when piped (easy to cut and awk)."""
+    if _stdout_is_terminal():
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(Text(value) for value in row))  # data is text, never rich markup
+        _console().print(table)
+        return
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join(value.replace("\t", " ").replace("\n", " ") for value in row))
+
+
+@contextmanager
+def _progress(description: str) -> Iterator[Callable[[int], None]]:
+    """A progress counter on stderr when it is a terminal; a no-op otherwise (pipes and CI logs stay clean)."""
+    if not _stderr_is_terminal():
+        yield lambda _n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda n: bar.advance(task, n)
+
+
+def _secret(what: str, flag: str, from_stdin: bool, *, confirm: bool = False) -> str:
+    """A password or key from one line of stdin, or a hidden prompt on a terminal; never an argument."""
+    if from_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+        if not value:
+            raise InvalidInput(f"Standard input held no {what}: {flag} reads it from the first line of stdin.")
+        return value
+    if not _stdin_is_terminal():
+        raise InvalidInput(f"There is no terminal to prompt for the {what} on; pass {flag} and pipe it in.")
+    value = typer.prompt(what[0].upper() + what[1:], hide_input=True, confirmation_prompt=confirm, err=True)
+    assert isinstance(value, str)
+    return value
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else iso_utc(value)
+
+
+def _short_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+_DURATION = re.compile(r"(\d+)([wdhms])")
+_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``2w``, ``12h``, ``1d12h``, ``90m``, ``45s``: a window for ``expiring``."""
+    compact = text.strip().lower()
+    if not compact or _DURATION.sub("", compact):
+        raise InvalidInput(f"{text!r} is not a duration: use a number and a unit (w, d, h, m, s), e.g. 30d or 1d12h.")
+    span = timedelta()
+    for amount, unit in _DURATION.findall(compact):
+        span += timedelta(**{_UNITS[unit]: int(amount)})
+    return span
+
+
+def _parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant; without a zone it is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z.") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+# -- options shared by commands --------------------------------------------------------------------
+
+StreamArg = Annotated[str, typer.Argument(help="The onboarding id (the merchant's Commerce instance).", metavar="ID")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who drives the command, recorded in the event.")]
+IdemOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--idempotency-key", help="Repeat-safe: the same key on the same onboarding returns the first outcome."
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (schema in the README).")]
+EmailOpt = Annotated[str, typer.Option("--email", help="The company account's email.")]
+PasswordStdinOpt = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin instead of a prompt.")
+]
+
+
+def _print_outcome(outcome: Outcome, as_json: bool) -> None:
+    if as_json:
+        _emit_json(outcome.as_dict())
+        return
+    reason = f" (reason: {outcome.reason.value})" if outcome.reason is not None else ""
+    again = " [idempotent replay: nothing new was written]" if outcome.replayed else ""
+    _say(
+        f"{outcome.stream}: {outcome.trigger.value} -> {outcome.state.value}{reason}, version {outcome.version}{again}"
+    )
+    if isinstance(outcome, KeyOutcome):
+        _say(f"key id: {outcome.key_id} (ends in {outcome.hint}), expires {_when(outcome.expires_at)}")
+        _say(f"key: {outcome.key}")
+
+
+# -- driving commands --------------------------------------------------------------------------------
+
+
+@app.command()
+@_errors_to_exit
+def access(
+    stream: StreamArg, actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Open the Amazon Sales Channel: the saved key is verified (Validated) or a key is asked for (Prompted)."""
+    with _open(create=True) as engine:
+        _print_outcome(engine.access(stream, actor=actor, idempotency_key=idempotency_key), as_json)
+
+
+@app.command("sign-in")
+@_errors_to_exit
+def sign_in(
+    stream: StreamArg,
+    email: EmailOpt,
+    password_stdin: PasswordStdinOpt = False,
+    session: Annotated[
+        bool, typer.Option("--session", help="Reuse the account's live session (already signed in): no password.")
+    ] = False,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign in to the Commerce account (password from a hidden prompt or --password-stdin)."""
+    if session and password_stdin:
+        raise InvalidInput("Use either --session or --password-stdin, not both.")
+    with _open(create=True) as engine:
+        password = None if session else _secret("password", "--password-stdin", password_stdin)
+        outcome = engine.sign_in(stream, email=email, password=password, actor=actor, idempotency_key=idempotency_key)
+        _print_outcome(outcome, as_json)
+
+
+@app.command()
+@_errors_to_exit
+def register(
+    stream: StreamArg,
+    email: EmailOpt,
+    company: Annotated[str, typer.Option("--company", help="The merchant's company, owner of the account.")],
+    password_stdin: PasswordStdinOpt = False,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """No account yet: register the company's account, then sign in with it."""
+    with _open(create=True) as engine:
+        password = _secret("password", "--password-stdin", password_stdin, confirm=True)
+        outcome = engine.register(
+            stream, email=email, password=password, company=company, actor=actor, idempotency_key=idempotency_key
+        )
+        _print_outcome(outcome, as_json)
+
+
+@app.command("generate-key")
+@_errors_to_exit
+def generate_key(
+    stream: StreamArg,
+    description: Annotated[
+        str, typer.Option("--description", help="What the key is for, as the API Portal shows it.")
+    ] = "Amazon Sales Channel",
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """API Portal "Add New": create a key. Its response is one of the two that show a key."""
+    with _open(create=True) as engine:
+        outcome = engine.generate_key(stream, description=description, actor=actor, idempotency_key=idempotency_key)
+        _print_outcome(outcome, as_json)
+
+
+@app.command("copy-key")
+@_errors_to_exit
+def copy_key(
+    stream: StreamArg,
+    key_id: Annotated[
+        str | None, typer.Option("--key-id", help="An existing key of the account (default: the key just generated).")
+    ] = None,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """API Portal "Copy": print the key to paste into the configuration."""
+    with _open(create=True) as engine:
+        outcome = engine.copy_key(stream, key_id=key_id, actor=actor, idempotency_key=idempotency_key)
+        _print_outcome(outcome, as_json)
+
+
+@app.command("save-config")
+@_errors_to_exit
+def save_config(
+    stream: StreamArg,
+    key_stdin: Annotated[
+        bool, typer.Option("--key-stdin", help="Read the key from the first line of stdin instead of a prompt.")
+    ] = False,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Paste the key into "Production Api key" and Save Config (asterisks only keep the saved key)."""
+    with _open(create=True) as engine:
+        key = _secret("API key", "--key-stdin", key_stdin)
+        _print_outcome(engine.save_config(stream, key=key, actor=actor, idempotency_key=idempotency_key), as_json)
+
+
+@app.command()
+@_errors_to_exit
+def proceed(
+    stream: StreamArg, actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Go on to Store Integration, the key verified again at this instant."""
+    with _open(create=True) as engine:
+        _print_outcome(engine.proceed(stream, actor=actor, idempotency_key=idempotency_key), as_json)
+
+
+# -- the key authority ---------------------------------------------------------------------------------
+
+
+@account_app.command("create")
+@_errors_to_exit
+def account_create(
+    email: EmailOpt,
+    company: Annotated[str, typer.Option("--company", help="The merchant's company, owner of the account.")],
+    password_stdin: PasswordStdinOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a company account on the Commerce account site (password from a prompt or --password-stdin)."""
+    with _open(create=True) as engine:
+        password = _secret("password", "--password-stdin", password_stdin, confirm=True)
+        account = engine.portal.create_account(email, password, company)
+    if as_json:
+        _emit_json(
+            {
+                "account_id": account.account_id,
+                "email": account.email,
+                "company": account.company,
+                "created_at": iso_utc(account.created_at),
+            }
+        )
+        return
+    _say(f"account {account.account_id}: {account.email} ({account.company})")
+
+
+def _key_dict(key: ApiKey, now: datetime) -> dict[str, Any]:
+    return {
+        "key_id": key.key_id,
+        "description": key.description,
+        "hint": key.hint,
+        "fingerprint": key.fingerprint,
+        "created_at": iso_utc(key.created_at),
+        "expires_at": iso_utc(key.expires_at),
+        "revoked_at": _when(key.revoked_at) or None,
+        "status": key.status(now),
+    }
+
+
+@keys_app.command("list")
+@_errors_to_exit
+def keys_list(email: EmailOpt, as_json: JsonOpt = False) -> None:
+    """The account's keys as the API Portal lists them (never the keys themselves)."""
+    with _open() as engine:
+        account = engine.portal.find_account(email)
+        if account is None:
+            raise InvalidInput(f"There is no account with the email {email}.")
+        now = reports.now(engine)
+        found = [_key_dict(key, now) for key in engine.portal.list_keys(email)]
+    if as_json:
+        _emit_json({"email": account.email, "keys": found})
+        return
+    columns = ("key_id", "description", "hint", "created_at", "expires_at", "status")
+    _table(f"Keys of {account.email}", columns, ([str(k[c]) for c in columns] for k in found))
+
+
+@keys_app.command("revoke")
+@_errors_to_exit
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (key_ and 16 hex digits).", metavar="KEY_ID")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a key: from now on it verifies as invalid, and the next access prompts."""
+    with _open() as engine:
+        key = engine.portal.revoke_key(key_id)
+        shown = _key_dict(key, reports.now(engine))
+    if as_json:
+        _emit_json(shown)
+        return
+    _say(f"{shown['key_id']} ({shown['description']}, ends in {shown['hint']}): revoked at {shown['revoked_at']}")
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+def _status_dict(head: Any) -> dict[str, Any]:
+    return {
+        "stream": head.stream_id,
+        "state": head.state,
+        "reason": head.reason,
+        "version": head.version,
+        "account_id": head.account_id,
+        "key_id": head.key_id,
+        "updated_at": _when(head.updated_at) or None,
+        "head_hash": head.head_hash,
+    }
+
+
+@app.command()
+@_errors_to_exit
+def status(
+    stream: Annotated[
+        str | None, typer.Argument(help="One onboarding; all of them when left out.", metavar="[ID]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where one onboarding stands, or all of them as a table (from the projection, no replay)."""
+    with _open() as engine:
+        if stream is not None:
+            shown = _status_dict(engine.status(stream))
+            if as_json:
+                _emit_json(shown)
+            else:
+                reason = f" (reason: {shown['reason']})" if shown["reason"] else ""
+                _say(f"{shown['stream']}: {shown['state']}{reason}, version {shown['version']}")
+            return
+        heads = (_status_dict(head) for head in engine.streams())
+        if as_json:
+            # Streamed as a JSON array, one onboarding per line, so memory stays flat.
+            print("[", end="")
+            for index, head in enumerate(heads):
+                print(("," if index else "") + "\n" + json.dumps(head, ensure_ascii=False), end="")
+            print("\n]")
+            return
+        columns = ("stream", "state", "reason", "version", "updated_at")
+        _table("Onboardings", columns, ([str(h[c] or "") for c in columns] for h in heads))
+
+
+@app.command()
+@_errors_to_exit
+def history(stream: StreamArg, as_json: JsonOpt = False) -> None:
+    """The onboarding's timeline: version, time, trigger, from, to, reason, actor."""
+    with _open() as engine:
+        events = engine.history(stream)
+    if as_json:
+        _emit_json(
+            {
+                "stream": stream,
+                "events": [
+                    {
+                        "position": e.position,
+                        "version": e.version,
+                        "occurred_at": iso_utc(e.occurred_at),
+                        "trigger": e.trigger.value,
+                        "source": e.source.value,
+                        "dest": e.dest.value,
+                        "reason": None if e.reason is None else e.reason.value,
+                        "actor": e.actor,
+                        "idempotency_key": e.idempotency_key,
+                        "hash": e.hash,
+                    }
+                    for e in events
+                ],
+            }
+        )
+        return
+    columns = ("version", "time (UTC)", "trigger", "from", "to", "reason", "actor")
+    rows = (
+        (
+            str(e.version),
+            _short_time(e.occurred_at),
+            e.trigger.value,
+            e.source.value,
+            e.dest.value,
+            e.reason.value if e.reason else "",
+            e.actor or "",
+        )
+        for e in events
+    )
+    _table(f"History of {stream}", columns, rows)
+
+
+def _problem_dict(problem: Any) -> dict[str, Any]:
+    return {"stream": problem.stream, "version": problem.version, "kind": problem.kind, "message": problem.message}
+
+
+@app.command()
+@_errors_to_exit
+def replay(
+    stream: StreamArg,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Rebuild as the onboarding stood at this ISO 8601 instant (UTC if no zone)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild the onboarding from its events alone (exit 1 when a step is not legal under the machine)."""
+    instant = None if as_of is None else _parse_instant(as_of)
+    with _open() as engine, _progress("replaying") as advance:
+        rebuilt = reports.replay(engine, stream, instant, advance)
+    if as_json:
+        _emit_json(
+            {
+                "stream": rebuilt.stream,
+                "state": rebuilt.state.value,
+                "reason": None if rebuilt.reason is None else rebuilt.reason.value,
+                "version": rebuilt.version,
+                "as_of": _when(rebuilt.as_of) or None,
+                "path": [s.value for s in rebuilt.path],
+                "ok": rebuilt.ok,
+                "problems": [_problem_dict(p) for p in rebuilt.problems],
+            }
+        )
+    else:
+        when = f" as of {_when(rebuilt.as_of)}" if rebuilt.as_of is not None else ""
+        reason = f" (reason: {rebuilt.reason.value})" if rebuilt.reason is not None else ""
+        _say(f"{rebuilt.stream}{when}: {rebuilt.state.value}{reason}, version {rebuilt.version}")
+        _say("path: " + " -> ".join(s.value for s in rebuilt.path))
+        for problem in rebuilt.problems:
+            _say(f"problem: {problem}")
+    if not rebuilt.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_errors_to_exit
+def expiring(
+    within: Annotated[str, typer.Option("--within", help="The window: 30d, 2w, 12h, 1d12h ...")] = "30d",
+    as_json: JsonOpt = False,
+) -> None:
+    """Onboardings whose saved key expires within the window (or already has), per the key authority."""
+    window = parse_duration(within)
+    with _open() as engine:
+        now = reports.now(engine)
+        found = reports.expiring(engine, window)
+    if as_json:
+        _emit_json(
+            {
+                "as_of": iso_utc(now),
+                "within_seconds": int(window.total_seconds()),
+                "onboardings": [k.as_dict() for k in found],
+            }
+        )
+        return
+    if not found:
+        _say(f"No saved key expires within {within}.")
+        return
+    columns = ("stream", "state", "key_id", "hint", "expires_at", "days_left")
+    _table(
+        f"Saved keys expiring within {within}",
+        columns,
+        ([str(k.as_dict()[c]) if not (c == "days_left" and k.expired) else "expired" for c in columns] for k in found),
+    )
+
+
+# -- auditing ------------------------------------------------------------------------------------------
+
+
+@app.command()
+@_errors_to_exit
+def verify(
+    stream: Annotated[
+        str | None, typer.Argument(help="One onboarding; the whole log when left out.", metavar="[ID]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute every hash chain, check versions, legality and projections; exit 1 listing each problem."""
+    with _open() as engine, _progress("verifying") as advance:
+        report = engine.verify(stream, progress=advance)
+    if as_json:
+        _emit_json(
+            {
+                "ok": report.ok,
+                "streams": report.streams,
+                "events": report.events,
+                "problems": [_problem_dict(p) for p in report.problems],
+            }
+        )
+    else:
+        verdict = "ok" if report.ok else "PROBLEMS"
+        _say(
+            f"verify: {verdict}: {report.streams} onboarding(s), {report.events} event(s), "
+            f"{len(report.problems)} problem(s)."
+        )
+        for problem in report.problems:
+            _say(f"problem: {problem}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_errors_to_exit
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (one object per event per line) or csv.")] = "jsonl",
+    stream: Annotated[str | None, typer.Option("--stream", help="Only this onboarding.", metavar="ID")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Every event with every column, streamed (events never hold a key or a password)."""
+    if fmt not in ("jsonl", "csv"):
+        raise InvalidInput(f"{fmt!r} is not an export format; use jsonl or csv.")
+    with _open() as engine, _progress("exporting") as advance:
+        if stream is not None:
+            engine.status(stream)  # an unknown id is an error (exit 2), not an empty export
+        handle = output.open("w", encoding="utf-8", newline="") if output is not None else sys.stdout
+        try:
+            writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
+            if writer is not None:
+                writer.writerow(reports.EXPORT_COLUMNS)
+            for row in reports.export_rows(engine, stream):
+                if writer is not None:
+                    row["data"] = json.dumps(row["data"], sort_keys=True, ensure_ascii=False)
+                    writer.writerow(["" if row[c] is None else row[c] for c in reports.EXPORT_COLUMNS])
+                else:
+                    handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+                advance(1)
+        finally:
+            if output is not None:
+                handle.close()
+
+
+@app.command()
+@_errors_to_exit
+def digest(
+    check: Annotated[
+        str | None,
+        typer.Option("--check", help="A digest kept earlier (N:HEX): exit 1 unless the log still extends it."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One hash over the whole log (N:HEX) to keep elsewhere; --check proves the log still extends it."""
+    with _open() as engine:
+        if check is None:
+            found = reports.digest(engine)
+            _emit_json(found.as_dict()) if as_json else _say(found.token)
+            return
+        result = reports.check_digest(engine, check)
+    if as_json:
+        _emit_json(result.as_dict())
+    else:
+        _say(("ok: " if result.ok else "CHANGED: ") + result.message)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+# -- diagrams and the demo ---------------------------------------------------------------------------------
+
+
+def _highlight(engine: Engine, stream: str) -> diagrams.Highlight:
+    return diagrams.Highlight.from_events((e.trigger, e.source, e.dest) for e in engine.history(stream))
+
+
+@app.command()
+@_errors_to_exit
+def diagram(
+    fmt: Annotated[str, typer.Option("--format", help="mermaid, dot or svg (svg needs Graphviz).")] = "mermaid",
+    highlight: Annotated[
+        str | None,
+        typer.Option("--highlight", help="Mark the path this onboarding took and where it stands.", metavar="ID"),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """The machine, drawn from the one transition table."""
+    if fmt not in diagrams.FORMATS:
+        raise InvalidInput(f"{fmt!r} is not a diagram format; use mermaid, dot or svg.")
+    marked = None
+    if highlight is not None:
+        with _open() as engine:
+            marked = _highlight(engine, highlight)
+    text = diagrams.render(fmt, marked)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
 
 
 class _DemoClock:
@@ -52,10 +724,12 @@ class _DemoClock:
 
 
 @app.command()
+@_errors_to_exit
 def demo() -> None:
     """Walk through the source document's flow on a fresh database, then a key expiry and the repeat."""
     clock = _DemoClock()
-    with Engine.open(state.db, clock=clock) as engine:
+    out = _console()
+    with Engine.open(settings.db, clock=clock) as engine:
         stream, email, password = "acme-store", "ops@acme.test", "correct horse battery staple"
 
         def say(step: str, outcome_text: str) -> None:
@@ -93,25 +767,32 @@ def demo() -> None:
         o = engine.proceed(stream)
         say("Go on", str(o.state))
 
-        table = Table(title=f"History of {stream}")
-        for column in ("v", "time (UTC)", "trigger", "from", "to", "reason"):
-            table.add_column(column)
-        for event in engine.history(stream):
-            table.add_row(
-                str(event.version),
-                event.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
-                event.trigger.value,
-                event.source.value,
-                event.dest.value,
-                event.reason.value if event.reason else "",
-            )
-        out.print()
-        out.print(table)
+        out.print(f"\n[bold]History of {stream}[/bold]")
+        _table(
+            None,
+            ("v", "time (UTC)", "trigger", "from", "to", "reason"),
+            (
+                (
+                    str(e.version),
+                    _short_time(e.occurred_at),
+                    e.trigger.value,
+                    e.source.value,
+                    e.dest.value,
+                    e.reason.value if e.reason else "",
+                )
+                for e in engine.history(stream)
+            ),
+        )
         report = engine.verify()
         out.print(
             f"verify: {'ok' if report.ok else 'PROBLEMS'}: {report.streams} onboarding(s), {report.events} events, "
             f"{len(report.problems)} problem(s)"
         )
+        out.print(
+            f"digest (keep it to check the log later with `keytrail digest --check`): {reports.digest(engine).token}"
+        )
+        out.print(f"\n[bold]The machine, with the path of {stream} highlighted (Mermaid):[/bold]")
+        out.print(diagrams.mermaid(_highlight(engine, stream)), markup=False, end="")
         if not report.ok:
             raise typer.Exit(1)
 
@@ -119,18 +800,29 @@ def demo() -> None:
 def main() -> None:
     """Console entry point: one clear line on stderr and a meaningful exit code for every error."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, typer returns a command's typer.Exit code instead of exiting.
+        code = app(standalone_mode=False)
     except KeytrailError as exc:
         print(f"keytrail: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt, EOFError):
         print("keytrail: aborted.", file=sys.stderr)
         sys.exit(130)
-    except typer.TyperException as exc:  # usage errors: unknown option, missing argument
-        print(f"keytrail: {exc.format_message()}", file=sys.stderr)
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument, no command
+        message = exc.format_message().strip()
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            print(f"keytrail: {message.splitlines()[0] if message else 'bad usage.'}", file=sys.stderr)
         sys.exit(2)
+    except Exception as exc:  # a bug: no traceback for the user, the type for the report
+        _log.debug("unexpected_error", exc_info=True)
+        print(
+            f"keytrail: unexpected {type(exc).__name__}; run with KEYTRAIL_LOG_LEVEL=debug for details.",
+            file=sys.stderr,
+        )
+        sys.exit(70)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,16 @@ __all__ = [
     "fingerprint",
     "generate_secret_key",
     "hint",
+    "key_file_of",
     "load_secret_keys",
+    "parse_secret_key",
+    "write_key_file",
 ]
 
 SECRET_KEY_ENV = "KEYTRAIL_SECRET_KEY"  # noqa: S105 - the variable's name, not a secret
 SECRET_KEY_FILE_ENV = "KEYTRAIL_SECRET_KEY_FILE"  # noqa: S105
 _CHECK_PLAINTEXT = "keytrail secret check"
+_FILE_SOURCE = "the key file "
 
 
 def fingerprint(key: str) -> str:
@@ -75,7 +79,7 @@ def load_secret_keys(default_file: Path | None, *, create: bool) -> tuple[list[F
     path = Path(named_file) if named_file else default_file
     if path is None:
         raise SecretKeyError(f"No encryption key: set {SECRET_KEY_ENV} or {SECRET_KEY_FILE_ENV}.")
-    source = f"the key file {path}"
+    source = f"{_FILE_SOURCE}{path}"
     try:
         return _parse_keys(path.read_text(encoding="ascii"), source), source
     except FileNotFoundError:
@@ -97,13 +101,50 @@ def load_secret_keys(default_file: Path | None, *, create: bool) -> tuple[list[F
     return _parse_keys(key, source), source
 
 
+def parse_secret_key(text: str) -> Fernet:
+    """One encryption key, as ``generate_secret_key`` makes it; a clear error otherwise (the key is never shown)."""
+    keys = _parse_keys(text, "the new key")
+    if len(keys) != 1:
+        raise SecretKeyError(f"Expected one new encryption key, not {len(keys)}.")
+    return keys[0]
+
+
+def key_file_of(source: str) -> Path | None:
+    """The key file a :class:`SecretBox`'s keys came from, or None when they came from the environment."""
+    return Path(source[len(_FILE_SOURCE) :]) if source.startswith(_FILE_SOURCE) else None
+
+
+def write_key_file(path: Path, keys: list[str]) -> None:
+    """Replace a key file atomically (owner-only, synced), so a crash leaves the old file or the new, never half."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write("\n".join(keys) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class SecretBox:
     """Seals and opens secrets with the current key; opens with retired keys too."""
 
     def __init__(self, keys: list[Fernet], source: str) -> None:
+        self._keys = list(keys)
         self._fernet = MultiFernet(keys)
         self._current = keys[0]
         self.source = source
+
+    def with_new_key(self, key: Fernet, source: str) -> SecretBox:
+        """A box that seals with ``key`` and still opens what the current keys sealed (for a rotation)."""
+        return SecretBox([key, *self._keys], source)
+
+    def only_current(self) -> SecretBox:
+        """The same box with every retired key dropped (after a rotation re-sealed everything)."""
+        return SecretBox([self._current], self.source)
 
     def __repr__(self) -> str:
         return f"SecretBox(source={self.source!r})"

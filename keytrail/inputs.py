@@ -35,13 +35,20 @@ def _describe(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
+def _shown(value: str, limit: int = 64) -> str:
+    """A refused value as messages may show it: quoted, and never overlong or with control characters."""
+    if len(value) <= limit and value.isprintable():
+        return repr(value)
+    return f"the value of {len(value)} characters"
+
+
 def check_stream_id(stream_id: object) -> str:
     """An onboarding id: 1-128 letters, digits and ``. _ - : @``, starting with a letter or digit."""
     if not isinstance(stream_id, str):
         raise InvalidInput(f"An onboarding id must be a string, not {_describe(stream_id)}.")
     if not _STREAM_ID.fullmatch(stream_id):
         raise InvalidInput(
-            f"{stream_id!r} is not a valid onboarding id: use 1 to 128 letters, digits and . _ - : @, "
+            f"{_shown(stream_id)} is not a valid onboarding id: use 1 to 128 letters, digits and . _ - : @, "
             "beginning with a letter or digit."
         )
     return stream_id

@@ -43,11 +43,21 @@ _SECRET_SHAPES = re.compile(r"kt_[A-Za-z0-9_\-]{43}|gAAAAA[A-Za-z0-9_\-=]{40,}")
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return _SECRET_SHAPES.sub(REDACTED, value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
     if isinstance(value, dict):
         return {k: REDACTED if str(k).lower() in SENSITIVE_FIELDS else _scrub(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_scrub(v) for v in value)
-    return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return (
+            [_scrub(v) for v in value] if isinstance(value, (set, frozenset)) else type(value)(_scrub(v) for v in value)
+        )
+    if isinstance(value, (bytes, bytearray)):
+        value = value.decode("utf-8", "replace")
+        return _SECRET_SHAPES.sub(REDACTED, value)
+    # Any other object (an exception, a dataclass) is rendered by its repr: scrub that text
+    # when it carries something key-shaped, and leave the object alone otherwise.
+    text = repr(value)
+    return _SECRET_SHAPES.sub(REDACTED, text) if _SECRET_SHAPES.search(text) else value
 
 
 def redact_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -88,8 +98,9 @@ def configure_logging(*, level: str | None = None, json: bool | None = None, str
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
+            # Tracebacks become text first, so the redaction sees them too.
             structlog.processors.format_exc_info,
+            redact_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -177,6 +177,59 @@ class Engine:
         """Release the database connections."""
         self._db.dispose()
 
+    def rotate_secret_key(self, new_key: str) -> int:
+        """Re-seal every saved store key and every authority key under ``new_key``, in one transaction.
+
+        ``new_key`` is a key as ``keytrail.crypto.generate_secret_key()`` makes it. When the
+        current key came from a key file, the file is rewritten too: first holding both keys
+        (so a crash at any moment leaves every secret openable), then, once the database has
+        committed, only the new one. When it came from ``KEYTRAIL_SECRET_KEY``, put the new key
+        there (first, if you keep the old one listed after it) before the next open. Stop other
+        hosts sharing the database while rotating. Returns how many secrets were re-sealed.
+        """
+        import sqlalchemy as sa
+
+        from keytrail.crypto import key_file_of, parse_secret_key, write_key_file
+        from keytrail.errors import SecretKeyError
+        from keytrail.persistence.store import config_table
+        from keytrail.persistence.tables import MetaRow
+
+        fernet = parse_secret_key(new_key)
+        new_key = new_key.strip()
+        key_file = key_file_of(self._box.source)
+        if key_file is not None:
+            try:
+                old_keys = key_file.read_text(encoding="ascii").replace(",", " ").split()
+                write_key_file(key_file, [new_key, *old_keys])
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SecretKeyError(
+                    f"The key file {key_file} cannot be rewritten ({exc.__class__.__name__}); nothing was changed."
+                ) from None
+        rotating = self._box.with_new_key(fernet, self._box.source)
+        meta = MetaRow.__table__  # type: ignore[attr-defined]
+        with self._db.write() as conn:
+            if self._db.dialect == "postgresql":  # no save or key creation may slip in under the old key
+                conn.exec_driver_sql("LOCK TABLE store_config, api_keys IN SHARE ROW EXCLUSIVE MODE")
+            count = 0
+            # A plain select: EventStore.configs() sets yield_per on the connection itself, which on
+            # PostgreSQL would turn the UPDATEs that follow into server-side cursors.
+            saved = conn.execute(sa.select(config_table.c.stream_id, config_table.c.ciphertext)).all()
+            for stream_id, ciphertext in saved:
+                what = f"The saved key of {stream_id}"
+                self._store.reseal_config(conn, stream_id, rotating.rotate(ciphertext, what=what))
+                count += 1
+            count += self.portal.reseal_keys_in(conn, rotating)
+            conn.execute(sa.update(meta).where(meta.c.name == "secret_check").values(value=rotating.check_token()))
+        self._box = rotating.only_current()
+        self.portal.use_box(self._box)
+        if key_file is not None:
+            try:
+                write_key_file(key_file, [new_key])
+            except OSError as exc:  # both keys stay listed, newest first: everything still opens
+                _log.warning("key_file_not_trimmed", path=str(key_file), error=exc.__class__.__name__)
+        _log.info("secret_key_rotated", resealed=count, source=self._box.source)
+        return count
+
     @property
     def database(self) -> Database:
         return self._db

@@ -1,4 +1,8 @@
-"""The embedded key authority (accounts, sign-in, API keys) and the verification port."""
+"""The embedded key authority (accounts, sign-in, API keys) and the verification port.
+
+``keytrail.portal.http.HttpKeyVerifier`` implements the port against a real Commerce key
+gateway; it lives in its own module so that importing keytrail does not import httpx.
+"""
 
 from keytrail.portal.authority import Account, ApiKey, IssuedKey, KeyAuthority, SignInAttempt
 from keytrail.portal.ports import KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict

@@ -412,17 +412,22 @@ class KeyAuthority:
         _log.info("key_revoked", key_id=key_id)
         return self.key_info(key_id)
 
-    def reseal_keys_in(self, conn: Connection) -> int:
-        """Re-encrypt every stored key under the current encryption key."""
+    def reseal_keys_in(self, conn: Connection, box: SecretBox | None = None) -> int:
+        """Re-encrypt every stored key under the current key of ``box`` (default: the authority's own)."""
+        box = box or self._box
         count = 0
         for key_id, ciphertext in conn.execute(sa.select(api_keys.c.key_id, api_keys.c.ciphertext)).all():
             conn.execute(
                 sa.update(api_keys)
                 .where(api_keys.c.key_id == key_id)
-                .values(ciphertext=self._box.rotate(ciphertext, what=f"Key {key_id}"))
+                .values(ciphertext=box.rotate(ciphertext, what=f"Key {key_id}"))
             )
             count += 1
         return count
+
+    def use_box(self, box: SecretBox) -> None:
+        """Seal and open with ``box`` from now on (after the engine rotated the encryption key)."""
+        self._box = box
 
     # -- verification (the port) ------------------------------------------------------------
 

@@ -1,0 +1,321 @@
+"""Operator and auditor queries over an :class:`~keytrail.engine.Engine`: digests, expiring keys, exports.
+
+The log digest
+--------------
+``digest`` folds every event's chain hash, in ``position`` order, into one running hash::
+
+    d_0 = sha256("keytrail-digest-v1")
+    h_n = sha256(prev_hash_n + canonical JSON of row n)   (recomputed from the row, never the stored hash)
+    d_n = sha256(d_(n-1) + h_n)                            (hex strings, ASCII)
+
+and is written ``N:HEX`` (the number of events and d_N). Each h_n covers its row's contents
+and, through ``prev_hash``, its stream's earlier events, so d_N fixes the whole log as it
+stood; recomputing h_n means an edited row changes the digest even when its stored ``hash``
+column was left alone (``verify`` reports that one too).
+An auditor keeps the token; later, :func:`check_digest` recomputes d over the first N events
+by position: equal means the log still extends what was seen (it may only have grown);
+anything edited, deleted, inserted or reordered among those N events changes it. The check
+streams the log once, in constant memory.
+
+On PostgreSQL, positions come from a sequence: a transaction that takes a position and
+commits after a later one could land inside an already-taken prefix. Take digests when no
+writer is mid-command (SQLite serializes writers, so there it always holds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from keytrail import inputs
+from keytrail.engine.audit import StreamFold
+from keytrail.engine.core import Engine
+from keytrail.engine.results import Replay
+from keytrail.errors import InvalidInput, StorageError, UnknownOnboarding
+from keytrail.persistence import EventStore
+from keytrail.persistence.hashing import chain_hash, iso_utc
+
+__all__ = [
+    "DIGEST_SEED",
+    "EXPORT_COLUMNS",
+    "Digest",
+    "DigestCheck",
+    "ExpiringKey",
+    "check_digest",
+    "digest",
+    "expiring",
+    "export_rows",
+    "now",
+    "open_existing",
+    "parse_digest",
+    "replay",
+]
+
+DIGEST_SEED = hashlib.sha256(b"keytrail-digest-v1").hexdigest()
+_store = EventStore()
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One hash over the first ``events`` events of the log, by position."""
+
+    events: int
+    digest: str
+    last_position: int
+
+    @property
+    def token(self) -> str:
+        """What the auditor keeps: ``N:HEX``."""
+        return f"{self.events}:{self.digest}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"events": self.events, "digest": self.digest, "last_position": self.last_position, "token": self.token}
+
+
+@dataclass(frozen=True)
+class DigestCheck:
+    """Whether the log still extends a kept digest, and by how many events it grew since."""
+
+    ok: bool
+    expected: Digest
+    found: Digest
+    total_events: int
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "expected": self.expected.token,
+            "found": self.found.token,
+            "total_events": self.total_events,
+            "new_events": max(0, self.total_events - self.expected.events) if self.ok else None,
+            "message": self.message,
+        }
+
+
+def _step(running: str, event_hash: str) -> str:
+    return hashlib.sha256((running + event_hash).encode("ascii")).hexdigest()
+
+
+def _hashes(engine: Engine) -> Iterator[tuple[int, str]]:
+    """(position, hash recomputed from the row) of every event by position, streamed."""
+    with engine.database.read() as conn:
+        for event in _store.events_by_position(conn):
+            yield event.position, chain_hash(event.prev_hash, event.hashed_fields())
+
+
+def digest(engine: Engine) -> Digest:
+    """The digest of the whole log as it stands."""
+    running, count, last = DIGEST_SEED, 0, 0
+    for position, event_hash in _hashes(engine):
+        running, count, last = _step(running, event_hash), count + 1, position
+    return Digest(count, running, last)
+
+
+def parse_digest(token: str) -> tuple[int | None, str]:
+    """``N:HEX`` (as printed by ``digest``) or a bare ``HEX``."""
+    count_text, _, hex_text = token.strip().rpartition(":")
+    hex_text = hex_text.lower()
+    if len(hex_text) != 64 or any(c not in "0123456789abcdef" for c in hex_text):
+        raise InvalidInput(f"{token[:80]!r} is not a digest: expected N:HEX as printed by `keytrail digest`.")
+    if not count_text:
+        return None, hex_text
+    if not count_text.isdigit():
+        raise InvalidInput(
+            f"{count_text[:20]!r} is not an event count: expected N:HEX as printed by `keytrail digest`."
+        )
+    return int(count_text), hex_text
+
+
+def check_digest(engine: Engine, token: str) -> DigestCheck:
+    """Whether a prefix of the log still produces the kept digest (with a bare HEX, any prefix may)."""
+    count, wanted = parse_digest(token)
+    running, seen, last = DIGEST_SEED, 0, 0
+    matched: Digest | None = Digest(0, DIGEST_SEED, 0) if wanted == DIGEST_SEED and count in (None, 0) else None
+    at_count: Digest | None = matched if count == 0 else None
+    for position, event_hash in _hashes(engine):
+        running, seen, last = _step(running, event_hash), seen + 1, position
+        if count is None and matched is None and running == wanted:
+            matched = Digest(seen, running, last)
+        if count is not None and seen == count:
+            at_count = Digest(seen, running, last)
+    if count is None:
+        expected = Digest(matched.events if matched else 0, wanted, matched.last_position if matched else 0)
+        if matched is not None:
+            return DigestCheck(
+                True,
+                expected,
+                matched,
+                seen,
+                f"The log still extends the digest: its first {matched.events} events produce it, "
+                f"and {seen - matched.events} events were added since.",
+            )
+        return DigestCheck(
+            False,
+            expected,
+            Digest(seen, running, last),
+            seen,
+            f"No prefix of the log's {seen} events produces the digest {wanted}: the log was changed.",
+        )
+    expected = Digest(count, wanted, 0)
+    if at_count is None:
+        return DigestCheck(
+            False,
+            expected,
+            Digest(seen, running, last),
+            seen,
+            f"The digest covers {count} events but the log now holds only {seen}: events were deleted.",
+        )
+    if at_count.digest != wanted:
+        return DigestCheck(
+            False,
+            expected,
+            at_count,
+            seen,
+            f"The first {count} events of the log now produce {at_count.digest}, not {wanted}: "
+            "events among them were edited, deleted, inserted or reordered.",
+        )
+    return DigestCheck(
+        True,
+        Digest(count, wanted, at_count.last_position),
+        at_count,
+        seen,
+        f"The log still extends the digest: its first {count} events produce it, and {seen - count} events "
+        "were added since.",
+    )
+
+
+@dataclass(frozen=True)
+class ExpiringKey:
+    """An onboarding whose saved key expires (or expired) by the end of the window."""
+
+    stream: str
+    state: str
+    key_id: str | None
+    hint: str
+    expires_at: datetime
+    expired: bool
+    remaining: timedelta
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "state": self.state,
+            "key_id": self.key_id,
+            "hint": self.hint,
+            "expires_at": iso_utc(self.expires_at),
+            "expired": self.expired,
+            "days_left": round(self.remaining.total_seconds() / 86400, 2),
+        }
+
+
+def expiring(engine: Engine, within: timedelta) -> list[ExpiringKey]:
+    """Onboardings whose saved key, according to the key authority, expires before now + ``within``.
+
+    Keys already expired are listed too (``expired``); missing, unknown and revoked keys have
+    no expiry and are left to ``status``. Soonest first.
+    """
+    if within < timedelta(0):
+        raise InvalidInput(f"The window must not be negative, not {within}.")
+    with engine.database.read() as conn:
+        configs = list(_store.configs(conn))
+        states = {head.stream_id: head.state for head in _store.heads(conn)}
+    at = now(engine)
+    found: list[ExpiringKey] = []
+    for config in configs:
+        verdict = engine.verifier.verify(engine._saved_key(config), at)
+        if verdict.expires_at is None or verdict.expires_at > at + within:
+            continue
+        found.append(
+            ExpiringKey(
+                config.stream_id,
+                states.get(config.stream_id, "Unverified"),
+                verdict.key_id,
+                config.hint,
+                verdict.expires_at,
+                verdict.expires_at <= at,
+                verdict.expires_at - at,
+            )
+        )
+    return sorted(found, key=lambda k: (k.expires_at, k.stream))
+
+
+def now(engine: Engine) -> datetime:
+    """The engine's clock, read the way commands read it (aware, UTC)."""
+    return engine._now()
+
+
+def replay(
+    engine: Engine, stream: str, as_of: datetime | None = None, progress: Callable[[int], None] | None = None
+) -> Replay:
+    """:meth:`Engine.replay`, reporting each event folded to ``progress`` (the CLI's progress bar)."""
+    stream = inputs.check_stream_id(stream)
+    if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
+        raise InvalidInput("as_of must be a timezone-aware datetime.")
+    fold = StreamFold(stream, check_hashes=False)
+    with engine.database.read() as conn:
+        if not _store.stream_exists(conn, stream):
+            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+        for record in _store.events(conn, stream, as_of=as_of):
+            fold.feed(record)
+            if progress is not None:
+                progress(1)
+    return fold.replay(as_of)
+
+
+def export_rows(engine: Engine, stream: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every event as a flat dict of its columns (data as JSON), by stream then version, streamed."""
+    for event in engine.events(stream):
+        yield event.as_dict()
+
+
+EXPORT_COLUMNS: tuple[str, ...] = (
+    "position",
+    "stream_id",
+    "version",
+    "trigger",
+    "source",
+    "dest",
+    "reason",
+    "data",
+    "actor",
+    "occurred_at",
+    "idempotency_key",
+    "schema_version",
+    "prev_hash",
+    "hash",
+)
+
+
+def open_existing(url: str, **options: Any) -> Engine:
+    """Open a keytrail database that must already exist; a missing one is bad input, not an outage."""
+    from keytrail.errors import DatabaseUnavailable
+    from keytrail.persistence import Database
+
+    db = Database(url)
+    try:
+        if db.sqlite_path is not None and not db.sqlite_path.exists():
+            raise InvalidInput(
+                f"There is no keytrail database at {db.sqlite_path}: the file does not exist "
+                "(check --db or KEYTRAIL_DATABASE_URL)."
+            )
+        try:
+            return Engine.open(url, create=False, **options)
+        except DatabaseUnavailable as first:
+            try:
+                with db.read() as conn:
+                    empty = not sa.inspect(conn).get_table_names()
+            except StorageError:
+                raise first from None  # unreachable after all: the first error stands
+            if empty:
+                raise InvalidInput(
+                    f"{db.shown} holds no keytrail database yet (check --db or KEYTRAIL_DATABASE_URL)."
+                ) from None
+            raise
+    finally:
+        db.dispose()
