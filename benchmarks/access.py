@@ -16,7 +16,7 @@ import json
 import shutil
 import sqlite3
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,9 @@ class RawSqlite:
             state, version, head_hash = db.execute(
                 "SELECT state, version, head_hash FROM streams WHERE stream_id = ?", (stream,)
             ).fetchone()
-            fp, tail = db.execute("SELECT fingerprint, hint FROM store_config WHERE stream_id = ?", (stream,)).fetchone()
+            fp, tail = db.execute(
+                "SELECT fingerprint, hint FROM store_config WHERE stream_id = ?", (stream,)
+            ).fetchone()
             key_id, expires_at, revoked_at = db.execute(
                 "SELECT key_id, expires_at, revoked_at FROM api_keys WHERE fingerprint = ?", (fp,)
             ).fetchone()
@@ -73,8 +75,21 @@ class RawSqlite:
             digest = hashlib.sha256(head_hash.encode() + _CANON.encode(body).encode()).hexdigest()
             db.execute(
                 _INSERT,
-                (stream, version + 1, "access", state, dest, reason, json.dumps(data), None, stored_now, None, 1)
-                + (head_hash, digest),
+                (
+                    stream,
+                    version + 1,
+                    "access",
+                    state,
+                    dest,
+                    reason,
+                    json.dumps(data),
+                    None,
+                    stored_now,
+                    None,
+                    1,
+                    head_hash,
+                    digest,
+                ),
             )
             db.execute(
                 "UPDATE streams SET state = ?, reason = ?, version = ?, head_hash = ?, updated_at = ? "

@@ -224,7 +224,13 @@ def build_log(url: str, stores: int, *, accesses: int = 0, prefix: str = "store"
             }
         )
         configs.append(
-            {"stream_id": stream, "ciphertext": sealed, "fingerprint": fingerprint(key), "hint": hint(key), "saved_at": at}
+            {
+                "stream_id": stream,
+                "ciphertext": sealed,
+                "fingerprint": fingerprint(key),
+                "hint": hint(key),
+                "saved_at": at,
+            }
         )
         prev = GENESIS_HASH
         last: dict[str, Any] = {}

@@ -8,6 +8,7 @@ projection, all in one database transaction. Nothing is written when any step re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,8 +32,18 @@ from keytrail.errors import (
     UnknownOnboarding,
 )
 from keytrail.logs import ensure_logging
-from keytrail.persistence import Database, Durability, EventStore, PendingEvent, RecordedEvent, SavedConfig, StreamHead
-from keytrail.persistence.hashing import iso_utc
+from keytrail.persistence import (
+    SCHEMA_VERSION,
+    Database,
+    Durability,
+    EventStore,
+    PendingEvent,
+    RecordedEvent,
+    SavedConfig,
+    StreamHead,
+)
+from keytrail.persistence.hashing import chain_hash_iso, iso_utc
+from keytrail.persistence.store import SqliteHotPath, parse_sqlite_time, sqlite_time
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, allowed_triggers, initial_state, sources_of
@@ -42,6 +53,9 @@ __all__ = ["Clock", "Engine", "system_clock"]
 Clock = Callable[[], datetime]
 _log = structlog.get_logger("keytrail.engine")
 _VERIFYING = (Trigger.access, Trigger.proceed)
+# The states (by stored spelling) each verifying trigger may fire from: the hot path's legality check.
+_HOT_SOURCES = {trigger: frozenset(s.value for s in sources_of(trigger)) for trigger in _VERIFYING}
+_dumps = json.dumps  # what SQLAlchemy's JSON type writes on SQLite
 
 
 def system_clock() -> datetime:
@@ -399,6 +413,16 @@ class Engine:
         idempotency_key = inputs.check_idempotency_key(idempotency_key)
         if expected_version is not None and (not isinstance(expected_version, int) or expected_version < 0):
             raise InvalidInput(f"expected_version must be a whole number of at least 0, not {expected_version!r}.")
+        if (
+            idempotency_key is None
+            and trigger in _VERIFYING
+            and self._db.dialect == "sqlite"
+            and self.verifier is self.portal
+            and type(self.portal) is KeyAuthority
+        ):
+            hot = self._run_hot(trigger, stream, actor, expected_version)
+            if hot is not None:
+                return hot
         remote = trigger in _VERIFYING and not isinstance(self.verifier, TransactionalKeyVerifier)
         for attempt in range(self._retries + 1):
             now = self._now()
@@ -464,6 +488,115 @@ class Engine:
                 actor=actor,
             )
             return self._outcome(recorded, done.issued)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run_hot(
+        self, trigger: Trigger, stream: str, actor: str | None, expected_version: int | None
+    ) -> Outcome | None:
+        """access or proceed of a tracked stream on SQLite, with the embedded authority: the hot path.
+
+        Same checks, same verdict, same machine, same rows and hashes as the generic path, in one
+        ``BEGIN IMMEDIATE`` transaction of three statements on the driver's connection (the
+        projection read joins the saved key and the authority's row for it). Returns None, having
+        written nothing, when the stream has no projection yet: the generic path then runs.
+        """
+        for attempt in range(self._retries + 1):
+            now = self._now()
+            try:
+                with self._db.sqlite_write() as dbapi:
+                    row = dbapi.execute(SqliteHotPath.READ, (stream,)).fetchone()
+                    if row is None:
+                        return None
+                    state, version, head_hash, saved_fp, saved_hint, key_id, expires_text, revoked_text = row
+                    if state not in _HOT_SOURCES[trigger] or (
+                        expected_version is not None and version != expected_version
+                    ):
+                        self._check_allowed(
+                            stream, StreamHead(stream, state, None, version, head_hash), trigger, expected_version
+                        )
+                    # The embedded authority's verify_in, on the row the read already joined.
+                    data: dict[str, Any] = {}
+                    if saved_fp is None:
+                        verdict = Verdict.missing()
+                    else:
+                        if key_id is None or revoked_text is not None:
+                            verdict = Verdict(False, Reason.invalid, key_id)
+                        else:
+                            expires_at = parse_sqlite_time(expires_text)
+                            verdict = (
+                                Verdict(True, None, key_id, expires_at)
+                                if now < expires_at
+                                else Verdict(False, Reason.expired, key_id, expires_at)
+                            )
+                        # The data _verify_step records, keys in the same order (the stored JSON keeps it).
+                        data = {"fingerprint": saved_fp, "hint": saved_hint}
+                        if key_id is not None:
+                            data["key_id"] = key_id
+                        if verdict.expires_at is not None:
+                            data["expires_at"] = iso_utc(verdict.expires_at)
+                    source = State(state)
+                    dest = self._machine.fire(trigger, source, verdict)
+                    reason = verdict.reason if dest is State.Prompted else None
+                    reason_value = None if reason is None else reason.value
+                    new_version = version + 1
+                    digest = chain_hash_iso(
+                        head_hash,
+                        {
+                            "stream_id": stream,
+                            "version": new_version,
+                            "trigger": trigger.value,
+                            "source": state,
+                            "dest": dest.value,
+                            "reason": reason_value,
+                            "data": data,
+                            "actor": actor,
+                            "occurred_at": iso_utc(now),
+                            "idempotency_key": None,
+                            "schema_version": SCHEMA_VERSION,
+                        },
+                    )
+                    stored_now = sqlite_time(now)
+                    dbapi.execute(
+                        SqliteHotPath.INSERT,
+                        (
+                            stream,
+                            new_version,
+                            trigger.value,
+                            state,
+                            dest.value,
+                            reason_value,
+                            _dumps(data),
+                            actor,
+                            stored_now,
+                            SCHEMA_VERSION,
+                            head_hash,
+                            digest,
+                        ),
+                    )
+                    moved = dbapi.execute(
+                        SqliteHotPath.UPDATE,
+                        (dest.value, reason_value, new_version, digest, stored_now, stream, version),
+                    ).rowcount
+                    if moved != 1:
+                        raise ConcurrencyConflict(
+                            f"{stream} moved past version {version} while this command ran; nothing was written."
+                        )
+            except ConcurrencyConflict:
+                if expected_version is not None or attempt == self._retries:
+                    raise
+                _log.info("concurrency_retry", stream=stream, trigger=trigger.value, attempt=attempt + 1)
+                continue
+            _log.info(
+                "transition",
+                stream=stream,
+                trigger=trigger.value,
+                source=state,
+                dest=dest.value,
+                version=new_version,
+                reason=reason_value,
+                actor=actor,
+            )
+            return Outcome(stream, trigger, dest, reason, new_version, now)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _check_allowed(

@@ -181,6 +181,31 @@ class Database:
         except sqlite3.Error as exc:
             raise translate_error(exc, self.shown) from exc
 
+    @contextmanager
+    def sqlite_write(self) -> Iterator[sqlite3.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction on the pooled SQLite driver connection itself (the hot path).
+
+        The connection carries the same pragmas as every other (busy timeout, synchronous,
+        foreign keys); commits on success, rolls back on any error, and speaks keytrail errors.
+        """
+        assert self.dialect == "sqlite"
+        pooled = self.engine.raw_connection()
+        try:
+            dbapi: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+            dbapi.execute("BEGIN IMMEDIATE")
+            try:
+                yield dbapi
+            except BaseException:
+                dbapi.rollback()
+                raise
+            dbapi.commit()
+        except KeytrailError:
+            raise
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.shown) from exc
+        finally:
+            pooled.close()  # back to the pool, which rolls back anything left open
+
     def write(self) -> Any:
         return self.transaction(write=True)
 

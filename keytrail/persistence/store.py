@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +20,16 @@ from keytrail.errors import ConcurrencyConflict
 from keytrail.persistence.hashing import GENESIS_HASH, chain_hash
 from keytrail.persistence.tables import SCHEMA_VERSION, ConfigRow, EventRow, StreamRow
 
-__all__ = ["EventStore", "PendingEvent", "RecordedEvent", "SavedConfig", "StreamHead"]
+__all__ = [
+    "EventStore",
+    "PendingEvent",
+    "RecordedEvent",
+    "SavedConfig",
+    "SqliteHotPath",
+    "StreamHead",
+    "parse_sqlite_time",
+    "sqlite_time",
+]
 
 events_table: sa.Table = EventRow.__table__  # type: ignore[attr-defined]
 streams_table: sa.Table = StreamRow.__table__  # type: ignore[attr-defined]
@@ -295,3 +304,41 @@ class EventStore:
     def stream_exists(self, conn: Connection, stream_id: str) -> bool:
         query = sa.select(sa.literal(1)).where(events_table.c.stream_id == stream_id).limit(1)
         return conn.execute(query).first() is not None
+
+
+class SqliteHotPath:
+    """The verifying commands (access, proceed) of a tracked stream, on SQLite's own cursor.
+
+    The generic path runs four Core statements through SQLAlchemy; this one runs three plain
+    statements on the driver connection the caller holds in a ``BEGIN IMMEDIATE`` transaction:
+    one read of the projection joined with the saved key and the authority's key row, the
+    event insert, and the projection update. Column formats are the ones SQLAlchemy writes on
+    SQLite (times as ``YYYY-MM-DD HH:MM:SS.ffffff`` naive UTC, ``data`` as ``json.dumps``), so
+    the rows are the same whichever path wrote them.
+    """
+
+    READ = (
+        "SELECT s.state, s.version, s.head_hash, c.fingerprint, c.hint, "
+        "k.key_id, k.expires_at, k.revoked_at "
+        "FROM streams AS s LEFT JOIN store_config AS c ON c.stream_id = s.stream_id "
+        "LEFT JOIN api_keys AS k ON k.fingerprint = c.fingerprint "
+        "WHERE s.stream_id = ?"
+    )
+    INSERT = (
+        "INSERT INTO events (stream_id, version, trigger, source, dest, reason, data, actor, occurred_at, "
+        "idempotency_key, schema_version, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
+    )
+    UPDATE = (
+        "UPDATE streams SET state = ?, reason = ?, version = ?, head_hash = ?, updated_at = ? "
+        "WHERE stream_id = ? AND version = ?"
+    )
+
+
+def sqlite_time(instant: datetime) -> str:
+    """How SQLAlchemy stores an aware UTC datetime on SQLite (naive, microseconds always written)."""
+    return instant.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def parse_sqlite_time(text: str) -> datetime:
+    """The aware UTC datetime of a stored SQLite time."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
