@@ -725,11 +725,14 @@ class Engine:
         if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
             raise InvalidInput("as_of must be a timezone-aware datetime.")
         fold = StreamFold(stream, check_hashes=False)
+        fed = 0
         with self._db.read() as conn:
-            if not self._store.stream_exists(conn, stream):
+            for row in self._store.audit_rows(conn, stream, as_of=as_of):
+                fold.feed_row(row)
+                fed += 1
+            # No row at all: an unknown stream, unless as_of is before its first event.
+            if not fed and not self._store.stream_exists(conn, stream):
                 raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-            for record in self._store.events(conn, stream, as_of=as_of):
-                fold.feed(record)
         return fold.replay(as_of)
 
     def verify(self, stream: str | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
@@ -742,7 +745,7 @@ class Engine:
                 if not self._store.stream_exists(conn, stream):
                     raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
                 heads = (h for h in heads if h.stream_id == stream)
-            return verify_streams(self._store.events(conn, stream), heads, progress)
+            return verify_streams(self._store.audit_rows(conn, stream), heads, progress)
 
 
 def _env_has_key() -> bool:

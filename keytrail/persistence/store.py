@@ -7,6 +7,7 @@ objects.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,10 +18,11 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from keytrail.errors import ConcurrencyConflict
-from keytrail.persistence.hashing import GENESIS_HASH, chain_hash
+from keytrail.persistence.hashing import GENESIS_HASH, chain_hash, iso_utc
 from keytrail.persistence.tables import SCHEMA_VERSION, ConfigRow, EventRow, StreamRow
 
 __all__ = [
+    "AuditRow",
     "EventStore",
     "PendingEvent",
     "RecordedEvent",
@@ -34,6 +36,11 @@ __all__ = [
 events_table: sa.Table = EventRow.__table__  # type: ignore[attr-defined]
 streams_table: sa.Table = StreamRow.__table__  # type: ignore[attr-defined]
 config_table: sa.Table = ConfigRow.__table__  # type: ignore[attr-defined]
+
+
+# (position, stream_id, version, trigger, source, dest, reason, data, actor, occurred_at as ISO UTC text,
+#  idempotency_key, schema_version, prev_hash, hash): an event as replay and verify read it.
+AuditRow = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -111,10 +118,27 @@ class RecordedEvent:
             "schema_version": self.schema_version,
         }
 
+    def audit_row(self) -> AuditRow:
+        """The event as replay and verify fold it (see :data:`AuditRow`)."""
+        return (
+            self.position,
+            self.stream_id,
+            self.version,
+            self.trigger,
+            self.source,
+            self.dest,
+            self.reason,
+            self.data,
+            self.actor,
+            iso_utc(self.occurred_at),
+            self.idempotency_key,
+            self.schema_version,
+            self.prev_hash,
+            self.hash,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """Every column, times as ISO strings: the export format."""
-        from keytrail.persistence.hashing import iso_utc
-
         row = {"position": self.position, **self.hashed_fields(), "prev_hash": self.prev_hash, "hash": self.hash}
         row["occurred_at"] = iso_utc(self.occurred_at)
         return row
@@ -143,6 +167,22 @@ _EVENT_COLUMNS = [
 
 def _event(row: Any) -> RecordedEvent:
     return RecordedEvent(*row)
+
+
+_AUDIT_SCAN = (
+    "SELECT position, stream_id, version, trigger, source, dest, reason, data, actor, occurred_at, "
+    "idempotency_key, schema_version, prev_hash, hash FROM events"
+)
+
+
+def iso_from_sqlite(text: Any) -> Any:
+    """The ISO UTC spelling of a time stored on SQLite, as the hash chain spells it."""
+    if isinstance(text, str) and len(text) == 26 and text[10] == " ":
+        return text[:10] + "T" + text[11:] + "+00:00"  # SQLAlchemy's own format: no parsing needed
+    try:
+        return iso_utc(parse_sqlite_time(text))
+    except (TypeError, ValueError):
+        return text
 
 
 class EventStore:
@@ -295,6 +335,44 @@ class EventStore:
             query = query.where(events_table.c.position > after_position)
         for row in conn.execution_options(yield_per=2000).execute(query):
             yield _event(row)
+
+    def audit_rows(
+        self, conn: Connection, stream_id: str | None = None, *, as_of: datetime | None = None
+    ) -> Iterator[AuditRow]:
+        """Events as :data:`AuditRow` tuples in (stream, version) order, streamed: what replay and verify fold.
+
+        On SQLite the rows come straight off the driver's cursor (no result processing per
+        column); ``occurred_at`` is the ISO UTC text that is hashed, ``data`` parsed JSON.
+        """
+        if conn.dialect.name != "sqlite":
+            for event in self.events(conn, stream_id, as_of=as_of):
+                yield event.audit_row()
+            return
+        sql, params = _AUDIT_SCAN, []
+        if stream_id is not None:
+            sql += " WHERE stream_id = ?"
+            params.append(stream_id)
+        if as_of is not None:
+            sql += (" AND" if stream_id is not None else " WHERE") + " occurred_at <= ?"
+            params.append(sqlite_time(as_of.astimezone(UTC)))
+        sql += " ORDER BY stream_id, version"
+        dbapi: Any = conn.connection.driver_connection
+        cursor = dbapi.execute(sql, params)
+        loads = json.loads
+        try:
+            for row in cursor:
+                try:
+                    data = loads(row[7])
+                except (TypeError, ValueError):
+                    data = row[7]  # not JSON (a tampered row): kept as is, so its hash fails
+                occurred = row[9]
+                if type(occurred) is str and len(occurred) == 26 and occurred[10] == " ":
+                    occurred = occurred[:10] + "T" + occurred[11:] + "+00:00"  # SQLAlchemy's format: no parsing
+                else:
+                    occurred = iso_from_sqlite(occurred)
+                yield (row[0], row[1], row[2], row[3], row[4], row[5], row[6], data, row[8], occurred, *row[10:])
+        finally:
+            cursor.close()
 
     def events_by_position(self, conn: Connection) -> Iterator[RecordedEvent]:
         query = sa.select(*_EVENT_COLUMNS).order_by(events_table.c.position)
