@@ -675,8 +675,12 @@ class Engine:
 
     def _head(self, stream: str) -> StreamHead:
         stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn:
-            head, _ = self._store.read_head(conn, stream)
+        if self._db.dialect == "sqlite":
+            with self._db.sqlite_read() as dbapi:
+                head = self._store.sqlite_head(dbapi, stream)
+        else:
+            with self._db.read() as conn:
+                head, _ = self._store.read_head(conn, stream)
         if head is None:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}; its first command is usually access.")
         return head
@@ -726,13 +730,22 @@ class Engine:
             raise InvalidInput("as_of must be a timezone-aware datetime.")
         fold = StreamFold(stream, check_hashes=False)
         fed = 0
-        with self._db.read() as conn:
-            for row in self._store.audit_rows(conn, stream, as_of=as_of):
-                fold.feed_row(row)
-                fed += 1
-            # No row at all: an unknown stream, unless as_of is before its first event.
-            if not fed and not self._store.stream_exists(conn, stream):
-                raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+        if self._db.dialect == "sqlite":
+            # One statement, so autocommit reads one snapshot: no transaction to open and close.
+            with self._db.sqlite_read() as dbapi:
+                for row in self._store.sqlite_audit_rows(dbapi, stream, as_of=as_of):
+                    fold.feed_row(row)
+                    fed += 1
+                exists = bool(fed) or self._store.sqlite_stream_exists(dbapi, stream)
+        else:
+            with self._db.read() as conn:
+                for row in self._store.audit_rows(conn, stream, as_of=as_of):
+                    fold.feed_row(row)
+                    fed += 1
+                exists = bool(fed) or self._store.stream_exists(conn, stream)
+        # No row at all: an unknown stream, unless as_of is before its first event.
+        if not exists:
+            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
         return fold.replay(as_of)
 
     def verify(self, stream: str | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:

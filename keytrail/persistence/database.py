@@ -181,6 +181,13 @@ class Database:
         except sqlite3.Error as exc:
             raise translate_error(exc, self.shown) from exc
 
+    def _pooled_sqlite(self) -> Any:
+        assert self.dialect == "sqlite"
+        try:
+            return self.engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, self.shown) from exc
+
     @contextmanager
     def sqlite_write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction on the pooled SQLite driver connection itself (the hot path).
@@ -188,10 +195,9 @@ class Database:
         The connection carries the same pragmas as every other (busy timeout, synchronous,
         foreign keys); commits on success, rolls back on any error, and speaks keytrail errors.
         """
-        assert self.dialect == "sqlite"
-        pooled = self.engine.raw_connection()
+        pooled = self._pooled_sqlite()
         try:
-            dbapi: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+            dbapi: sqlite3.Connection = pooled.driver_connection
             dbapi.execute("BEGIN IMMEDIATE")
             try:
                 yield dbapi
@@ -205,6 +211,19 @@ class Database:
             raise translate_error(exc, self.shown) from exc
         finally:
             pooled.close()  # back to the pool, which rolls back anything left open
+
+    @contextmanager
+    def sqlite_read(self) -> Iterator[sqlite3.Connection]:
+        """The pooled SQLite driver connection, in autocommit: each statement reads one consistent snapshot."""
+        pooled = self._pooled_sqlite()
+        try:
+            yield pooled.driver_connection
+        except KeytrailError:
+            raise
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.shown) from exc
+        finally:
+            pooled.close()
 
     def write(self) -> Any:
         return self.transaction(write=True)

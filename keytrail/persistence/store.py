@@ -169,6 +169,7 @@ def _event(row: Any) -> RecordedEvent:
     return RecordedEvent(*row)
 
 
+_HEAD_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams WHERE stream_id = ?"
 _AUDIT_SCAN = (
     "SELECT position, stream_id, version, trigger, source, dest, reason, data, actor, occurred_at, "
     "idempotency_key, schema_version, prev_hash, hash FROM events"
@@ -220,6 +221,16 @@ class EventStore:
         head = None if row[0] is None else StreamHead(*row[:8])
         config = None if row[8] is None else SavedConfig(stream_id, row[8], row[9], row[10], row[11])
         return head, config
+
+    def sqlite_head(self, dbapi: Any, stream_id: str) -> StreamHead | None:
+        """The projection row alone, on an SQLite driver connection (status reads)."""
+        row = dbapi.execute(_HEAD_SQL, (stream_id,)).fetchone()
+        if row is None:
+            return None
+        return StreamHead(row[0], row[1], row[2], row[3], row[4], row[5], row[6], parse_sqlite_time(row[7]))
+
+    def sqlite_stream_exists(self, dbapi: Any, stream_id: str) -> bool:
+        return dbapi.execute("SELECT 1 FROM events WHERE stream_id = ? LIMIT 1", (stream_id,)).fetchone() is not None
 
     def heads(self, conn: Connection) -> Iterator[StreamHead]:
         query = sa.select(
@@ -351,6 +362,12 @@ class EventStore:
             for event in self.events(conn, stream_id, as_of=as_of):
                 yield event.audit_row()
             return
+        yield from self.sqlite_audit_rows(conn.connection.driver_connection, stream_id, as_of=as_of)
+
+    def sqlite_audit_rows(
+        self, dbapi: Any, stream_id: str | None = None, *, as_of: datetime | None = None
+    ) -> Iterator[AuditRow]:
+        """:meth:`audit_rows` on an SQLite driver connection."""
         sql, params = _AUDIT_SCAN, []
         if stream_id is not None:
             sql += " WHERE stream_id = ?"
@@ -359,7 +376,6 @@ class EventStore:
             sql += (" AND" if stream_id is not None else " WHERE") + " occurred_at <= ?"
             params.append(sqlite_time(as_of.astimezone(UTC)))
         sql += " ORDER BY stream_id, version"
-        dbapi: Any = conn.connection.driver_connection
         cursor = dbapi.execute(sql, params)
         loads = json.loads
         try:
