@@ -40,7 +40,8 @@ def run(stores: int, accesses: int, rounds: int, workdir: Path) -> dict[str, Any
         for name in names:
             replay = engine.replay(name)
             count += replay.version
-        assert replay.state is State.StoreIntegration and not replay.problems
+        assert replay.state is State.StoreIntegration
+        assert not replay.problems
         return count
 
     def raw_scan() -> int:
