@@ -8,7 +8,6 @@ projection, all in one database transaction. Nothing is written when any step re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,7 +42,7 @@ from keytrail.persistence import (
     StreamHead,
 )
 from keytrail.persistence.hashing import chain_hash_iso, iso_utc
-from keytrail.persistence.store import SqliteHotPath, parse_sqlite_time, sqlite_time
+from keytrail.persistence.store import hot_path_for
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, allowed_triggers, initial_state, sources_of
@@ -55,7 +54,6 @@ _log = structlog.get_logger("keytrail.engine")
 _VERIFYING = (Trigger.access, Trigger.proceed)
 # The states (by stored spelling) each verifying trigger may fire from: the hot path's legality check.
 _HOT_SOURCES = {trigger: frozenset(s.value for s in sources_of(trigger)) for trigger in _VERIFYING}
-_dumps = json.dumps  # what SQLAlchemy's JSON type writes on SQLite
 
 
 def system_clock() -> datetime:
@@ -118,6 +116,7 @@ class Engine:
         self.verifier: KeyVerifier = verifier if verifier is not None else self.portal
         self._machine = machine()
         self._fired: dict[tuple[Trigger, State, bool], State] = {}
+        self._hot = hot_path_for(db.dialect)
 
     @classmethod
     def open(
@@ -417,7 +416,7 @@ class Engine:
         if (
             idempotency_key is None
             and trigger in _VERIFYING
-            and self._db.dialect == "sqlite"
+            and self._hot is not None
             and self.verifier is self.portal
             and type(self.portal) is KeyAuthority
         ):
@@ -506,18 +505,20 @@ class Engine:
     def _run_hot(
         self, trigger: Trigger, stream: str, actor: str | None, expected_version: int | None
     ) -> Outcome | None:
-        """access or proceed of a tracked stream on SQLite, with the embedded authority: the hot path.
+        """access or proceed of a tracked stream, with the embedded authority: the hot path.
 
         Same checks, same verdict, same machine, same rows and hashes as the generic path, in one
-        ``BEGIN IMMEDIATE`` transaction of three statements on the driver's connection (the
+        write transaction of three statements on the driver's connection (the
         projection read joins the saved key and the authority's row for it). Returns None, having
         written nothing, when the stream has no projection yet: the generic path then runs.
         """
+        hot = self._hot
+        assert hot is not None
         for attempt in range(self._retries + 1):
             now = self._now()
             try:
-                with self._db.sqlite_write() as dbapi:
-                    row = dbapi.execute(SqliteHotPath.READ, (stream,)).fetchone()
+                with self._db.driver_write() as dbapi:
+                    row = dbapi.execute(hot.read, (stream,)).fetchone()
                     if row is None:
                         return None
                     state, version, head_hash, saved_fp, saved_hint, key_id, expires_text, revoked_text = row
@@ -535,7 +536,7 @@ class Engine:
                         if key_id is None or revoked_text is not None:
                             verdict = Verdict(False, Reason.invalid, key_id)
                         else:
-                            expires_at = parse_sqlite_time(expires_text)
+                            expires_at = hot.time_value(expires_text)
                             verdict = (
                                 Verdict(True, None, key_id, expires_at)
                                 if now < expires_at
@@ -568,9 +569,9 @@ class Engine:
                             "schema_version": SCHEMA_VERSION,
                         },
                     )
-                    stored_now = sqlite_time(now)
+                    stored_now = hot.time_param(now)
                     dbapi.execute(
-                        SqliteHotPath.INSERT,
+                        hot.insert,
                         (
                             stream,
                             new_version,
@@ -578,7 +579,7 @@ class Engine:
                             state,
                             dest.value,
                             reason_value,
-                            _dumps(data),
+                            hot.data_param(data),
                             actor,
                             stored_now,
                             SCHEMA_VERSION,
@@ -587,7 +588,7 @@ class Engine:
                         ),
                     )
                     moved = dbapi.execute(
-                        SqliteHotPath.UPDATE,
+                        hot.update,
                         (dest.value, reason_value, new_version, digest, stored_now, stream, version),
                     ).rowcount
                     if moved != 1:

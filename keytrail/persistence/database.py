@@ -181,24 +181,32 @@ class Database:
         except sqlite3.Error as exc:
             raise translate_error(exc, self.shown) from exc
 
-    def _pooled_sqlite(self) -> Any:
-        assert self.dialect == "sqlite"
+    def _pooled(self) -> Any:
         try:
             return self.engine.raw_connection()
         except SQLAlchemyError as exc:
             raise translate_error(exc, self.shown) from exc
 
-    @contextmanager
-    def sqlite_write(self) -> Iterator[sqlite3.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction on the pooled SQLite driver connection itself (the hot path).
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        if self.dialect == "sqlite":
+            return (sqlite3.Error,)
+        import psycopg
 
-        The connection carries the same pragmas as every other (busy timeout, synchronous,
-        foreign keys); commits on success, rolls back on any error, and speaks keytrail errors.
+        return (psycopg.Error,)
+
+    @contextmanager
+    def driver_write(self) -> Iterator[Any]:
+        """A write transaction on the pooled driver connection itself (the hot path), in keytrail's errors.
+
+        SQLite takes the write lock up front (``BEGIN IMMEDIATE``); psycopg opens its transaction
+        with the first statement. The connection carries the pool's settings (SQLite's pragmas);
+        commits on success, rolls back on any error.
         """
-        pooled = self._pooled_sqlite()
+        pooled = self._pooled()
         try:
-            dbapi: sqlite3.Connection = pooled.driver_connection
-            dbapi.execute("BEGIN IMMEDIATE")
+            dbapi = pooled.driver_connection
+            if self.dialect == "sqlite":
+                dbapi.execute("BEGIN IMMEDIATE")
             try:
                 yield dbapi
             except BaseException:
@@ -207,7 +215,7 @@ class Database:
             dbapi.commit()
         except KeytrailError:
             raise
-        except sqlite3.Error as exc:
+        except self._driver_errors() as exc:
             raise translate_error(exc, self.shown) from exc
         finally:
             pooled.close()  # back to the pool, which rolls back anything left open
@@ -215,7 +223,8 @@ class Database:
     @contextmanager
     def sqlite_read(self) -> Iterator[sqlite3.Connection]:
         """The pooled SQLite driver connection, in autocommit: each statement reads one consistent snapshot."""
-        pooled = self._pooled_sqlite()
+        assert self.dialect == "sqlite"
+        pooled = self._pooled()
         try:
             yield pooled.driver_connection
         except KeytrailError:

@@ -24,11 +24,12 @@ from keytrail.persistence.tables import SCHEMA_VERSION, ConfigRow, EventRow, Str
 __all__ = [
     "AuditRow",
     "EventStore",
+    "HotPath",
     "PendingEvent",
     "RecordedEvent",
     "SavedConfig",
-    "SqliteHotPath",
     "StreamHead",
+    "hot_path_for",
     "parse_sqlite_time",
     "sqlite_time",
 ]
@@ -443,32 +444,85 @@ class EventStore:
         return conn.execute(query).first() is not None
 
 
-class SqliteHotPath:
-    """The verifying commands (access, proceed) of a tracked stream, on SQLite's own cursor.
+class HotPath:
+    """The verifying commands (access, proceed) of a tracked stream, on the driver's own connection.
 
     The generic path runs four Core statements through SQLAlchemy; this one runs three plain
-    statements on the driver connection the caller holds in a ``BEGIN IMMEDIATE`` transaction:
-    one read of the projection joined with the saved key and the authority's key row, the
-    event insert, and the projection update. Column formats are the ones SQLAlchemy writes on
-    SQLite (times as ``YYYY-MM-DD HH:MM:SS.ffffff`` naive UTC, ``data`` as ``json.dumps``), so
-    the rows are the same whichever path wrote them.
+    statements on the driver connection the caller holds in a write transaction: one read of
+    the projection joined with the saved key and the authority's key row, the event insert,
+    and the projection update. One adapter per backend says how its driver spells parameters,
+    times and JSON, in the formats SQLAlchemy itself writes, so the rows are the same whichever
+    path wrote them.
     """
 
-    READ = (
-        "SELECT s.state, s.version, s.head_hash, c.fingerprint, c.hint, "
-        "k.key_id, k.expires_at, k.revoked_at "
+    _READ = (
+        "SELECT s.state, s.version, s.head_hash, c.fingerprint, c.hint, k.key_id, k.expires_at, k.revoked_at "
         "FROM streams AS s LEFT JOIN store_config AS c ON c.stream_id = s.stream_id "
         "LEFT JOIN api_keys AS k ON k.fingerprint = c.fingerprint "
         "WHERE s.stream_id = ?"
     )
-    INSERT = (
+    _INSERT = (
         "INSERT INTO events (stream_id, version, trigger, source, dest, reason, data, actor, occurred_at, "
         "idempotency_key, schema_version, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
     )
-    UPDATE = (
+    _UPDATE = (
         "UPDATE streams SET state = ?, reason = ?, version = ?, head_hash = ?, updated_at = ? "
         "WHERE stream_id = ? AND version = ?"
     )
+    placeholder = "?"
+
+    def __init__(self) -> None:
+        self.read = self._READ.replace("?", self.placeholder)
+        self.insert = self._INSERT.replace("?", self.placeholder)
+        self.update = self._UPDATE.replace("?", self.placeholder)
+
+    def time_param(self, instant: datetime) -> Any:
+        """An aware UTC datetime as the driver takes it for a time column."""
+        return instant
+
+    def time_value(self, stored: Any) -> datetime:
+        """A time column as the driver returns it, as an aware UTC datetime."""
+        value: datetime = stored.astimezone(UTC)
+        return value
+
+    def data_param(self, data: dict[str, Any]) -> Any:
+        return data
+
+
+class SqliteHotPath(HotPath):
+    """SQLite: times stored as ``YYYY-MM-DD HH:MM:SS.ffffff`` naive UTC, ``data`` as ``json.dumps`` text."""
+
+    def time_param(self, instant: datetime) -> Any:
+        return sqlite_time(instant)
+
+    def time_value(self, stored: Any) -> datetime:
+        return parse_sqlite_time(stored)
+
+    data_param = staticmethod(json.dumps)  # type: ignore[assignment]
+
+
+class PostgresHotPath(HotPath):
+    """PostgreSQL through psycopg 3: ``timestamptz`` takes aware datetimes, ``data`` is ``jsonb``."""
+
+    placeholder = "%s"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from psycopg.types.json import Jsonb
+
+        self._jsonb = Jsonb
+
+    def data_param(self, data: dict[str, Any]) -> Any:
+        return self._jsonb(data)
+
+
+def hot_path_for(dialect: str) -> HotPath | None:
+    """The hot-path adapter of a backend (None: the backend has none, and the generic path runs)."""
+    if dialect == "sqlite":
+        return SqliteHotPath()
+    if dialect == "postgresql":
+        return PostgresHotPath()
+    return None
 
 
 def sqlite_time(instant: datetime) -> str:
