@@ -32,7 +32,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from keytrail.crypto import SecretBox, fingerprint, hint, load_secret_keys  # noqa: E402
 from keytrail.persistence.hashing import GENESIS_HASH, chain_hash, iso_utc  # noqa: E402
-from keytrail.persistence.store import config_table, events_table, streams_table  # noqa: E402
+from keytrail.persistence.store import config_table, events_table, sqlite_time, streams_table  # noqa: E402
 from keytrail.persistence.tables import SCHEMA_VERSION  # noqa: E402
 from keytrail.portal.authority import accounts, api_keys  # noqa: E402
 
@@ -193,13 +193,18 @@ def build_log(url: str, stores: int, *, accesses: int = 0, prefix: str = "store"
     keys: list[dict[str, Any]] = []
     configs: list[dict[str, Any]] = []
 
+    sqlite_path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else None
+
     def flush() -> None:
-        with engine.begin() as conn:
-            if keys:
-                conn.execute(sa.insert(api_keys), keys)
-                conn.execute(sa.insert(config_table), configs)
-            conn.execute(sa.insert(events_table), events)
-            conn.execute(sa.insert(streams_table), heads)
+        if sqlite_path is not None:
+            _flush_sqlite(sqlite_path, keys, configs, events, heads)
+        else:
+            with engine.begin() as conn:
+                if keys:
+                    conn.execute(sa.insert(api_keys), keys)
+                    conn.execute(sa.insert(config_table), configs)
+                conn.execute(sa.insert(events_table), events)
+                conn.execute(sa.insert(streams_table), heads)
         events.clear()
         heads.clear()
         keys.clear()
@@ -257,6 +262,36 @@ def build_log(url: str, stores: int, *, accesses: int = 0, prefix: str = "store"
         flush()
     engine.dispose()
     return count
+
+
+def _columns(table: sa.Table, rows: list[dict[str, Any]]) -> tuple[str, list[tuple[Any, ...]]]:
+    """An INSERT for ``table`` and its rows as tuples, in SQLAlchemy's SQLite formats (the engine's own)."""
+    names = list(rows[0])
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    out = []
+    for row in rows:
+        values = []
+        for name in names:
+            value = row[name]
+            if isinstance(value, datetime):
+                value = sqlite_time(value.astimezone(UTC))
+            elif isinstance(value, dict):
+                value = json.dumps(value)
+            values.append(value)
+        out.append(tuple(values))
+    return sql, out
+
+
+def _flush_sqlite(path: str, *batches: list[dict[str, Any]]) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA foreign_keys = ON")
+    db.execute("BEGIN IMMEDIATE")
+    for table, rows in zip((api_keys, config_table, events_table, streams_table), batches, strict=True):
+        if rows:
+            sql, values = _columns(table, rows)
+            db.executemany(sql, values)
+    db.execute("COMMIT")
+    db.close()
 
 
 def stream_ids(stores: int, prefix: str = "store") -> list[str]:

@@ -122,26 +122,30 @@ def run(server: str, stores: int, calls: int, rounds: int) -> dict[str, Any]:
     return result
 
 
+def bench(stores: int, calls: int, rounds: int) -> dict[str, Any] | None:
+    """The PostgreSQL workload on the given server or a throwaway cluster; None when there is no PostgreSQL."""
+    given = os.environ.get("KEYTRAIL_BENCH_POSTGRES_URL")
+    if given:
+        return run(given, stores, calls, rounds)
+    try:
+        cluster = PostgresCluster.start()
+    except PostgresUnavailable as exc:
+        print(f"\n## PostgreSQL access: skipped ({exc})")
+        return None
+    try:
+        os.environ.setdefault("XDG_DATA_HOME", tempfile.mkdtemp(prefix="keytrail-bench-"))
+        return run(cluster.url, stores, calls, rounds)
+    finally:
+        cluster.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stores", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    given = os.environ.get("KEYTRAIL_BENCH_POSTGRES_URL")
-    if given:
-        print("RESULT " + dump(run(given, args.stores, args.calls, args.rounds)))
-        return
-    try:
-        cluster = PostgresCluster.start()
-    except PostgresUnavailable as exc:
-        print(f"\n## PostgreSQL access: skipped ({exc})")
-        return
-    try:
-        os.environ.setdefault("XDG_DATA_HOME", tempfile.mkdtemp(prefix="keytrail-bench-"))
-        print("RESULT " + dump(run(cluster.url, args.stores, args.calls, args.rounds)))
-    finally:
-        cluster.stop()
+    print("RESULT " + dump(bench(args.stores, args.calls, args.rounds)))
 
 
 if __name__ == "__main__":
