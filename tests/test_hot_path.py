@@ -160,3 +160,31 @@ def test_remembered_machine_answers_equal_the_machine(engine: Engine) -> None:
                     continue
                 assert expected == engine._fire(trigger, state, verdict)
                 assert expected == engine._fire(trigger, state, verdict)
+
+
+def test_one_engine_shared_by_threads_keeps_every_stream_whole(engine: Engine) -> None:
+    """Threads share one engine: the pinned connection serves one at a time, the pool the others."""
+    import threading
+
+    for n in range(4):
+        drive_to(engine, f"store-{n}", State.StoreIntegration)
+    done: list[int] = []
+    failures: list[BaseException] = []
+
+    def visit(n: int) -> None:
+        try:
+            for _ in range(15):
+                engine.access(f"store-{n}")
+                done.append(n)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=visit, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert len(done) == 60
+    assert [engine.status(f"store-{n}").version for n in range(4)] == [22, 22, 22, 22]
+    assert engine.verify().ok
