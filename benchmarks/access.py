@@ -131,8 +131,11 @@ def run(
 ) -> dict[str, Any]:
     path = workdir / f"access-{stores}-{durability}.db"
     raw_path = workdir / f"access-raw-{stores}-{durability}.db"
-    build_log(f"sqlite:///{path}", stores)
-    shutil.copy(path, raw_path)  # the WAL was checkpointed when the builder closed
+    template = workdir / f"template-{stores}.db"
+    if not template.exists():  # one build per size, shared by both durability settings
+        build_log(f"sqlite:///{template}", stores)
+    shutil.copy(template, path)  # the WAL was checkpointed when the builder closed
+    shutil.copy(template, raw_path)
     clock = Clock(datetime(2026, 6, 1, tzinfo=UTC))
     engine = Engine.open(f"sqlite:///{path}", clock=clock, durability=durability)  # type: ignore[arg-type]
     raw = RawSqlite(raw_path, "FULL" if durability == "full" else "NORMAL")
@@ -173,6 +176,8 @@ def run(
     assert engine.verify().ok, "the benchmark's log must still verify"
     engine.close()
     raw.close()
+    for used in (path, raw_path):
+        used.unlink()
     result["stores"] = stores
     result["durability"] = durability
     return result

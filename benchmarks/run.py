@@ -27,7 +27,7 @@ import verify
 from common import dump, machine_facts
 
 QUICK = {
-    "access": {"stores": 1000, "calls": 600, "rounds": 5},
+    "access": {"stores": 1000, "calls": 400, "rounds": 7},
     "onboarding": {"stores": 15, "rounds": 3},
     "replay": {"stores": 1000, "accesses": 23, "rounds": 5},
     "verify": {"stores": 10_000, "accesses": 3, "rounds": 3},
@@ -82,17 +82,24 @@ def main() -> None:
             results["verify"] = verify.run(v["stores"], v["accesses"], v["rounds"], workdir)
         if "growth_access" in only or "access" in only:
             a = sizes["access"]
-            growth = {a["stores"]: results.get("access full")}
+            growth: dict[str, dict[int, Any]] = {"full": {}, "normal": {}}
+            growth["full"][a["stores"]] = results.get("access full")
+            growth["normal"][a["stores"]] = results.get("access normal")
             for stores in sizes["growth_access"]:
-                growth[stores] = access.run(stores, a["calls"], 3, "full", workdir, with_es=False)
-                for leftover in workdir.glob("access-*"):
+                for durability in ("full", "normal"):
+                    growth[durability][stores] = access.run(stores, a["calls"], 5, durability, workdir, with_es=False)
+                for leftover in workdir.glob("template-*"):
                     leftover.unlink()
             results["growth access"] = growth
-            print("\n## growth: access at durability=full by number of stores (per-event cost must not grow)")
-            for stores, res in growth.items():
-                if res:
-                    rate, ratio = res["rates"]["keytrail access"], res["ratio vs raw sqlite3"]
-                    print(f"  {stores:>9,} stores: {rate:>8,.0f} events/s, {ratio:.2f}x raw sqlite3 in the same run")
+            print("\n## growth: access by number of stores (per-event cost must not grow)")
+            for durability, by_size in growth.items():
+                for stores, res in by_size.items():
+                    if res:
+                        rate, ratio = res["rates"]["keytrail access"], res["ratio vs raw sqlite3"]
+                        print(
+                            f"  durability={durability:<6} {stores:>9,} stores: {rate:>8,.0f} events/s, "
+                            f"{ratio:.2f}x raw sqlite3 in the same run"
+                        )
         if "growth_verify" in only or "verify" in only:
             growth_v = {}
             if "verify" in results:
