@@ -7,6 +7,7 @@ replay and the live projection are derived the same way.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -152,7 +153,14 @@ class StreamFold:
             )
         self.state, self.reason = state, None if reason is None else _REASONS[reason]
         self.path.append(state)
-        if trigger in _CARRYING and isinstance(data, dict):
+        if trigger in _CARRYING:
+            if isinstance(data, str):  # a replay reads data as stored, and parses it only here
+                try:
+                    data = json.loads(data)
+                except ValueError:
+                    return
+            if not isinstance(data, dict):
+                return
             account_id, key_id = carried_ids(trigger, data)
             self.account_id = account_id or self.account_id
             self.key_id = key_id or self.key_id

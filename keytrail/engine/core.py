@@ -734,7 +734,7 @@ class Engine:
         if self._db.dialect == "sqlite":
             # One statement, so autocommit reads one snapshot: no transaction to open and close.
             with self._db.sqlite_read() as dbapi:
-                for row in self._store.sqlite_audit_rows(dbapi, stream, as_of=as_of):
+                for row in self._store.sqlite_audit_rows(dbapi, stream, as_of=as_of, hashing=False):
                     fold.feed_row(row)
                     fed += 1
                 exists = bool(fed) or self._store.sqlite_stream_exists(dbapi, stream)

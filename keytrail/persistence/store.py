@@ -366,9 +366,13 @@ class EventStore:
         yield from self.sqlite_audit_rows(conn.connection.driver_connection, stream_id, as_of=as_of)
 
     def sqlite_audit_rows(
-        self, dbapi: Any, stream_id: str | None = None, *, as_of: datetime | None = None
+        self, dbapi: Any, stream_id: str | None = None, *, as_of: datetime | None = None, hashing: bool = True
     ) -> Iterator[AuditRow]:
-        """:meth:`audit_rows` on an SQLite driver connection."""
+        """:meth:`audit_rows` on an SQLite driver connection.
+
+        Without ``hashing`` (a replay), rows come exactly as stored: ``data`` still JSON text
+        and ``occurred_at`` SQLite's spelling; the fold parses ``data`` only where it reads it.
+        """
         sql, params = _AUDIT_SCAN, []
         if stream_id is not None:
             sql += " WHERE stream_id = ?"
@@ -378,6 +382,12 @@ class EventStore:
             params.append(sqlite_time(as_of.astimezone(UTC)))
         sql += " ORDER BY stream_id, version"
         cursor = dbapi.execute(sql, params)
+        if not hashing:
+            try:
+                yield from cursor
+            finally:
+                cursor.close()
+            return
         loads = json.loads
         try:
             for row in cursor:
