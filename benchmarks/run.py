@@ -105,7 +105,7 @@ def main() -> None:
             if "verify" in results:
                 growth_v[results["verify"]["events"]] = results["verify"]
             for stores in sizes["growth_verify"]:
-                res = verify.run(stores, 3, 1, workdir, kinds=["keytrail verify", "raw re-hash"])
+                res = verify.run(stores, 3, 1, workdir)
                 growth_v[res["events"]] = res
                 for leftover in workdir.glob("verify-*"):
                     leftover.unlink()
