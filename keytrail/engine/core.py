@@ -521,7 +521,7 @@ class Engine:
                     row = dbapi.execute(hot.read, (stream,)).fetchone()
                     if row is None:
                         return None
-                    state, version, head_hash, saved_fp, saved_hint, key_id, expires_text, revoked_text = row
+                    state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at = row
                     if state not in _HOT_SOURCES[trigger] or (
                         expected_version is not None and version != expected_version
                     ):
@@ -533,10 +533,10 @@ class Engine:
                     if saved_fp is None:
                         verdict = Verdict.missing()
                     else:
-                        if key_id is None or revoked_text is not None:
+                        if key_id is None or revoked_at is not None:
                             verdict = Verdict(False, Reason.invalid, key_id)
                         else:
-                            expires_at = hot.time_value(expires_text)
+                            expires_at = hot.time_value(expires_stored)
                             verdict = (
                                 Verdict(True, None, key_id, expires_at)
                                 if now < expires_at
