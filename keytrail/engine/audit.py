@@ -7,18 +7,35 @@ replay and the live projection are derived the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import json
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from keytrail.engine.results import Problem, Replay, VerifyReport
-from keytrail.persistence import GENESIS_HASH, RecordedEvent, StreamHead, chain_hash
+from keytrail.persistence import GENESIS_HASH, RecordedEvent, StreamHead
+from keytrail.persistence.hashing import chain_hash_iso
+from keytrail.persistence.store import AuditRow
 from keytrail.states import Reason, State, Trigger, initial_state, is_legal_step
 
 __all__ = ["StreamFold", "carried_ids", "verify_streams"]
 
 _ACCOUNT_TRIGGERS = (Trigger.sign_in.value, Trigger.register.value)
 _KEY_TRIGGERS = (Trigger.generate_key.value, Trigger.copy_key.value)
+_CARRYING = frozenset(_ACCOUNT_TRIGGERS + _KEY_TRIGGERS)
+_STATES = {state.value: state for state in State}
+_REASONS = {reason.value: reason for reason in Reason}
+# Every (trigger, source, dest, reason) spelling the machine knows, and whether the table allows it:
+# one dict lookup per event instead of four enum conversions and a table scan.
+_LEGAL: dict[tuple[str, str, str, str | None], bool] = {
+    (trigger.value, source.value, dest.value, None if reason is None else reason.value): is_legal_step(
+        trigger, source, dest, reason
+    )
+    for trigger in Trigger
+    for source in State
+    for dest in State
+    for reason in (None, *Reason)
+}
 
 
 def carried_ids(trigger: str, data: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -48,66 +65,105 @@ class StreamFold:
         self.problems.append(Problem(self.stream_id, version, kind, message))
 
     def feed(self, event: RecordedEvent) -> None:
+        self.feed_row(event.audit_row())
+
+    def feed_row(self, row: AuditRow) -> None:
+        """Fold the next event of the stream (an :data:`AuditRow`), recording what is wrong with it."""
+        (
+            position,
+            stream_id,
+            version,
+            trigger,
+            source,
+            dest,
+            reason,
+            data,
+            actor,
+            occurred,
+            idem,
+            schema,
+            prev_hash,
+            digest,
+        ) = row
         expected = self.version + 1
-        if event.version != expected:
-            if event.version > expected:
-                self._problem(
-                    expected, "missing", f"version {expected} is missing: the next row is version {event.version}."
-                )
+        if version != expected:
+            if version > expected:
+                self._problem(expected, "missing", f"version {expected} is missing: the next row is version {version}.")
             else:
-                self._problem(
-                    event.version, "duplicate", f"version {event.version} comes again after version {self.version}."
-                )
-        if event.position <= self._last_position:
+                self._problem(version, "duplicate", f"version {version} comes again after version {self.version}.")
+        if position <= self._last_position:
             self._problem(
-                event.version,
+                version,
                 "reordered",
-                f"position {event.position} is not after position {self._last_position} of the previous version.",
+                f"position {position} is not after position {self._last_position} of the previous version.",
             )
-        self._last_position = event.position
+        self._last_position = position
         if self.check_hashes:
-            if event.prev_hash != self.head_hash:
+            if prev_hash != self.head_hash:
                 self._problem(
-                    event.version,
+                    version,
                     "chain",
                     "prev_hash does not match the hash of the previous version (a row was deleted, inserted or reordered).",
                 )
-            elif chain_hash(event.prev_hash, event.hashed_fields()) != event.hash:
-                self._problem(
-                    event.version, "hash", "the stored hash does not match the row's contents (the row was edited)."
+            elif (
+                chain_hash_iso(
+                    prev_hash,
+                    {
+                        "stream_id": stream_id,
+                        "version": version,
+                        "trigger": trigger,
+                        "source": source,
+                        "dest": dest,
+                        "reason": reason,
+                        "data": data,
+                        "actor": actor,
+                        "occurred_at": occurred,
+                        "idempotency_key": idem,
+                        "schema_version": schema,
+                    },
                 )
-        self._step(event)
-        self.version = event.version
-        self.head_hash = event.hash
+                != digest
+            ):
+                self._problem(
+                    version, "hash", "the stored hash does not match the row's contents (the row was edited)."
+                )
+        self._step(version, trigger, source, dest, reason, data)
+        self.version = version
+        self.head_hash = digest
 
-    def _step(self, event: RecordedEvent) -> None:
-        try:
-            trigger, source, dest = Trigger(event.trigger), State(event.source), State(event.dest)
-            reason = None if event.reason is None else Reason(event.reason)
-        except ValueError:
+    def _step(self, version: int, trigger: str, source: str, dest: str, reason: str | None, data: Any) -> None:
+        legal = _LEGAL.get((trigger, source, dest, reason))
+        if legal is None:
             self._problem(
-                event.version,
-                "unknown",
-                f"{event.trigger} from {event.source} to {event.dest} names something the machine does not know.",
+                version, "unknown", f"{trigger} from {source} to {dest} names something the machine does not know."
             )
             return
-        if source is not self.state:
+        state = _STATES[dest]
+        if source != self.state:  # a StrEnum equals its spelling
             self._problem(
-                event.version, "discontinuous", f"the event starts from {source}, but the stream was in {self.state}."
+                version, "discontinuous", f"the event starts from {source}, but the stream was in {self.state}."
             )
-        if not is_legal_step(trigger, source, dest, reason):
+        if not legal:
             self._problem(
-                event.version,
+                version,
                 "illegal",
                 f"{trigger} from {source} to {dest}"
                 + (f" ({reason})" if reason else "")
                 + " is not a step of the machine.",
             )
-        self.state, self.reason = dest, reason
-        self.path.append(dest)
-        account_id, key_id = carried_ids(event.trigger, event.data)
-        self.account_id = account_id or self.account_id
-        self.key_id = key_id or self.key_id
+        self.state, self.reason = state, None if reason is None else _REASONS[reason]
+        self.path.append(state)
+        if trigger in _CARRYING:
+            if isinstance(data, str):  # a replay reads data as stored, and parses it only here
+                try:
+                    data = json.loads(data)
+                except ValueError:
+                    return
+            if not isinstance(data, dict):
+                return
+            account_id, key_id = carried_ids(trigger, data)
+            self.account_id = account_id or self.account_id
+            self.key_id = key_id or self.key_id
 
     def replay(self, as_of: datetime | None) -> Replay:
         return Replay(
@@ -143,55 +199,54 @@ class StreamFold:
             )
 
 
-def _group(events: Iterable[RecordedEvent]) -> Iterator[tuple[str, list[RecordedEvent]]]:
-    """Consecutive events of one stream at a time (the input is ordered by stream, version)."""
-    current: str | None = None
-    batch: list[RecordedEvent] = []
-    for event in events:
-        if event.stream_id != current:
-            if current is not None:
-                yield current, batch
-            current, batch = event.stream_id, []
-        batch.append(event)
-    if current is not None:
-        yield current, batch
-
-
 def verify_streams(
-    events: Iterable[RecordedEvent],
+    rows: Iterable[AuditRow],
     heads: Iterable[StreamHead],
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    """Merge-join events and projection rows, both ordered by stream id, in constant memory per stream."""
+    """Merge-join events (ordered by stream, version) and projection rows (ordered by stream), in constant memory."""
     problems: list[Problem] = []
     head_iter = iter(heads)
     head = next(head_iter, None)
     streams = total = 0
-    for stream_id, batch in _group(events):
-        while head is not None and head.stream_id < stream_id:
-            problems.append(
-                Problem(
-                    head.stream_id, head.version, "orphan", "the projection has a row but the stream has no events."
-                )
-            )
-            head = next(head_iter, None)
-        fold = StreamFold(stream_id, check_hashes=True)
-        for event in batch:
-            fold.feed(event)
-        if head is not None and head.stream_id == stream_id:
+    fold: StreamFold | None = None
+    done = 0
+
+    def finish(fold: StreamFold, count: int) -> None:
+        nonlocal head
+        if head is not None and head.stream_id == fold.stream_id:
             if not fold.problems:
                 fold.compare(head)
             head = next(head_iter, None)
         else:
             fold.problems.append(
-                Problem(stream_id, fold.version, "projection", "the stream has events but no projection row.")
+                Problem(fold.stream_id, fold.version, "projection", "the stream has events but no projection row.")
             )
         if fold.problems:
             problems.append(fold.problems[0])
-        streams += 1
-        total += len(batch)
         if progress is not None:
-            progress(len(batch))
+            progress(count)
+
+    for row in rows:
+        stream_id = row[1]
+        if fold is None or stream_id != fold.stream_id:
+            if fold is not None:
+                finish(fold, done)
+            while head is not None and head.stream_id < stream_id:
+                problems.append(
+                    Problem(
+                        head.stream_id, head.version, "orphan", "the projection has a row but the stream has no events."
+                    )
+                )
+                head = next(head_iter, None)
+            fold = StreamFold(stream_id, check_hashes=True)
+            streams += 1
+            done = 0
+        fold.feed_row(row)
+        done += 1
+        total += 1
+    if fold is not None:
+        finish(fold, done)
     while head is not None:
         problems.append(
             Problem(head.stream_id, head.version, "orphan", "the projection has a row but the stream has no events.")

@@ -6,6 +6,7 @@ Driver errors are translated into keytrail's errors here and nowhere else.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,6 +102,16 @@ def translate_error(exc: BaseException, where: str) -> KeytrailError:
     return StorageError(f"{where} failed: {exc.__class__.__name__}: {text}.")
 
 
+class _Pin:
+    """A driver connection kept checked out for one hot path, and the lock of whoever uses it."""
+
+    __slots__ = ("lock", "pooled")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pooled: Any = None
+
+
 @dataclass(frozen=True)
 class SchemaStatus:
     """What :meth:`Database.inspect_schema` found."""
@@ -133,6 +144,8 @@ class Database:
         if self.dialect == "sqlite" and not self.in_memory:
             self.sqlite_path = Path(database)
         self.engine = self._make_engine(busy_timeout)
+        # The hot paths' connections, each checked out of the pool once (see _borrow).
+        self._write_pin, self._read_pin = _Pin(), _Pin()
 
     def __repr__(self) -> str:
         return f"Database({self.shown!r})"
@@ -181,6 +194,79 @@ class Database:
         except sqlite3.Error as exc:
             raise translate_error(exc, self.shown) from exc
 
+    def _pooled(self) -> Any:
+        try:
+            return self.engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise translate_error(exc, self.shown) from exc
+
+    def _driver_errors(self) -> tuple[type[BaseException], ...]:
+        if self.dialect == "sqlite":
+            return (sqlite3.Error,)
+        import psycopg
+
+        return (psycopg.Error,)
+
+    @contextmanager
+    def _borrow(self, pin: _Pin) -> Iterator[Any]:
+        """A pooled driver connection: the pinned one when free, else one from the pool as usual.
+
+        A pinned connection stays checked out across commands, saving a pool checkout and
+        check-in each; any error other than keytrail's own sends it back to the pool, to be
+        replaced, so a broken connection is never reused. Errors come out as keytrail errors.
+        """
+        pinned = pin.lock.acquire(blocking=False)
+        try:
+            if pinned:
+                if pin.pooled is None:
+                    pin.pooled = self._pooled()
+                pooled = pin.pooled
+            else:
+                pooled = self._pooled()
+            release = not pinned
+            try:
+                yield pooled.driver_connection
+            except KeytrailError:
+                raise
+            except self._driver_errors() as exc:
+                release = True
+                raise translate_error(exc, self.shown) from exc
+            except BaseException:
+                release = True
+                raise
+            finally:
+                if release:
+                    if pinned:
+                        pin.pooled = None
+                    pooled.close()  # back to the pool, which rolls back anything left open
+        finally:
+            if pinned:
+                pin.lock.release()
+
+    @contextmanager
+    def driver_write(self) -> Iterator[Any]:
+        """A write transaction on a driver connection itself (the hot path): commits, or rolls back on any error.
+
+        SQLite takes the write lock up front (``BEGIN IMMEDIATE``); psycopg opens its transaction
+        with the first statement.
+        """
+        with self._borrow(self._write_pin) as dbapi:
+            if self.dialect == "sqlite":
+                dbapi.execute("BEGIN IMMEDIATE")
+            try:
+                yield dbapi
+            except BaseException:
+                dbapi.rollback()
+                raise
+            dbapi.commit()
+
+    @contextmanager
+    def sqlite_read(self) -> Iterator[sqlite3.Connection]:
+        """An SQLite driver connection in autocommit: each statement reads one consistent snapshot."""
+        assert self.dialect == "sqlite"
+        with self._borrow(self._read_pin) as dbapi:
+            yield dbapi
+
     def write(self) -> Any:
         return self.transaction(write=True)
 
@@ -188,6 +274,11 @@ class Database:
         return self.transaction(write=False)
 
     def dispose(self) -> None:
+        for pin in (self._write_pin, self._read_pin):
+            with pin.lock:
+                if pin.pooled is not None:
+                    pin.pooled.close()
+                    pin.pooled = None
         self.engine.dispose()
 
     # -- schema -------------------------------------------------------------------------

@@ -7,9 +7,10 @@ objects.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,14 +18,30 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from keytrail.errors import ConcurrencyConflict
-from keytrail.persistence.hashing import GENESIS_HASH, chain_hash
+from keytrail.persistence.hashing import GENESIS_HASH, chain_hash, iso_utc
 from keytrail.persistence.tables import SCHEMA_VERSION, ConfigRow, EventRow, StreamRow
 
-__all__ = ["EventStore", "PendingEvent", "RecordedEvent", "SavedConfig", "StreamHead"]
+__all__ = [
+    "AuditRow",
+    "EventStore",
+    "HotPath",
+    "PendingEvent",
+    "RecordedEvent",
+    "SavedConfig",
+    "StreamHead",
+    "hot_path_for",
+    "parse_sqlite_time",
+    "sqlite_time",
+]
 
 events_table: sa.Table = EventRow.__table__  # type: ignore[attr-defined]
 streams_table: sa.Table = StreamRow.__table__  # type: ignore[attr-defined]
 config_table: sa.Table = ConfigRow.__table__  # type: ignore[attr-defined]
+
+
+# (position, stream_id, version, trigger, source, dest, reason, data, actor, occurred_at as ISO UTC text,
+#  idempotency_key, schema_version, prev_hash, hash): an event as replay and verify read it.
+AuditRow = tuple[Any, ...]
 
 
 @dataclass(frozen=True)
@@ -102,10 +119,27 @@ class RecordedEvent:
             "schema_version": self.schema_version,
         }
 
+    def audit_row(self) -> AuditRow:
+        """The event as replay and verify fold it (see :data:`AuditRow`)."""
+        return (
+            self.position,
+            self.stream_id,
+            self.version,
+            self.trigger,
+            self.source,
+            self.dest,
+            self.reason,
+            self.data,
+            self.actor,
+            iso_utc(self.occurred_at),
+            self.idempotency_key,
+            self.schema_version,
+            self.prev_hash,
+            self.hash,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """Every column, times as ISO strings: the export format."""
-        from keytrail.persistence.hashing import iso_utc
-
         row = {"position": self.position, **self.hashed_fields(), "prev_hash": self.prev_hash, "hash": self.hash}
         row["occurred_at"] = iso_utc(self.occurred_at)
         return row
@@ -134,6 +168,23 @@ _EVENT_COLUMNS = [
 
 def _event(row: Any) -> RecordedEvent:
     return RecordedEvent(*row)
+
+
+_HEAD_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams WHERE stream_id = ?"
+_AUDIT_SCAN = (
+    "SELECT position, stream_id, version, trigger, source, dest, reason, data, actor, occurred_at, "
+    "idempotency_key, schema_version, prev_hash, hash FROM events"
+)
+
+
+def iso_from_sqlite(text: Any) -> Any:
+    """The ISO UTC spelling of a time stored on SQLite, as the hash chain spells it."""
+    if isinstance(text, str) and len(text) == 26 and text[10] == " ":
+        return text[:10] + "T" + text[11:] + "+00:00"  # SQLAlchemy's own format: no parsing needed
+    try:
+        return iso_utc(parse_sqlite_time(text))
+    except (TypeError, ValueError):
+        return text
 
 
 class EventStore:
@@ -171,6 +222,16 @@ class EventStore:
         head = None if row[0] is None else StreamHead(*row[:8])
         config = None if row[8] is None else SavedConfig(stream_id, row[8], row[9], row[10], row[11])
         return head, config
+
+    def sqlite_head(self, dbapi: Any, stream_id: str) -> StreamHead | None:
+        """The projection row alone, on an SQLite driver connection (status reads)."""
+        row = dbapi.execute(_HEAD_SQL, (stream_id,)).fetchone()
+        if row is None:
+            return None
+        return StreamHead(row[0], row[1], row[2], row[3], row[4], row[5], row[6], parse_sqlite_time(row[7]))
+
+    def sqlite_stream_exists(self, dbapi: Any, stream_id: str) -> bool:
+        return dbapi.execute("SELECT 1 FROM events WHERE stream_id = ? LIMIT 1", (stream_id,)).fetchone() is not None
 
     def heads(self, conn: Connection) -> Iterator[StreamHead]:
         query = sa.select(
@@ -275,6 +336,9 @@ class EventStore:
         after_position: int | None = None,
     ) -> Iterator[RecordedEvent]:
         """Events of one stream by version, or of all streams by (stream, version); streamed, not loaded."""
+        if conn.dialect.name == "sqlite":
+            yield from self._sqlite_events(conn, stream_id, as_of, after_position)
+            return
         query = sa.select(*_EVENT_COLUMNS)
         if stream_id is not None:
             query = query.where(events_table.c.stream_id == stream_id).order_by(events_table.c.version)
@@ -287,6 +351,99 @@ class EventStore:
         for row in conn.execution_options(yield_per=2000).execute(query):
             yield _event(row)
 
+    def audit_rows(
+        self, conn: Connection, stream_id: str | None = None, *, as_of: datetime | None = None
+    ) -> Iterator[AuditRow]:
+        """Events as :data:`AuditRow` tuples in (stream, version) order, streamed: what replay and verify fold.
+
+        On SQLite the rows come straight off the driver's cursor (no result processing per
+        column); ``occurred_at`` is the ISO UTC text that is hashed, ``data`` parsed JSON.
+        """
+        if conn.dialect.name != "sqlite":
+            for event in self.events(conn, stream_id, as_of=as_of):
+                yield event.audit_row()
+            return
+        yield from self.sqlite_audit_rows(conn.connection.driver_connection, stream_id, as_of=as_of)
+
+    def sqlite_audit_rows(
+        self, dbapi: Any, stream_id: str | None = None, *, as_of: datetime | None = None, hashing: bool = True
+    ) -> Iterator[AuditRow]:
+        """:meth:`audit_rows` on an SQLite driver connection.
+
+        Without ``hashing`` (a replay), rows come exactly as stored: ``data`` still JSON text
+        and ``occurred_at`` SQLite's spelling; the fold parses ``data`` only where it reads it.
+        """
+        sql, params = _AUDIT_SCAN, []
+        if stream_id is not None:
+            sql += " WHERE stream_id = ?"
+            params.append(stream_id)
+        if as_of is not None:
+            sql += (" AND" if stream_id is not None else " WHERE") + " occurred_at <= ?"
+            params.append(sqlite_time(as_of.astimezone(UTC)))
+        sql += " ORDER BY stream_id, version"
+        cursor = dbapi.execute(sql, params)
+        if not hashing:
+            try:
+                yield from cursor
+            finally:
+                cursor.close()
+            return
+        loads = json.loads
+        try:
+            for row in cursor:
+                try:
+                    data = loads(row[7])
+                except (TypeError, ValueError):
+                    data = row[7]  # not JSON (a tampered row): kept as is, so its hash fails
+                occurred = row[9]
+                if type(occurred) is str and len(occurred) == 26 and occurred[10] == " ":
+                    occurred = occurred[:10] + "T" + occurred[11:] + "+00:00"  # SQLAlchemy's format: no parsing
+                else:
+                    occurred = iso_from_sqlite(occurred)
+                yield (row[0], row[1], row[2], row[3], row[4], row[5], row[6], data, row[8], occurred, *row[10:])
+        finally:
+            cursor.close()
+
+    def _sqlite_events(
+        self, conn: Connection, stream_id: str | None, as_of: datetime | None, after_position: int | None
+    ) -> Iterator[RecordedEvent]:
+        # The driver's cursor and two conversions per row, instead of SQLAlchemy's result processing.
+        clauses: list[str] = []
+        params: list[object] = []
+        if stream_id is not None:
+            clauses.append("stream_id = ?")
+            params.append(stream_id)
+        if as_of is not None:
+            clauses.append("occurred_at <= ?")
+            params.append(sqlite_time(as_of.astimezone(UTC)))
+        if after_position is not None:
+            clauses.append("position > ?")
+            params.append(after_position)
+        sql = _AUDIT_SCAN + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY stream_id, version"
+        dbapi: Any = conn.connection.driver_connection
+        cursor = dbapi.execute(sql, params)
+        loads, parse = json.loads, parse_sqlite_time
+        try:
+            for row in cursor:
+                yield RecordedEvent(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    row[6],
+                    loads(row[7]),
+                    row[8],
+                    parse(row[9]),
+                    row[10],
+                    row[11],
+                    row[12],
+                    row[13],
+                )
+        finally:
+            cursor.close()
+
     def events_by_position(self, conn: Connection) -> Iterator[RecordedEvent]:
         query = sa.select(*_EVENT_COLUMNS).order_by(events_table.c.position)
         for row in conn.execution_options(yield_per=2000).execute(query):
@@ -295,3 +452,94 @@ class EventStore:
     def stream_exists(self, conn: Connection, stream_id: str) -> bool:
         query = sa.select(sa.literal(1)).where(events_table.c.stream_id == stream_id).limit(1)
         return conn.execute(query).first() is not None
+
+
+class HotPath:
+    """The verifying commands (access, proceed) of a tracked stream, on the driver's own connection.
+
+    The generic path runs four Core statements through SQLAlchemy; this one runs three plain
+    statements on the driver connection the caller holds in a write transaction: one read of
+    the projection joined with the saved key and the authority's key row, the event insert,
+    and the projection update. One adapter per backend says how its driver spells parameters,
+    times and JSON, in the formats SQLAlchemy itself writes, so the rows are the same whichever
+    path wrote them.
+    """
+
+    _READ = (
+        "SELECT s.state, s.version, s.head_hash, c.fingerprint, c.hint, k.key_id, k.expires_at, k.revoked_at "
+        "FROM streams AS s LEFT JOIN store_config AS c ON c.stream_id = s.stream_id "
+        "LEFT JOIN api_keys AS k ON k.fingerprint = c.fingerprint "
+        "WHERE s.stream_id = ?"
+    )
+    _INSERT = (
+        "INSERT INTO events (stream_id, version, trigger, source, dest, reason, data, actor, occurred_at, "
+        "idempotency_key, schema_version, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
+    )
+    _UPDATE = (
+        "UPDATE streams SET state = ?, reason = ?, version = ?, head_hash = ?, updated_at = ? "
+        "WHERE stream_id = ? AND version = ?"
+    )
+    placeholder = "?"
+
+    def __init__(self) -> None:
+        self.read = self._READ.replace("?", self.placeholder)
+        self.insert = self._INSERT.replace("?", self.placeholder)
+        self.update = self._UPDATE.replace("?", self.placeholder)
+
+    def time_param(self, instant: datetime) -> Any:
+        """An aware UTC datetime as the driver takes it for a time column."""
+        return instant
+
+    def time_value(self, stored: Any) -> datetime:
+        """A time column as the driver returns it, as an aware UTC datetime."""
+        value: datetime = stored.astimezone(UTC)
+        return value
+
+    def data_param(self, data: dict[str, Any]) -> Any:
+        return data
+
+
+class SqliteHotPath(HotPath):
+    """SQLite: times stored as ``YYYY-MM-DD HH:MM:SS.ffffff`` naive UTC, ``data`` as ``json.dumps`` text."""
+
+    def time_param(self, instant: datetime) -> Any:
+        return sqlite_time(instant)
+
+    def time_value(self, stored: Any) -> datetime:
+        return parse_sqlite_time(stored)
+
+    data_param = staticmethod(json.dumps)  # type: ignore[assignment]
+
+
+class PostgresHotPath(HotPath):
+    """PostgreSQL through psycopg 3: ``timestamptz`` takes aware datetimes, ``data`` is ``jsonb``."""
+
+    placeholder = "%s"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from psycopg.types.json import Jsonb
+
+        self._jsonb = Jsonb
+
+    def data_param(self, data: dict[str, Any]) -> Any:
+        return self._jsonb(data)
+
+
+def hot_path_for(dialect: str) -> HotPath | None:
+    """The hot-path adapter of a backend (None: the backend has none, and the generic path runs)."""
+    if dialect == "sqlite":
+        return SqliteHotPath()
+    if dialect == "postgresql":
+        return PostgresHotPath()
+    return None
+
+
+def sqlite_time(instant: datetime) -> str:
+    """How SQLAlchemy stores an aware UTC datetime on SQLite (naive, microseconds always written)."""
+    return instant.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def parse_sqlite_time(text: str) -> datetime:
+    """The aware UTC datetime of a stored SQLite time."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
