@@ -130,26 +130,26 @@ def _read_only(engine: Engine, db_url: str) -> Iterator[None]:
         def query_only(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.execute("PRAGMA query_only = ON")
 
-        db.engine.dispose()
+        db.dispose()  # pinned connections too: every connection from here on is a new one
         event.listen(db.engine, "connect", query_only)
         try:
             yield
         finally:
             event.remove(db.engine, "connect", query_only)
-            db.engine.dispose()
+            db.dispose()  # pinned connections too: every connection from here on is a new one
         return
     name = sa.make_url(db_url).database
     raw = sa.create_engine(db_url, isolation_level="AUTOCOMMIT")
     with raw.connect() as conn:
         conn.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
-    db.engine.dispose()
+    db.dispose()
     try:
         yield
     finally:
         with raw.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off'))
         raw.dispose()
-        db.engine.dispose()
+        db.dispose()  # pinned connections too: every connection from here on is a new one
 
 
 def test_a_read_only_database_refuses_writes_clearly_and_still_reads(db_url: str, clock: MovableClock) -> None:
@@ -216,7 +216,7 @@ def test_a_postgres_table_locked_past_the_lock_timeout(postgres_server: str, clo
         try:
             with raw.connect() as conn:
                 conn.execute(sa.text(f"ALTER DATABASE \"{name}\" SET lock_timeout = '200ms'"))
-            engine.database.engine.dispose()
+            engine.database.dispose()  # pinned connections too: the next one has the lock_timeout
             with holder_engine.connect() as holder:
                 holder.begin()
                 holder.execute(sa.text("LOCK TABLE streams IN ACCESS EXCLUSIVE MODE"))
