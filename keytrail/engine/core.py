@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy.engine import Connection
@@ -54,6 +54,25 @@ _log = structlog.get_logger("keytrail.engine")
 _VERIFYING = (Trigger.access, Trigger.proceed)
 # The states (by stored spelling) each verifying trigger may fire from: the hot path's legality check.
 _HOT_SOURCES = {trigger: frozenset(s.value for s in sources_of(trigger)) for trigger in _VERIFYING}
+
+
+_T = TypeVar("_T")
+_O = TypeVar("_O", bound=Outcome)
+
+
+def _logged(outcome: _O, source: State, actor: str | None) -> _O:
+    """Log a committed transition (never with a key or password), and hand the outcome on."""
+    _log.info(
+        "transition",
+        stream=outcome.stream,
+        trigger=outcome.trigger.value,
+        source=source.value,
+        dest=outcome.state.value,
+        version=outcome.version,
+        reason=None if outcome.reason is None else outcome.reason.value,
+        actor=actor,
+    )
+    return outcome
 
 
 def system_clock() -> datetime:
@@ -445,12 +464,9 @@ class Engine:
         if verdict is None:
             assert isinstance(self.verifier, TransactionalKeyVerifier)
             verdict = self.verifier.verify_in(conn, saved, now)
-        data: dict[str, Any] = {} if saved is None else {"fingerprint": saved.fingerprint, "hint": saved.hint}
-        if verdict.key_id is not None:
-            data["key_id"] = verdict.key_id
-        if verdict.expires_at is not None:
-            data["expires_at"] = iso_utc(verdict.expires_at)
-        return _Step(data, verdict=verdict)
+        if saved is None:
+            return _Step(verdict.event_data(None, None), verdict=verdict)
+        return _Step(verdict.event_data(saved.fingerprint, saved.hint), verdict=verdict)
 
     def _run(
         self,
@@ -477,7 +493,8 @@ class Engine:
             if hot is not None:
                 return hot
         remote = trigger in _VERIFYING and not isinstance(self.verifier, TransactionalKeyVerifier)
-        for attempt in range(self._retries + 1):
+
+        def once() -> Outcome:
             now = self._now()
             active_step = step
             remote_fingerprint: str | None = None
@@ -493,54 +510,53 @@ class Engine:
                 verdict = self.verifier.verify(self._saved_key(config), now)
                 remote_fingerprint = config.fingerprint if config else None
                 active_step = partial(self._verify_step, verdict=verdict)
+            with self._db.write() as conn:
+                if idempotency_key is not None:
+                    prior_event = self._store.find_idempotent(conn, stream, idempotency_key)
+                    if prior_event is not None:
+                        return self._replayed(trigger, prior_event, conn)
+                head, config = self._store.read_head(conn, stream)
+                self._check_allowed(stream, head, trigger, expected_version)
+                if remote and remote_fingerprint != (config.fingerprint if config else None):
+                    raise ConcurrencyConflict(f"The saved key of {stream} changed while it was being verified.")
+                done = active_step(conn, head, config, now)
+                source = State(head.state) if head else initial_state()
+                dest = self._machine.fire(trigger, source, done.verdict)
+                reason = done.verdict.reason if done.verdict is not None and dest is State.Prompted else None
+                account_id, key_id = carried_ids(trigger.value, done.data)
+                recorded = self._store.append(
+                    conn,
+                    stream,
+                    head,
+                    PendingEvent(
+                        trigger.value,
+                        source.value,
+                        dest.value,
+                        None if reason is None else reason.value,
+                        done.data,
+                        actor,
+                        now,
+                        idempotency_key,
+                        account_id,
+                        key_id,
+                    ),
+                )
+            return _logged(self._outcome(recorded, done.issued), source, actor)
+
+        return self._with_retries(trigger, stream, expected_version, once)
+
+    def _with_retries(self, trigger: Trigger, stream: str, expected_version: int | None, once: Callable[[], _T]) -> _T:
+        """Run one attempt of a command; after a lost race, again against the fresh state.
+
+        With ``expected_version`` the caller asked to know about races, so there is no retry.
+        """
+        for attempt in range(self._retries + 1):
             try:
-                with self._db.write() as conn:
-                    if idempotency_key is not None:
-                        prior_event = self._store.find_idempotent(conn, stream, idempotency_key)
-                        if prior_event is not None:
-                            return self._replayed(trigger, prior_event, conn)
-                    head, config = self._store.read_head(conn, stream)
-                    self._check_allowed(stream, head, trigger, expected_version)
-                    if remote and remote_fingerprint != (config.fingerprint if config else None):
-                        raise ConcurrencyConflict(f"The saved key of {stream} changed while it was being verified.")
-                    done = active_step(conn, head, config, now)
-                    source = State(head.state) if head else initial_state()
-                    dest = self._machine.fire(trigger, source, done.verdict)
-                    reason = done.verdict.reason if done.verdict is not None and dest is State.Prompted else None
-                    account_id, key_id = carried_ids(trigger.value, done.data)
-                    recorded = self._store.append(
-                        conn,
-                        stream,
-                        head,
-                        PendingEvent(
-                            trigger.value,
-                            source.value,
-                            dest.value,
-                            None if reason is None else reason.value,
-                            done.data,
-                            actor,
-                            now,
-                            idempotency_key,
-                            account_id,
-                            key_id,
-                        ),
-                    )
+                return once()
             except ConcurrencyConflict:
                 if expected_version is not None or attempt == self._retries:
                     raise
                 _log.info("concurrency_retry", stream=stream, trigger=trigger.value, attempt=attempt + 1)
-                continue
-            _log.info(
-                "transition",
-                stream=stream,
-                trigger=trigger.value,
-                source=source.value,
-                dest=dest.value,
-                version=recorded.version,
-                reason=None if reason is None else reason.value,
-                actor=actor,
-            )
-            return self._outcome(recorded, done.issued)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _fire(self, trigger: Trigger, source: State, verdict: Verdict) -> State:
@@ -567,104 +583,75 @@ class Engine:
         """
         hot = self._hot
         assert hot is not None
-        for attempt in range(self._retries + 1):
+
+        def once() -> Outcome | None:
             now = self._now()
-            try:
-                with self._db.driver_write() as dbapi:
-                    row = dbapi.execute(hot.read, (stream,)).fetchone()
-                    if row is None:
-                        return None
-                    state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at = row
-                    if state not in _HOT_SOURCES[trigger] or (
-                        expected_version is not None and version != expected_version
-                    ):
-                        self._check_allowed(
-                            stream, StreamHead(stream, state, None, version, head_hash), trigger, expected_version
-                        )
-                    # The embedded authority's verify_in, on the row the read already joined.
-                    data: dict[str, Any] = {}
-                    if saved_fp is None:
-                        verdict = Verdict.missing()
-                    else:
-                        if key_id is None or revoked_at is not None:
-                            verdict = Verdict(False, Reason.invalid, key_id)
-                        else:
-                            expires_at = hot.time_value(expires_stored)
-                            verdict = (
-                                Verdict(True, None, key_id, expires_at)
-                                if now < expires_at
-                                else Verdict(False, Reason.expired, key_id, expires_at)
-                            )
-                        # The data _verify_step records, keys in the same order (the stored JSON keeps it).
-                        data = {"fingerprint": saved_fp, "hint": saved_hint}
-                        if key_id is not None:
-                            data["key_id"] = key_id
-                        if verdict.expires_at is not None:
-                            data["expires_at"] = iso_utc(verdict.expires_at)
-                    source = State(state)
-                    dest = self._fire(trigger, source, verdict)
-                    reason = verdict.reason if dest is State.Prompted else None
-                    reason_value = None if reason is None else reason.value
-                    new_version = version + 1
-                    digest = chain_hash_iso(
+            with self._db.driver_write() as dbapi:
+                row = dbapi.execute(hot.read, (stream,)).fetchone()
+                if row is None:
+                    return None
+                state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at = row
+                if state not in _HOT_SOURCES[trigger] or (expected_version is not None and version != expected_version):
+                    self._check_allowed(
+                        stream, StreamHead(stream, state, None, version, head_hash), trigger, expected_version
+                    )
+                # The embedded authority's verify_in, on the row the read already joined.
+                if saved_fp is None:
+                    verdict = Verdict.missing()
+                else:
+                    expires_at = None if expires_stored is None else hot.time_value(expires_stored)
+                    verdict = Verdict.of_issued_key(key_id, expires_at, revoked_at is not None, now)
+                data = verdict.event_data(saved_fp, saved_hint)
+                source = State(state)
+                dest = self._fire(trigger, source, verdict)
+                reason = verdict.reason if dest is State.Prompted else None
+                reason_value = None if reason is None else reason.value
+                new_version = version + 1
+                digest = chain_hash_iso(
+                    head_hash,
+                    {
+                        "stream_id": stream,
+                        "version": new_version,
+                        "trigger": trigger.value,
+                        "source": state,
+                        "dest": dest.value,
+                        "reason": reason_value,
+                        "data": data,
+                        "actor": actor,
+                        "occurred_at": iso_utc(now),
+                        "idempotency_key": None,
+                        "schema_version": SCHEMA_VERSION,
+                    },
+                )
+                stored_now = hot.time_param(now)
+                dbapi.execute(
+                    hot.insert,
+                    (
+                        stream,
+                        new_version,
+                        trigger.value,
+                        state,
+                        dest.value,
+                        reason_value,
+                        hot.data_param(data),
+                        actor,
+                        stored_now,
+                        SCHEMA_VERSION,
                         head_hash,
-                        {
-                            "stream_id": stream,
-                            "version": new_version,
-                            "trigger": trigger.value,
-                            "source": state,
-                            "dest": dest.value,
-                            "reason": reason_value,
-                            "data": data,
-                            "actor": actor,
-                            "occurred_at": iso_utc(now),
-                            "idempotency_key": None,
-                            "schema_version": SCHEMA_VERSION,
-                        },
+                        digest,
+                    ),
+                )
+                moved = dbapi.execute(
+                    hot.update,
+                    (dest.value, reason_value, new_version, digest, stored_now, stream, version),
+                ).rowcount
+                if moved != 1:
+                    raise ConcurrencyConflict(
+                        f"{stream} moved past version {version} while this command ran; nothing was written."
                     )
-                    stored_now = hot.time_param(now)
-                    dbapi.execute(
-                        hot.insert,
-                        (
-                            stream,
-                            new_version,
-                            trigger.value,
-                            state,
-                            dest.value,
-                            reason_value,
-                            hot.data_param(data),
-                            actor,
-                            stored_now,
-                            SCHEMA_VERSION,
-                            head_hash,
-                            digest,
-                        ),
-                    )
-                    moved = dbapi.execute(
-                        hot.update,
-                        (dest.value, reason_value, new_version, digest, stored_now, stream, version),
-                    ).rowcount
-                    if moved != 1:
-                        raise ConcurrencyConflict(
-                            f"{stream} moved past version {version} while this command ran; nothing was written."
-                        )
-            except ConcurrencyConflict:
-                if expected_version is not None or attempt == self._retries:
-                    raise
-                _log.info("concurrency_retry", stream=stream, trigger=trigger.value, attempt=attempt + 1)
-                continue
-            _log.info(
-                "transition",
-                stream=stream,
-                trigger=trigger.value,
-                source=state,
-                dest=dest.value,
-                version=new_version,
-                reason=reason_value,
-                actor=actor,
-            )
-            return Outcome(stream, trigger, dest, reason, new_version, now)
-        raise AssertionError("unreachable")  # pragma: no cover
+            return _logged(Outcome(stream, trigger, dest, reason, new_version, now), source, actor)
+
+        return self._with_retries(trigger, stream, expected_version, once)
 
     def _check_allowed(
         self, stream: str, head: StreamHead | None, trigger: Trigger, expected_version: int | None

@@ -25,7 +25,6 @@ from keytrail.persistence.hashing import iso_utc
 from keytrail.portal.passwords import DUMMY_HASH, hash_password, verify_password
 from keytrail.portal.ports import SavedKey, Verdict
 from keytrail.portal.tables import AccountRow, ApiKeyRow, PortalSessionRow, SignInAttemptRow
-from keytrail.states import Reason
 
 __all__ = ["Account", "ApiKey", "IssuedKey", "KeyAuthority", "SignInAttempt"]
 
@@ -444,8 +443,6 @@ class KeyAuthority:
                 api_keys.c.fingerprint == saved.fingerprint
             )
         ).first()
-        if row is None or row.revoked_at is not None:
-            return Verdict(False, Reason.invalid, None if row is None else row.key_id)
-        if at >= row.expires_at:
-            return Verdict(False, Reason.expired, row.key_id, row.expires_at)
-        return Verdict(True, None, row.key_id, row.expires_at)
+        if row is None:
+            return Verdict.of_issued_key(None, None, False, at)
+        return Verdict.of_issued_key(row.key_id, row.expires_at, row.revoked_at is not None, at)
