@@ -38,7 +38,7 @@ from keytrail.engine.core import Engine
 from keytrail.engine.results import Replay
 from keytrail.errors import InvalidInput, StorageError, UnknownOnboarding
 from keytrail.persistence import EventStore
-from keytrail.persistence.hashing import chain_hash, iso_utc
+from keytrail.persistence.hashing import EVENT_COLUMNS, chain_hash, iso_utc
 
 __all__ = [
     "DIGEST_SEED",
@@ -274,22 +274,7 @@ def export_rows(engine: Engine, stream: str | None = None) -> Iterator[dict[str,
         yield event.as_dict()
 
 
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "position",
-    "stream_id",
-    "version",
-    "trigger",
-    "source",
-    "dest",
-    "reason",
-    "data",
-    "actor",
-    "occurred_at",
-    "idempotency_key",
-    "schema_version",
-    "prev_hash",
-    "hash",
-)
+EXPORT_COLUMNS: tuple[str, ...] = EVENT_COLUMNS
 
 
 def open_existing(url: str, **options: Any) -> Engine:

@@ -12,7 +12,15 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["GENESIS_HASH", "HASHED_FIELDS", "canonical_json", "chain_hash", "chain_hash_iso", "iso_utc"]
+__all__ = [
+    "EVENT_COLUMNS",
+    "GENESIS_HASH",
+    "HASHED_FIELDS",
+    "canonical_json",
+    "chain_hash",
+    "chain_hash_iso",
+    "iso_utc",
+]
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = (
@@ -28,6 +36,8 @@ HASHED_FIELDS = (
     "idempotency_key",
     "schema_version",
 )
+# Every column of an event row, in the order exports and auditors see them.
+EVENT_COLUMNS = ("position", *HASHED_FIELDS, "prev_hash", "hash")
 
 
 def iso_utc(instant: datetime) -> str:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from keytrail.errors import ConcurrencyConflict
-from keytrail.persistence.hashing import GENESIS_HASH, chain_hash, iso_utc
+from keytrail.persistence.hashing import EVENT_COLUMNS, GENESIS_HASH, chain_hash, iso_utc
 from keytrail.persistence.tables import SCHEMA_VERSION, ConfigRow, EventRow, StreamRow
 
 __all__ = [
@@ -145,24 +145,11 @@ class RecordedEvent:
         return row
 
 
-_EVENT_COLUMNS = [
-    events_table.c[name]
-    for name in (
-        "position",
-        "stream_id",
-        "version",
-        "trigger",
-        "source",
-        "dest",
-        "reason",
-        "data",
-        "actor",
-        "occurred_at",
-        "idempotency_key",
-        "schema_version",
-        "prev_hash",
-        "hash",
-    )
+_EVENT_COLUMNS = [events_table.c[name] for name in EVENT_COLUMNS]
+# The projection's columns, in StreamHead's order.
+_HEAD_COLUMNS = [
+    streams_table.c[name]
+    for name in ("stream_id", "state", "reason", "version", "head_hash", "account_id", "key_id", "updated_at")
 ]
 
 
@@ -198,14 +185,7 @@ class EventStore:
         # (a store whose key was saved before keytrail tracked it).
         wanted = sa.select(sa.bindparam("stream_id", type_=sa.String()).label("sid")).subquery("wanted")
         return sa.select(
-            streams_table.c.stream_id,
-            streams_table.c.state,
-            streams_table.c.reason,
-            streams_table.c.version,
-            streams_table.c.head_hash,
-            streams_table.c.account_id,
-            streams_table.c.key_id,
-            streams_table.c.updated_at,
+            *_HEAD_COLUMNS,
             config_table.c.ciphertext,
             config_table.c.fingerprint,
             config_table.c.hint,
@@ -234,17 +214,8 @@ class EventStore:
         return dbapi.execute("SELECT 1 FROM events WHERE stream_id = ? LIMIT 1", (stream_id,)).fetchone() is not None
 
     def heads(self, conn: Connection) -> Iterator[StreamHead]:
-        query = sa.select(
-            streams_table.c.stream_id,
-            streams_table.c.state,
-            streams_table.c.reason,
-            streams_table.c.version,
-            streams_table.c.head_hash,
-            streams_table.c.account_id,
-            streams_table.c.key_id,
-            streams_table.c.updated_at,
-        ).order_by(streams_table.c.stream_id)
-        for row in conn.execution_options(yield_per=1000).execute(query):
+        query = sa.select(*_HEAD_COLUMNS).order_by(streams_table.c.stream_id)
+        for row in conn.execute(query, execution_options={"yield_per": 1000}):
             yield StreamHead(*row)
 
     def find_idempotent(self, conn: Connection, stream_id: str, idempotency_key: str) -> RecordedEvent | None:
@@ -321,7 +292,7 @@ class EventStore:
             config_table.c.hint,
             config_table.c.saved_at,
         ).order_by(config_table.c.stream_id)
-        for row in conn.execution_options(yield_per=1000).execute(query):
+        for row in conn.execute(query, execution_options={"yield_per": 1000}):
             yield SavedConfig(*row)
 
     def reseal_config(self, conn: Connection, stream_id: str, ciphertext: str) -> None:
@@ -348,7 +319,7 @@ class EventStore:
             query = query.where(events_table.c.occurred_at <= as_of)
         if after_position is not None:
             query = query.where(events_table.c.position > after_position)
-        for row in conn.execution_options(yield_per=2000).execute(query):
+        for row in conn.execute(query, execution_options={"yield_per": 2000}):
             yield _event(row)
 
     def audit_rows(
@@ -446,7 +417,7 @@ class EventStore:
 
     def events_by_position(self, conn: Connection) -> Iterator[RecordedEvent]:
         query = sa.select(*_EVENT_COLUMNS).order_by(events_table.c.position)
-        for row in conn.execution_options(yield_per=2000).execute(query):
+        for row in conn.execute(query, execution_options={"yield_per": 2000}):
             yield _event(row)
 
     def stream_exists(self, conn: Connection, stream_id: str) -> bool:
