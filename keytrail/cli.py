@@ -405,7 +405,7 @@ def keys_list(email: EmailOpt, as_json: JsonOpt = False) -> None:
         account = engine.portal.find_account(email)
         if account is None:
             raise InvalidInput(f"There is no account with the email {email}.")
-        now = reports.now(engine)
+        now = engine.now()
         found = [_key_dict(key, now) for key in engine.portal.list_keys(email)]
     if as_json:
         _emit_json({"email": account.email, "keys": found})
@@ -423,7 +423,7 @@ def keys_revoke(
     """Revoke a key: from now on it verifies as invalid, and the next access prompts."""
     with _open() as engine:
         key = engine.portal.revoke_key(key_id)
-        shown = _key_dict(key, reports.now(engine))
+        shown = _key_dict(key, engine.now())
     if as_json:
         _emit_json(shown)
         return
@@ -537,7 +537,7 @@ def replay(
     """Rebuild the onboarding from its events alone (exit 1 when a step is not legal under the machine)."""
     instant = None if as_of is None else _parse_instant(as_of)
     with _open() as engine, _progress("replaying") as advance:
-        rebuilt = reports.replay(engine, stream, instant, advance)
+        rebuilt = engine.replay(stream, instant, progress=advance)
     if as_json:
         _emit_json(
             {
@@ -571,7 +571,7 @@ def expiring(
     """Onboardings whose saved key expires within the window (or already has), per the key authority."""
     window = parse_duration(within)
     with _open() as engine:
-        now = reports.now(engine)
+        now = engine.now()
         found = reports.expiring(engine, window)
     if as_json:
         _emit_json(

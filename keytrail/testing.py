@@ -260,7 +260,7 @@ class Driver:
             return self._store.read_head(conn, stream)
 
     def _now(self) -> datetime:
-        return self.engine._now()
+        return self.engine.now()
 
     def _ensure_account(self) -> None:
         if self.engine.portal.find_account(self.email) is None:

@@ -267,6 +267,10 @@ class Engine:
     def database(self) -> Database:
         return self._db
 
+    def now(self) -> datetime:
+        """The engine's clock, read the way commands read it (aware, UTC)."""
+        return self._now()
+
     def _now(self) -> datetime:
         now = self._clock()
         if now.tzinfo is None or now.utcoffset() is None:
@@ -764,8 +768,13 @@ class Engine:
         with self._db.read() as conn:
             yield from self._store.events(conn, stream)
 
-    def replay(self, stream: str, as_of: datetime | None = None) -> Replay:
-        """Rebuild the onboarding from its events alone, optionally as it stood at ``as_of``."""
+    def replay(
+        self, stream: str, as_of: datetime | None = None, *, progress: Callable[[int], None] | None = None
+    ) -> Replay:
+        """Rebuild the onboarding from its events alone, optionally as it stood at ``as_of``.
+
+        ``progress`` is told each event folded (the CLI's progress bar).
+        """
         stream = inputs.check_stream_id(stream)
         if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
             raise InvalidInput("as_of must be a timezone-aware datetime.")
@@ -777,12 +786,16 @@ class Engine:
                 for row in self._store.sqlite_audit_rows(dbapi, stream, as_of=as_of, hashing=False):
                     fold.feed_row(row)
                     fed += 1
+                    if progress is not None:
+                        progress(1)
                 exists = bool(fed) or self._store.sqlite_stream_exists(dbapi, stream)
         else:
             with self._db.read() as conn:
                 for row in self._store.audit_rows(conn, stream, as_of=as_of):
                     fold.feed_row(row)
                     fed += 1
+                    if progress is not None:
+                        progress(1)
                 exists = bool(fed) or self._store.stream_exists(conn, stream)
         # No row at all: an unknown stream, unless as_of is before its first event.
         if not exists:

@@ -25,18 +25,15 @@ writer is mid-command (SQLite serializes writers, so there it always holds).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from keytrail import inputs
-from keytrail.engine.audit import StreamFold
 from keytrail.engine.core import Engine
-from keytrail.engine.results import Replay
-from keytrail.errors import InvalidInput, StorageError, UnknownOnboarding
+from keytrail.errors import InvalidInput, StorageError
 from keytrail.persistence import EventStore
 from keytrail.persistence.hashing import EVENT_COLUMNS, chain_hash, iso_utc
 
@@ -50,10 +47,8 @@ __all__ = [
     "digest",
     "expiring",
     "export_rows",
-    "now",
     "open_existing",
     "parse_digest",
-    "replay",
 ]
 
 DIGEST_SEED = hashlib.sha256(b"keytrail-digest-v1").hexdigest()
@@ -225,7 +220,7 @@ def expiring(engine: Engine, within: timedelta) -> list[ExpiringKey]:
     with engine.database.read() as conn:
         configs = list(_store.configs(conn))
         states = {head.stream_id: head.state for head in _store.heads(conn)}
-    at = now(engine)
+    at = engine.now()
     found: list[ExpiringKey] = []
     for config in configs:
         verdict = engine.verifier.verify(engine._saved_key(config), at)
@@ -243,29 +238,6 @@ def expiring(engine: Engine, within: timedelta) -> list[ExpiringKey]:
             )
         )
     return sorted(found, key=lambda k: (k.expires_at, k.stream))
-
-
-def now(engine: Engine) -> datetime:
-    """The engine's clock, read the way commands read it (aware, UTC)."""
-    return engine._now()
-
-
-def replay(
-    engine: Engine, stream: str, as_of: datetime | None = None, progress: Callable[[int], None] | None = None
-) -> Replay:
-    """:meth:`Engine.replay`, reporting each event folded to ``progress`` (the CLI's progress bar)."""
-    stream = inputs.check_stream_id(stream)
-    if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
-        raise InvalidInput("as_of must be a timezone-aware datetime.")
-    fold = StreamFold(stream, check_hashes=False)
-    with engine.database.read() as conn:
-        if not _store.stream_exists(conn, stream):
-            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-        for record in _store.events(conn, stream, as_of=as_of):
-            fold.feed(record)
-            if progress is not None:
-                progress(1)
-    return fold.replay(as_of)
 
 
 def export_rows(engine: Engine, stream: str | None = None) -> Iterator[dict[str, Any]]:
