@@ -101,7 +101,7 @@ def _errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
 
 def _open(*, create: bool = False) -> Engine:
     """Commands that may start an onboarding create the database; reading commands need an existing one."""
-    return Engine.open(settings.db) if create else reports.open_existing(settings.db)
+    return Engine.open(settings.db, create=create)
 
 
 def _stdout_is_terminal() -> bool:

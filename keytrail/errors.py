@@ -6,6 +6,7 @@
     ├── InvalidInput                 bad arguments; nothing was written        (CLI exit 2)
     │   ├── IllegalTransition        the trigger is not allowed in this state
     │   ├── UnknownOnboarding        no such stream
+    │   ├── UnknownDatabase          no keytrail database there (and none was to be created)
     │   ├── UnknownKey               no such API key (or not the caller's)
     │   ├── KeyUnusable              the key is revoked or expired
     │   ├── DuplicateAccount         the email is already registered
@@ -43,6 +44,7 @@ __all__ = [
     "SchemaMismatch",
     "SecretKeyError",
     "StorageError",
+    "UnknownDatabase",
     "UnknownKey",
     "UnknownOnboarding",
 ]
@@ -77,6 +79,10 @@ class IllegalTransition(InvalidInput):
 
 class UnknownOnboarding(InvalidInput):
     """No onboarding has that stream id."""
+
+
+class UnknownDatabase(InvalidInput):
+    """No keytrail database at that URL, and the caller asked not to create one; nothing was created."""
 
 
 class UnknownKey(InvalidInput):

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from keytrail import Engine, State
 from keytrail.engine import reports
-from keytrail.errors import InvalidInput, UnknownOnboarding
+from keytrail.errors import InvalidInput, UnknownDatabase, UnknownOnboarding
 from keytrail.persistence.hashing import chain_hash
 from tests.conftest import MovableClock
 from tests.helpers import PASSWORD, drive_to
@@ -118,14 +118,15 @@ def test_export_rows_hold_no_secrets(engine: Engine) -> None:
     assert key not in repr(rows) and PASSWORD not in repr(rows)
 
 
-def test_open_existing_refuses_a_missing_or_empty_database(db_url: str, tmp_path: Path) -> None:
+def test_opening_without_create_refuses_a_missing_or_empty_database(db_url: str, tmp_path: Path) -> None:
     """A database with no keytrail schema, or no file at all, is bad input (exit 2), and nothing is created."""
-    with pytest.raises(InvalidInput, match="no keytrail database"):
-        reports.open_existing(db_url)
+    with pytest.raises(UnknownDatabase, match="no keytrail database") as caught:
+        Engine.open(db_url, create=False)
+    assert caught.value.exit_code == 2
     if db_url.startswith("sqlite"):
         assert not (tmp_path / "keytrail.db").exists()
         (tmp_path / "keytrail.db").touch()
-        with pytest.raises(InvalidInput, match="holds no keytrail database yet"):
-            reports.open_existing(db_url)
+        with pytest.raises(UnknownDatabase, match="holds no keytrail database yet"):
+            Engine.open(db_url, create=False)
     Engine.open(db_url).close()
-    reports.open_existing(db_url).close()
+    Engine.open(db_url, create=False).close()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from keytrail import Engine, State
 from keytrail.crypto import SECRET_KEY_ENV, generate_secret_key
-from keytrail.errors import DatabaseUnavailable, InvalidInput, NotAKeytrailDatabase, SchemaMismatch, SecretKeyError
+from keytrail.errors import InvalidInput, NotAKeytrailDatabase, SchemaMismatch, SecretKeyError, UnknownDatabase
 from keytrail.persistence.tables import MetaRow
 from keytrail.pgcluster import scratch_database
 from tests.helpers import drive_to
@@ -68,7 +68,7 @@ def test_a_newer_schema_is_refused_untouched(db_url: str) -> None:
 
 
 def test_opening_a_missing_database_without_create_writes_nothing(tmp_path: Path) -> None:
-    with pytest.raises(DatabaseUnavailable, match="does not exist"):
+    with pytest.raises(UnknownDatabase, match="does not exist"):
         Engine.open(f"sqlite:///{tmp_path}/absent.db", create=False)
     assert list(tmp_path.iterdir()) == []
 

@@ -30,10 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from keytrail.engine.core import Engine
-from keytrail.errors import InvalidInput, StorageError
+from keytrail.errors import InvalidInput
 from keytrail.persistence import EventStore
 from keytrail.persistence.hashing import EVENT_COLUMNS, chain_hash, iso_utc
 
@@ -47,7 +45,6 @@ __all__ = [
     "digest",
     "expiring",
     "export_rows",
-    "open_existing",
     "parse_digest",
 ]
 
@@ -247,32 +244,3 @@ def export_rows(engine: Engine, stream: str | None = None) -> Iterator[dict[str,
 
 
 EXPORT_COLUMNS: tuple[str, ...] = EVENT_COLUMNS
-
-
-def open_existing(url: str, **options: Any) -> Engine:
-    """Open a keytrail database that must already exist; a missing one is bad input, not an outage."""
-    from keytrail.errors import DatabaseUnavailable
-    from keytrail.persistence import Database
-
-    db = Database(url)
-    try:
-        if db.sqlite_path is not None and not db.sqlite_path.exists():
-            raise InvalidInput(
-                f"There is no keytrail database at {db.sqlite_path}: the file does not exist "
-                "(check --db or KEYTRAIL_DATABASE_URL)."
-            )
-        try:
-            return Engine.open(url, create=False, **options)
-        except DatabaseUnavailable as first:
-            try:
-                with db.read() as conn:
-                    empty = not sa.inspect(conn).get_table_names()
-            except StorageError:
-                raise first from None  # unreachable after all: the first error stands
-            if empty:
-                raise InvalidInput(
-                    f"{db.shown} holds no keytrail database yet (check --db or KEYTRAIL_DATABASE_URL)."
-                ) from None
-            raise
-    finally:
-        db.dispose()

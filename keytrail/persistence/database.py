@@ -28,6 +28,7 @@ from keytrail.errors import (
     NotAKeytrailDatabase,
     SchemaMismatch,
     StorageError,
+    UnknownDatabase,
 )
 from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable, MetaRow
 
@@ -289,9 +290,9 @@ class Database:
             return
         if not path.exists():
             if not create:
-                raise DatabaseUnavailable(f"There is no keytrail database at {path}: the file does not exist.")
+                raise UnknownDatabase(f"There is no keytrail database at {path}: the file does not exist.")
             if not path.parent.is_dir():
-                raise DatabaseUnavailable(f"Cannot create {path}: the folder {path.parent} does not exist.")
+                raise InvalidInput(f"Cannot create {path}: the folder {path.parent} does not exist.")
             return
         if path.is_dir():
             raise NotAKeytrailDatabase(f"{path} is a folder, not a keytrail database.")
@@ -312,7 +313,7 @@ class Database:
             names = set(sa.inspect(conn).get_table_names())
             if not names:
                 if not create:
-                    raise DatabaseUnavailable(f"{self.shown} holds no keytrail database yet.")
+                    raise UnknownDatabase(f"{self.shown} holds no keytrail database yet; nothing was created.")
                 return SchemaStatus(exists=False, meta={})
             if _meta.name not in names:
                 listed = ", ".join(sorted(names)[:5])
