@@ -15,11 +15,13 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
@@ -76,7 +78,16 @@ class EventRow(KeytrailTable, table=True):
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("stream_id", "version", name="uq_events_stream_version"),
-        UniqueConstraint("stream_id", "idempotency_key", name="uq_events_stream_idempotency"),
+        # Partial: most events carry no idempotency key, and a row outside the index costs no index page
+        # write in the commit (one 4 KiB WAL frame fewer per page view).
+        Index(
+            "uq_events_stream_idempotency",
+            "stream_id",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
     position: int | None = Field(default=None, sa_column=Column(_POSITION, primary_key=True, autoincrement=True))
