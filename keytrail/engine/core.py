@@ -8,6 +8,8 @@ projection, all in one database transaction. Nothing is written when any step re
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,11 +17,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 import structlog
+from cryptography.fernet import Fernet
 from sqlalchemy.engine import Connection
 
 from keytrail import inputs
-from keytrail.crypto import SecretBox, fingerprint, hint, load_secret_keys
+from keytrail.crypto import (
+    SECRET_KEY_ENV,
+    SECRET_KEY_FILE_ENV,
+    SecretBox,
+    fingerprint,
+    hint,
+    key_file_of,
+    load_secret_keys,
+    parse_secret_key,
+    write_key_file,
+)
 from keytrail.engine.audit import StreamFold, carried_ids, verify_streams
 from keytrail.engine.machine import machine
 from keytrail.engine.results import Event, KeyOutcome, Outcome, Replay, VerifyReport
@@ -28,6 +42,7 @@ from keytrail.errors import (
     IdempotencyMismatch,
     IllegalTransition,
     InvalidInput,
+    SecretKeyError,
     UnknownOnboarding,
 )
 from keytrail.logs import ensure_logging
@@ -42,7 +57,8 @@ from keytrail.persistence import (
     StreamHead,
 )
 from keytrail.persistence.hashing import chain_hash_iso, iso_utc
-from keytrail.persistence.store import hot_path_for
+from keytrail.persistence.store import config_table, hot_path_for
+from keytrail.persistence.tables import MetaRow
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, allowed_triggers, initial_state, sources_of
@@ -85,12 +101,17 @@ def _default_key_file(db: Database) -> Path | None:
         return None
     if db.sqlite_path is not None:
         return db.sqlite_path.with_name(db.sqlite_path.name + ".key")
-    import hashlib
-    import os
-
     data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     name = hashlib.sha256(db.shown.encode("utf-8")).hexdigest()[:16]
     return data_home / "keytrail" / f"{name}.key"
+
+
+def _secret_keys_for(db: Database, *, new_database: bool) -> tuple[list[Fernet], str]:
+    """The encryption keys for ``db``; an in-memory database dies with the process, so without a
+    configured key it gets a throwaway one."""
+    if db.in_memory and not (os.environ.get(SECRET_KEY_ENV) or os.environ.get(SECRET_KEY_FILE_ENV)):
+        return [Fernet(Fernet.generate_key())], "an ephemeral key (in-memory database)"
+    return load_secret_keys(_default_key_file(db), create=new_database)
 
 
 @dataclass
@@ -171,12 +192,7 @@ class Engine:
         db = Database(url, busy_timeout=busy_timeout, durability=durability)
         try:
             status = db.inspect_schema(create=create)
-            keys, source = (
-                load_secret_keys(_default_key_file(db), create=not status.exists)
-                if not db.in_memory
-                else (load_secret_keys(None, create=False) if _env_has_key() else _ephemeral_keys())
-            )
-            box = SecretBox(keys, source)
+            box = SecretBox(*_secret_keys_for(db, new_database=not status.exists))
             meta = status.meta if status.exists else db.create_schema({"secret_check": box.check_token()})
             box.confirm(meta.get("secret_check", ""))
         except BaseException:
@@ -220,13 +236,6 @@ class Engine:
         there (first, if you keep the old one listed after it) before the next open. Stop other
         hosts sharing the database while rotating. Returns how many secrets were re-sealed.
         """
-        import sqlalchemy as sa
-
-        from keytrail.crypto import key_file_of, parse_secret_key, write_key_file
-        from keytrail.errors import SecretKeyError
-        from keytrail.persistence.store import config_table
-        from keytrail.persistence.tables import MetaRow
-
         fernet = parse_secret_key(new_key)
         new_key = new_key.strip()
         key_file = key_file_of(self._box.source)
@@ -244,8 +253,7 @@ class Engine:
             if self._db.dialect == "postgresql":  # no save or key creation may slip in under the old key
                 conn.exec_driver_sql("LOCK TABLE store_config, api_keys IN SHARE ROW EXCLUSIVE MODE")
             count = 0
-            # A plain select: EventStore.configs() sets yield_per on the connection itself, which on
-            # PostgreSQL would turn the UPDATEs that follow into server-side cursors.
+            # Read in full first: each row is updated as we go.
             saved = conn.execute(sa.select(config_table.c.stream_id, config_table.c.ciphertext)).all()
             for stream_id, ciphertext in saved:
                 what = f"The saved key of {stream_id}"
@@ -813,17 +821,3 @@ class Engine:
                     raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
                 heads = (h for h in heads if h.stream_id == stream)
             return verify_streams(self._store.audit_rows(conn, stream), heads, progress)
-
-
-def _env_has_key() -> bool:
-    import os
-
-    from keytrail.crypto import SECRET_KEY_ENV, SECRET_KEY_FILE_ENV
-
-    return bool(os.environ.get(SECRET_KEY_ENV) or os.environ.get(SECRET_KEY_FILE_ENV))
-
-
-def _ephemeral_keys() -> tuple[list[Any], str]:
-    from cryptography.fernet import Fernet
-
-    return [Fernet(Fernet.generate_key())], "an ephemeral key (in-memory database)"
