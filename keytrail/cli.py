@@ -731,6 +731,12 @@ def demo() -> None:
     out = _console()
     with Engine.open(settings.db, clock=clock) as engine:
         stream, email, password = "acme-store", "ops@acme.test", "correct horse battery staple"
+        if next(iter(engine.streams()), None) is not None or engine.portal.find_account(email) is not None:
+            # The demo creates an account with a published password: never in a database that is in use.
+            raise InvalidInput(
+                f"The demo needs a fresh database, and {engine.database.shown} already holds onboardings or "
+                "accounts; give it another, e.g. keytrail --db sqlite:///demo.db demo."
+            )
 
         def say(step: str, outcome_text: str) -> None:
             out.print(f"[bold]{step}[/bold]\n    -> {outcome_text}")

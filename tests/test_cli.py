@@ -408,6 +408,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "kt_" not in out
 
 
+def test_demo_refuses_a_database_in_use(tmp_path: Path) -> None:
+    """The demo creates an account with a published password, so it never runs on a database that holds anything."""
+    url = f"sqlite:///{tmp_path}/live.db"
+    assert run(url, "access", "live-store").exit_code == 0
+    result = run(url, "demo")
+    assert result.exit_code == 2
+    assert "needs a fresh database" in result.stderr
+    assert run(url, "history", "live-store", "--json").stdout.count('"version"') == 1
+
+
 # -- bad input and failures -------------------------------------------------------------------------------
 
 

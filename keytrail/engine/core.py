@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -223,8 +223,8 @@ class Engine:
         self.close()
 
     def close(self) -> None:
-        """Release the database connections."""
-        self._db.dispose()
+        """Release the database connections; the engine cannot be used afterwards."""
+        self._db.close()
 
     def rotate_secret_key(self, new_key: str) -> int:
         """Re-seal every saved store key and every authority key under ``new_key``, in one transaction.
@@ -248,19 +248,29 @@ class Engine:
                     f"The key file {key_file} cannot be rewritten ({exc.__class__.__name__}); nothing was changed."
                 ) from None
         rotating = self._box.with_new_key(fernet, self._box.source)
-        meta = MetaRow.__table__  # type: ignore[attr-defined]
-        with self._db.write() as conn:
-            if self._db.dialect == "postgresql":  # no save or key creation may slip in under the old key
-                conn.exec_driver_sql("LOCK TABLE store_config, api_keys IN SHARE ROW EXCLUSIVE MODE")
-            count = 0
-            # Read in full first: each row is updated as we go.
-            saved = conn.execute(sa.select(config_table.c.stream_id, config_table.c.ciphertext)).all()
-            for stream_id, ciphertext in saved:
-                what = f"The saved key of {stream_id}"
-                self._store.reseal_config(conn, stream_id, rotating.rotate(ciphertext, what=what))
-                count += 1
-            count += self.portal.reseal_keys_in(conn, rotating)
-            conn.execute(sa.update(meta).where(meta.c.name == "secret_check").values(value=rotating.check_token()))
+        # From here on this engine seals under the new key (and opens with both), so a command in
+        # another thread cannot seal a secret under the key that is being retired.
+        retiring = self._box
+        self._box = rotating
+        self.portal.use_box(rotating)
+        try:
+            meta = MetaRow.__table__  # type: ignore[attr-defined]
+            with self._db.write() as conn:
+                if self._db.dialect == "postgresql":  # no save or key creation may slip in under the old key
+                    conn.exec_driver_sql("LOCK TABLE store_config, api_keys IN SHARE ROW EXCLUSIVE MODE")
+                count = 0
+                # Read in full first: each row is updated as we go.
+                saved = conn.execute(sa.select(config_table.c.stream_id, config_table.c.ciphertext)).all()
+                for stream_id, ciphertext in saved:
+                    what = f"The saved key of {stream_id}"
+                    self._store.reseal_config(conn, stream_id, rotating.rotate(ciphertext, what=what))
+                    count += 1
+                count += self.portal.reseal_keys_in(conn, rotating)
+                conn.execute(sa.update(meta).where(meta.c.name == "secret_check").values(value=rotating.check_token()))
+        except BaseException:
+            self._box = retiring  # nothing was re-sealed: seal as before
+            self.portal.use_box(retiring)
+            raise
         self._box = rotating.only_current()
         self.portal.use_box(self._box)
         if key_file is not None:
@@ -815,9 +825,12 @@ class Engine:
         if stream is not None:
             stream = inputs.check_stream_id(stream)
         with self._db.read() as conn:
-            heads = self._store.heads(conn)
-            if stream is not None:
+            heads: Iterable[StreamHead]
+            if stream is None:
+                heads = self._store.heads(conn)
+            else:
                 if not self._store.stream_exists(conn, stream):
                     raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-                heads = (h for h in heads if h.stream_id == stream)
+                head, _ = self._store.read_head(conn, stream)
+                heads = [] if head is None else [head]
             return verify_streams(self._store.audit_rows(conn, stream), heads, progress)

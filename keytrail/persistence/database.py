@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -147,6 +147,9 @@ class Database:
         self.engine = self._make_engine(busy_timeout)
         # The hot paths' connections, each checked out of the pool once (see _borrow).
         self._write_pin, self._read_pin = _Pin(), _Pin()
+        # An in-memory database is one shared connection (StaticPool): its users take turns.
+        self._serial: threading.RLock | None = threading.RLock() if self.in_memory else None
+        self.closed = False
 
     def __repr__(self) -> str:
         return f"Database({self.shown!r})"
@@ -180,12 +183,26 @@ class Database:
 
         return engine
 
+    def _turn(self) -> threading.RLock | nullcontext[None]:
+        if self.closed:
+            raise StorageError(f"The engine on {self.shown} was closed; open it again.")
+        return self._serial if self._serial is not None else nullcontext()
+
     @contextmanager
     def transaction(self, *, write: bool) -> Iterator[Connection]:
-        """A transaction that commits on success, rolls back on any error, and speaks keytrail errors."""
+        """A transaction that commits on success, rolls back on any error, and speaks keytrail errors.
+
+        On PostgreSQL a reading transaction is REPEATABLE READ, so that a read of several
+        statements (verify's projection and events) sees one snapshot, as SQLite's BEGIN does.
+        """
         try:
-            with self.engine.connect() as plain:
-                conn = plain.execution_options(keytrail_write=True) if write else plain
+            with self._turn(), self.engine.connect() as plain:
+                if write:
+                    conn = plain.execution_options(keytrail_write=True)
+                elif self.dialect == "postgresql":
+                    conn = plain.execution_options(isolation_level="REPEATABLE READ")
+                else:
+                    conn = plain
                 with conn.begin():
                     yield conn
         except KeytrailError:
@@ -216,6 +233,10 @@ class Database:
         check-in each; any error other than keytrail's own sends it back to the pool, to be
         replaced, so a broken connection is never reused. Errors come out as keytrail errors.
         """
+        with self._turn():
+            yield from self._borrow_pinned(pin)
+
+    def _borrow_pinned(self, pin: _Pin) -> Iterator[Any]:
         pinned = pin.lock.acquire(blocking=False)
         try:
             if pinned:
@@ -256,6 +277,11 @@ class Database:
                 dbapi.execute("BEGIN IMMEDIATE")
             try:
                 yield dbapi
+            except self._driver_errors() as exc:
+                # Rolled back cleanly (a lost race, say): the connection is fine and stays pinned.
+                # Should the rollback itself fail, that error reaches _borrow, which drops the pin.
+                dbapi.rollback()
+                raise translate_error(exc, self.shown) from exc
             except BaseException:
                 dbapi.rollback()
                 raise
@@ -273,6 +299,11 @@ class Database:
 
     def read(self) -> Any:
         return self.transaction(write=False)
+
+    def close(self) -> None:
+        """Release every connection for good: later use is a clear error, not a silent reopening."""
+        self.dispose()
+        self.closed = True
 
     def dispose(self) -> None:
         for pin in (self._write_pin, self._read_pin):
