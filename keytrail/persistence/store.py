@@ -174,6 +174,23 @@ def iso_from_sqlite(text: Any) -> Any:
         return text
 
 
+def _sqlite_scan(dbapi: Any, stream_id: str | None, as_of: datetime | None, after_position: int | None) -> Any:
+    """A cursor over event rows in (stream, version) order, on an SQLite driver connection."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if stream_id is not None:
+        clauses.append("stream_id = ?")
+        params.append(stream_id)
+    if as_of is not None:
+        clauses.append("occurred_at <= ?")
+        params.append(sqlite_time(as_of.astimezone(UTC)))
+    if after_position is not None:
+        clauses.append("position > ?")
+        params.append(after_position)
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    return dbapi.execute(_AUDIT_SCAN + where + " ORDER BY stream_id, version", params)
+
+
 class EventStore:
     """Reads and appends events and their projection on a connection the caller holds."""
 
@@ -344,15 +361,7 @@ class EventStore:
         Without ``hashing`` (a replay), rows come exactly as stored: ``data`` still JSON text
         and ``occurred_at`` SQLite's spelling; the fold parses ``data`` only where it reads it.
         """
-        sql, params = _AUDIT_SCAN, []
-        if stream_id is not None:
-            sql += " WHERE stream_id = ?"
-            params.append(stream_id)
-        if as_of is not None:
-            sql += (" AND" if stream_id is not None else " WHERE") + " occurred_at <= ?"
-            params.append(sqlite_time(as_of.astimezone(UTC)))
-        sql += " ORDER BY stream_id, version"
-        cursor = dbapi.execute(sql, params)
+        cursor = _sqlite_scan(dbapi, stream_id, as_of, None)
         if not hashing:
             try:
                 yield from cursor
@@ -366,11 +375,7 @@ class EventStore:
                     data = loads(row[7])
                 except (TypeError, ValueError):
                     data = row[7]  # not JSON (a tampered row): kept as is, so its hash fails
-                occurred = row[9]
-                if type(occurred) is str and len(occurred) == 26 and occurred[10] == " ":
-                    occurred = occurred[:10] + "T" + occurred[11:] + "+00:00"  # SQLAlchemy's format: no parsing
-                else:
-                    occurred = iso_from_sqlite(occurred)
+                occurred = iso_from_sqlite(row[9])
                 yield (row[0], row[1], row[2], row[3], row[4], row[5], row[6], data, row[8], occurred, *row[10:])
         finally:
             cursor.close()
@@ -379,20 +384,7 @@ class EventStore:
         self, conn: Connection, stream_id: str | None, as_of: datetime | None, after_position: int | None
     ) -> Iterator[RecordedEvent]:
         # The driver's cursor and two conversions per row, instead of SQLAlchemy's result processing.
-        clauses: list[str] = []
-        params: list[object] = []
-        if stream_id is not None:
-            clauses.append("stream_id = ?")
-            params.append(stream_id)
-        if as_of is not None:
-            clauses.append("occurred_at <= ?")
-            params.append(sqlite_time(as_of.astimezone(UTC)))
-        if after_position is not None:
-            clauses.append("position > ?")
-            params.append(after_position)
-        sql = _AUDIT_SCAN + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY stream_id, version"
-        dbapi: Any = conn.connection.driver_connection
-        cursor = dbapi.execute(sql, params)
+        cursor = _sqlite_scan(conn.connection.driver_connection, stream_id, as_of, after_position)
         loads, parse = json.loads, parse_sqlite_time
         try:
             for row in cursor:
