@@ -15,12 +15,11 @@ import itertools
 import json
 import shutil
 import sqlite3
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import Clock, Contest, build_log, dump, stream_ids
+from common import Clock, Contest, build_log, report_in_scratch, stream_ids
 
 from keytrail import Engine, State
 
@@ -191,12 +190,9 @@ def main() -> None:
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
     parser.add_argument("--no-es", action="store_true", help="skip the eventsourcing baseline")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="keytrail-bench-"))
-    try:
-        result = run(args.stores, args.calls, args.rounds, args.durability, workdir, with_es=not args.no_es)
-        print("RESULT " + dump(result))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    report_in_scratch(
+        lambda workdir: run(args.stores, args.calls, args.rounds, args.durability, workdir, with_es=not args.no_es)
+    )
 
 
 if __name__ == "__main__":

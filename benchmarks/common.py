@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sqlite3
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -300,6 +302,15 @@ def stream_ids(stores: int, prefix: str = "store") -> list[str]:
 
 def fmt(n: float) -> str:
     return f"{n:,.0f}"
+
+
+def report_in_scratch(measure: Callable[[Path], dict[str, Any]]) -> None:
+    """Run one workload in a scratch folder, print its RESULT line for run.py, and remove the folder."""
+    workdir = Path(tempfile.mkdtemp(prefix="keytrail-bench-"))
+    try:
+        print("RESULT " + dump(measure(workdir)))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def dump(result: dict[str, Any]) -> str:

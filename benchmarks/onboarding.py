@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import Clock, Contest, dump
+from common import Clock, Contest, report_in_scratch
 
 from keytrail import Engine, State
 from keytrail.portal.passwords import hash_password, verify_password
@@ -76,11 +74,7 @@ def main() -> None:
     parser.add_argument("--stores", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="keytrail-bench-"))
-    try:
-        print("RESULT " + dump(run(args.stores, args.rounds, workdir)))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    report_in_scratch(lambda workdir: run(args.stores, args.rounds, workdir))
 
 
 if __name__ == "__main__":

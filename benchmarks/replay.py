@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sqlite3
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import Contest, build_log, dump, stream_ids
+from common import Contest, build_log, report_in_scratch, stream_ids
 
 from keytrail import Engine, State
 
@@ -99,11 +97,7 @@ def main() -> None:
     parser.add_argument("--accesses", type=int, default=23, help="page views per store after onboarding")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="keytrail-bench-"))
-    try:
-        print("RESULT " + dump(run(args.stores, args.accesses, args.rounds, workdir)))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    report_in_scratch(lambda workdir: run(args.stores, args.accesses, args.rounds, workdir))
 
 
 if __name__ == "__main__":

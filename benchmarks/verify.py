@@ -15,17 +15,15 @@ import argparse
 import hashlib
 import json
 import resource
-import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import build_log, dump
+from common import build_log, report_in_scratch
 
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 _SCAN = (
@@ -172,11 +170,7 @@ def main() -> None:
     if args.child:
         child(*args.child)
         return
-    workdir = Path(tempfile.mkdtemp(prefix="keytrail-bench-"))
-    try:
-        print("RESULT " + dump(run(args.stores, args.accesses, args.rounds, workdir)))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    report_in_scratch(lambda workdir: run(args.stores, args.accesses, args.rounds, workdir))
 
 
 if __name__ == "__main__":

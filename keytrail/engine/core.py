@@ -57,7 +57,7 @@ from keytrail.persistence import (
     StreamHead,
 )
 from keytrail.persistence.hashing import chain_hash_iso, iso_utc
-from keytrail.persistence.store import config_table, hot_path_for
+from keytrail.persistence.store import AuditRow, config_table, hot_path_for
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
@@ -797,24 +797,26 @@ class Engine:
         if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
             raise InvalidInput("as_of must be a timezone-aware datetime.")
         fold = StreamFold(stream, check_hashes=False)
-        fed = 0
+
+        def fold_all(rows: Iterable[AuditRow]) -> bool:
+            fed = False
+            for row in rows:
+                fold.feed_row(row)
+                fed = True
+                if progress is not None:
+                    progress(1)
+            return fed
+
         if self._db.dialect == "sqlite":
             # One statement, so autocommit reads one snapshot: no transaction to open and close.
             with self._db.sqlite_read() as dbapi:
-                for row in self._store.sqlite_audit_rows(dbapi, stream, as_of=as_of, hashing=False):
-                    fold.feed_row(row)
-                    fed += 1
-                    if progress is not None:
-                        progress(1)
-                exists = bool(fed) or self._store.sqlite_stream_exists(dbapi, stream)
+                rows = self._store.sqlite_audit_rows(dbapi, stream, as_of=as_of, hashing=False)
+                exists = fold_all(rows) or self._store.sqlite_stream_exists(dbapi, stream)
         else:
             with self._db.read() as conn:
-                for row in self._store.audit_rows(conn, stream, as_of=as_of):
-                    fold.feed_row(row)
-                    fed += 1
-                    if progress is not None:
-                        progress(1)
-                exists = bool(fed) or self._store.stream_exists(conn, stream)
+                exists = fold_all(self._store.audit_rows(conn, stream, as_of=as_of)) or self._store.stream_exists(
+                    conn, stream
+                )
         # No row at all: an unknown stream, unless as_of is before its first event.
         if not exists:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
