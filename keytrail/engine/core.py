@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,7 @@ from keytrail.persistence import (
     SavedConfig,
     StreamHead,
 )
-from keytrail.persistence.hashing import chain_hash_iso, iso_utc
+from keytrail.persistence.hashing import IDEMPOTENCY_PREFIX, chain_hash_iso, idempotency_digest, iso_utc
 from keytrail.persistence.store import AuditRow, config_table, hot_path_for
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
@@ -71,6 +72,9 @@ _VERIFYING = (Trigger.access, Trigger.proceed)
 # The states (by stored spelling) each verifying trigger may fire from: the hot path's legality check.
 _HOT_SOURCES = {trigger: frozenset(s.value for s in sources_of(trigger)) for trigger in _VERIFYING}
 
+
+# The keytrail_meta row holding the key of idempotency digests (added to older databases on open).
+_SALT = "idempotency_salt"
 
 _T = TypeVar("_T")
 _O = TypeVar("_O", bound=Outcome)
@@ -138,8 +142,11 @@ class Engine:
         lockout: timedelta,
         verifier: KeyVerifier | None,
         retries: int,
+        idempotency_salt: str = "",
     ) -> None:
         self._db = db
+        # Keys the digests of idempotency keys (see idempotency_digest); "" only where nothing can be written.
+        self._idempotency_salt = idempotency_salt
         self._box = box
         self._clock = clock
         self._store = EventStore()
@@ -193,8 +200,11 @@ class Engine:
         try:
             status = db.inspect_schema(create=create)
             box = SecretBox(*_secret_keys_for(db, new_database=not status.exists))
-            meta = status.meta if status.exists else db.create_schema({"secret_check": box.check_token()})
+            fresh = {"secret_check": box.check_token(), _SALT: secrets.token_hex(32)}
+            meta = status.meta if status.exists else db.create_schema(fresh)
             box.confirm(meta.get("secret_check", ""))
+            if status.exists and not db.schema_complete(status, _SALT):
+                meta = db.upgrade_schema({_SALT: fresh[_SALT]})
         except BaseException:
             db.dispose()
             raise
@@ -208,6 +218,7 @@ class Engine:
             lockout=lockout,
             verifier=verifier,
             retries=retries,
+            idempotency_salt=meta.get(_SALT, ""),
         )
         ensure_logging()
         _log.debug("engine_opened", database=db.shown)
@@ -388,6 +399,7 @@ class Engine:
             # SignedIn and every later state of a signed-in flow carry the account.
             assert head is not None
             assert head.account_id is not None
+            self.portal.require_session_in(conn, head.account_id, head.stream_id, now)
             issued = self.portal.generate_key_in(conn, head.account_id, description, now)
             return _Step(
                 {
@@ -420,6 +432,7 @@ class Engine:
         def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             assert head is not None
             assert head.account_id is not None
+            self.portal.require_session_in(conn, head.account_id, head.stream_id, now)
             chosen = key_id
             if chosen is None:
                 if head.state != State.KeyGenerated.value or head.key_id is None:
@@ -534,9 +547,9 @@ class Engine:
                 active_step = partial(self._verify_step, verdict=verdict)
             with self._db.write() as conn:
                 if idempotency_key is not None:
-                    prior_event = self._store.find_idempotent(conn, stream, idempotency_key)
+                    prior_event = self._find_idempotent(conn, stream, idempotency_key)
                     if prior_event is not None:
-                        return self._replayed(trigger, prior_event, conn)
+                        return self._replayed(trigger, prior_event, conn, now)
                 head, config = self._store.read_head(conn, stream)
                 self._check_allowed(stream, head, trigger, expected_version)
                 if remote and remote_fingerprint != (config.fingerprint if config else None):
@@ -558,7 +571,7 @@ class Engine:
                         done.data,
                         actor,
                         now,
-                        idempotency_key,
+                        None if idempotency_key is None else self._idempotency_digest(idempotency_key),
                         account_id,
                         key_id,
                     ),
@@ -703,11 +716,25 @@ class Engine:
         idempotency_key = inputs.check_idempotency_key(idempotency_key)
         if idempotency_key is None:
             return None
+        now = self._now()
         with self._db.read() as conn:
-            prior = self._store.find_idempotent(conn, stream, idempotency_key)
-            return None if prior is None else self._replayed(trigger, prior, conn)
+            prior = self._find_idempotent(conn, stream, idempotency_key)
+            return None if prior is None else self._replayed(trigger, prior, conn, now)
 
-    def _replayed(self, trigger: Trigger, prior: RecordedEvent, conn: Connection) -> Outcome:
+    def _idempotency_digest(self, idempotency_key: str) -> str:
+        return idempotency_digest(idempotency_key, self._idempotency_salt)
+
+    def _find_idempotent(self, conn: Connection, stream: str, idempotency_key: str) -> RecordedEvent | None:
+        """The event of an earlier use of the caller's key: stored as its digest, or raw by older versions.
+
+        A key shaped like a digest is looked up only as a digest, so a digest printed by an
+        export cannot be sent back to replay the event it came from.
+        """
+        legacy = None if idempotency_key.startswith(IDEMPOTENCY_PREFIX) else idempotency_key
+        return self._store.find_idempotent(conn, stream, self._idempotency_digest(idempotency_key), legacy=legacy)
+
+    def _replayed(self, trigger: Trigger, prior: RecordedEvent, conn: Connection, now: datetime) -> Outcome:
+        """The first outcome again; a key again only if copy_key could hand it over at ``now``."""
         if prior.trigger != trigger.value:
             raise IdempotencyMismatch(
                 f"The idempotency key was already used on {prior.stream_id} for {prior.trigger} "
@@ -715,7 +742,14 @@ class Engine:
             )
         issued = None
         if trigger in (Trigger.generate_key, Trigger.copy_key):
-            issued = self.portal.reissue_in(conn, prior.data["key_id"])
+            key_id = prior.data["key_id"]
+            refusal = self.portal.reissue_refusal_in(conn, key_id, prior.stream_id, now)
+            if refusal is not None:
+                raise type(refusal)(
+                    f"The idempotency key was already used for {trigger.value} at version {prior.version} of "
+                    f"{prior.stream_id}; the key cannot be shown again because {refusal}. Nothing was written."
+                )
+            issued = self.portal.reissue_in(conn, key_id)
         return self._outcome(prior, issued, replayed=True)
 
     def _outcome(self, recorded: RecordedEvent, issued: IssuedKey | None, *, replayed: bool = False) -> Outcome:

@@ -119,6 +119,7 @@ class SchemaStatus:
 
     exists: bool
     meta: dict[str, str]
+    tables: frozenset[str] = frozenset()
 
 
 class Database:
@@ -354,7 +355,33 @@ class Database:
                 )
             meta = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
         self._check_meta(meta)
-        return SchemaStatus(exists=True, meta=meta)
+        return SchemaStatus(exists=True, meta=meta, tables=frozenset(names))
+
+    def schema_complete(self, status: SchemaStatus, *meta_names: str) -> bool:
+        """Whether every table of this version, and every named metadata row, is there."""
+        tables = {table.name for table in KeytrailTable.metadata.sorted_tables}
+        return tables <= status.tables and all(name in status.meta for name in meta_names)
+
+    def upgrade_schema(self, defaults: dict[str, str]) -> dict[str, str]:
+        """Bring a database of an earlier release of this schema version up to date, in one transaction.
+
+        Upgrades only add: the tables this release has and the database lacks, and the metadata
+        rows of ``defaults`` it lacks; nothing existing is altered, so older keytrails still open
+        it. Idempotent, and a racing opener's upgrade wins. Returns the metadata afterwards.
+        """
+        try:
+            with self.write() as conn:
+                names = set(sa.inspect(conn).get_table_names())
+                missing = [table for table in KeytrailTable.metadata.sorted_tables if table.name not in names]
+                if missing:
+                    KeytrailTable.metadata.create_all(conn, tables=missing)
+                meta = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
+                added = {name: value for name, value in defaults.items() if name not in meta}
+                if added:
+                    conn.execute(sa.insert(_meta), [{"name": k, "value": v} for k, v in added.items()])
+                return {**meta, **added}
+        except ConcurrencyConflict:
+            return self.inspect_schema(create=False).meta  # another opener upgraded it first
 
     def _check_meta(self, meta: dict[str, str]) -> None:
         if meta.get("application") != APPLICATION:

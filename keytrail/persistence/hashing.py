@@ -8,6 +8,7 @@ UTC with microseconds, so that any auditor can recompute a hash with a few lines
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +17,11 @@ __all__ = [
     "EVENT_COLUMNS",
     "GENESIS_HASH",
     "HASHED_FIELDS",
+    "IDEMPOTENCY_PREFIX",
     "canonical_json",
     "chain_hash",
     "chain_hash_iso",
+    "idempotency_digest",
     "iso_utc",
 ]
 
@@ -38,6 +41,22 @@ HASHED_FIELDS = (
 )
 # Every column of an event row, in the order exports and auditors see them.
 EVENT_COLUMNS = ("position", *HASHED_FIELDS, "prev_hash", "hash")
+
+
+# What the event log stores instead of a caller's idempotency key: exports and ``history --json``
+# print the log, and a key printed there must not be replayable (see idempotency_digest).
+IDEMPOTENCY_PREFIX = "idem:"
+
+
+def idempotency_digest(idempotency_key: str, salt: str) -> str:
+    """``idem:`` + HMAC-SHA256 of the caller's key under the database's own salt.
+
+    Keyed, so that a guessable key (``req-1``) cannot be found back from an export by hashing
+    guesses; prefixed, so a stored digest is recognisable, and an input that looks like one is
+    never matched against the raw keys older versions stored.
+    """
+    mac = hmac.new(salt.encode("utf-8"), idempotency_key.encode("utf-8"), hashlib.sha256).hexdigest()
+    return IDEMPOTENCY_PREFIX + mac
 
 
 def iso_utc(instant: datetime) -> str:

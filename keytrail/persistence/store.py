@@ -235,9 +235,14 @@ class EventStore:
         for row in conn.execute(query, execution_options={"yield_per": 1000}):
             yield StreamHead(*row)
 
-    def find_idempotent(self, conn: Connection, stream_id: str, idempotency_key: str) -> RecordedEvent | None:
+    def find_idempotent(
+        self, conn: Connection, stream_id: str, idempotency_key: str, *, legacy: str | None = None
+    ) -> RecordedEvent | None:
+        """The event stored under ``idempotency_key`` (a digest), or under ``legacy``: the raw key as
+        versions before digests stored it (the caller never passes one shaped like a digest)."""
+        stored = [idempotency_key] if legacy is None else [idempotency_key, legacy]
         query = sa.select(*_EVENT_COLUMNS).where(
-            events_table.c.stream_id == stream_id, events_table.c.idempotency_key == idempotency_key
+            events_table.c.stream_id == stream_id, events_table.c.idempotency_key.in_(stored)
         )
         row = conn.execute(query).first()
         return None if row is None else _event(row)

@@ -19,19 +19,26 @@ from sqlalchemy.exc import IntegrityError
 
 from keytrail import inputs
 from keytrail.crypto import SecretBox, fingerprint, hint
-from keytrail.errors import AccountLocked, AuthenticationFailed, DuplicateAccount, KeyUnusable, UnknownKey
+from keytrail.errors import (
+    AccountLocked,
+    AuthenticationFailed,
+    DuplicateAccount,
+    KeytrailError,
+    KeyUnusable,
+    UnknownKey,
+)
 from keytrail.persistence import Database
 from keytrail.persistence.hashing import iso_utc
 from keytrail.portal.passwords import DUMMY_HASH, hash_password, verify_password
 from keytrail.portal.ports import SavedKey, Verdict
-from keytrail.portal.tables import AccountRow, ApiKeyRow, PortalSessionRow, SignInAttemptRow
+from keytrail.portal.tables import AccountRow, ApiKeyRow, OnboardingSessionRow, SignInAttemptRow
 
 __all__ = ["Account", "ApiKey", "IssuedKey", "KeyAuthority", "SignInAttempt"]
 
 _log = structlog.get_logger("keytrail.portal")
 accounts: sa.Table = AccountRow.__table__  # type: ignore[attr-defined]
 api_keys: sa.Table = ApiKeyRow.__table__  # type: ignore[attr-defined]
-sessions: sa.Table = PortalSessionRow.__table__  # type: ignore[attr-defined]
+sessions: sa.Table = OnboardingSessionRow.__table__  # type: ignore[attr-defined]
 attempts: sa.Table = SignInAttemptRow.__table__  # type: ignore[attr-defined]
 
 
@@ -167,9 +174,12 @@ class KeyAuthority:
     # -- sign-in --------------------------------------------------------------------------
 
     def authenticate(self, email: str, password: str | None, *, stream_id: str | None, actor: str | None) -> Account:
-        """Check credentials (or a live session when ``password`` is None); record every failure.
+        """Check credentials (or, when ``password`` is None, a live session of this onboarding); record every failure.
 
         The slow hash runs outside any transaction so it never holds the database's write lock.
+        Without a password, an unknown email and a known one without a live session of
+        ``stream_id`` get the same answer, recorded alike, and neither does any password work:
+        nothing tells a prober which emails have accounts.
         """
         email = inputs.check_email(email)
         if password is not None:
@@ -185,17 +195,27 @@ class KeyAuthority:
                     accounts.c.locked_until,
                     sessions.c.expires_at,
                 )
-                .select_from(accounts.outerjoin(sessions, sessions.c.account_id == accounts.c.account_id))
+                .select_from(
+                    accounts.outerjoin(
+                        sessions,
+                        sa.and_(sessions.c.account_id == accounts.c.account_id, sessions.c.stream_id == stream_id),
+                    )
+                )
                 .where(accounts.c.email == email)
             ).first()
         now = self._clock()
+        if password is None and (row is None or row[6] is None or now >= row[6]):
+            self._record_failure(email, None if row is None else row[0], stream_id, actor, now, "no_session")
+            raise AuthenticationFailed(
+                f"There is no live session for {email} on {stream_id}; sign in with the password."
+            )
         if row is None:
             if password is not None:
                 verify_password(password, DUMMY_HASH)
             self._record_failure(email, None, stream_id, actor, now, "unknown_account")
             raise AuthenticationFailed(f"Sign-in as {email} failed: wrong email or password.")
         account = Account(*row[:4])
-        password_hash, locked_until, session_expires = row[4], row[5], row[6]
+        password_hash, locked_until = row[4], row[5]
         if locked_until is not None and now < locked_until:
             self._record_failure(email, account.account_id, stream_id, actor, now, "locked")
             raise AccountLocked(
@@ -203,10 +223,7 @@ class KeyAuthority:
                 f"{self.max_failed_sign_ins} failed sign-ins in a row."
             )
         if password is None:
-            if session_expires is not None and now < session_expires:
-                return account
-            self._record_failure(email, account.account_id, stream_id, actor, now, "no_session")
-            raise AuthenticationFailed(f"{email} has no live session on the account site; sign in with the password.")
+            return account  # the session of this onboarding, checked above
         if not verify_password(password, password_hash):
             locked = self._record_failure(email, account.account_id, stream_id, actor, now, "wrong_password")
             if locked is not None:
@@ -256,22 +273,32 @@ class KeyAuthority:
     def signed_in_in(
         self, conn: Connection, account: Account, *, via: str, stream_id: str, actor: str | None, at: datetime
     ) -> None:
-        """Open (or extend) the account's session and reset its failure count, in the command's transaction."""
-        conn.execute(
-            sa.update(accounts)
-            .where(accounts.c.account_id == account.account_id)
-            .values(failed_sign_ins=0, locked_until=None)
-        )
-        expires = at + self.session_lifetime
-        moved = conn.execute(
-            sa.update(sessions)
-            .where(sessions.c.account_id == account.account_id)
-            .values(opened_at=at, expires_at=expires)
-        ).rowcount
-        if moved == 0:
+        """Record a sign-in in the command's transaction; a password (or registration) also opens the session.
+
+        Only a password success resets the failure count and opens (or renews) the session of
+        this onboarding: a sign-in through the session proves nothing new, so it neither resets
+        the count (else a session sign-in every few guesses would dodge the lockout) nor moves
+        the session's end (one password lasts ``session_lifetime``, however often it is reused).
+        """
+        if via == "session":
+            self.require_session_in(conn, account.account_id, stream_id, at)
+        else:
             conn.execute(
-                sa.insert(sessions), {"account_id": account.account_id, "opened_at": at, "expires_at": expires}
+                sa.update(accounts)
+                .where(accounts.c.account_id == account.account_id)
+                .values(failed_sign_ins=0, locked_until=None)
             )
+            expires = at + self.session_lifetime
+            moved = conn.execute(
+                sa.update(sessions)
+                .where(sessions.c.account_id == account.account_id, sessions.c.stream_id == stream_id)
+                .values(opened_at=at, expires_at=expires)
+            ).rowcount
+            if moved == 0:
+                conn.execute(
+                    sa.insert(sessions),
+                    {"account_id": account.account_id, "stream_id": stream_id, "opened_at": at, "expires_at": expires},
+                )
         conn.execute(
             sa.insert(attempts),
             {
@@ -284,8 +311,25 @@ class KeyAuthority:
             },
         )
 
+    def session_problem_in(self, conn: Connection, account_id: str, stream_id: str, at: datetime) -> str | None:
+        """Why ``stream_id`` holds no live session of the account at ``at`` (a sentence's middle), or None."""
+        expires = conn.execute(
+            sa.select(sessions.c.expires_at).where(sessions.c.account_id == account_id, sessions.c.stream_id == stream_id)
+        ).scalar_one_or_none()
+        if expires is None:
+            return f"{stream_id} holds no session on the account site"
+        if at >= expires:
+            return f"the session of {stream_id} on the account site ended at {iso_utc(expires)}"
+        return None
+
+    def require_session_in(self, conn: Connection, account_id: str, stream_id: str, at: datetime) -> None:
+        """Refuse, writing nothing, unless ``stream_id`` holds a live session of the account at ``at``."""
+        problem = self.session_problem_in(conn, account_id, stream_id, at)
+        if problem is not None:
+            raise AuthenticationFailed(f"{problem[0].upper()}{problem[1:]}; sign in again.")
+
     def sign_out(self, email: str) -> None:
-        """End the account's session, so the next sign-in needs the password."""
+        """End the account's sessions on every onboarding, so the next sign-in needs the password."""
         email = inputs.check_email(email)
         with self._db.write() as conn:
             conn.execute(
@@ -353,8 +397,27 @@ class KeyAuthority:
         key = self._box.open(row.ciphertext, what=f"Key {key_id}")
         return IssuedKey(key_id, key, row.fingerprint, row.hint, row.description, row.expires_at)
 
+    def reissue_refusal_in(self, conn: Connection, key_id: str, stream_id: str, at: datetime) -> KeytrailError | None:
+        """Why a retry on ``stream_id`` may not be shown key ``key_id`` again at ``at``, or None.
+
+        A retry gets no more than copy_key would give now: a live session of the key's account
+        on that onboarding, and a key neither revoked nor expired. The error's message is the
+        reason alone, for the engine to put in its sentence.
+        """
+        row = self._key_row(conn, key_id)
+        if row is None:
+            return UnknownKey(f"there is no key {key_id}")
+        problem = self.session_problem_in(conn, row.account_id, stream_id, at)
+        if problem is not None:
+            return AuthenticationFailed(problem)
+        if row.revoked_at is not None:
+            return KeyUnusable(f"key {key_id} was revoked at {iso_utc(row.revoked_at)}")
+        if at >= row.expires_at:
+            return KeyUnusable(f"key {key_id} expired at {iso_utc(row.expires_at)}")
+        return None
+
     def reissue_in(self, conn: Connection, key_id: str) -> IssuedKey:
-        """The key an earlier response carried, for a retry with the same idempotency key."""
+        """The key an earlier response carried, unchecked: a retry asks :meth:`reissue_refusal_in` first."""
         row = self._key_row(conn, key_id)
         if row is None:
             raise UnknownKey(f"There is no key {key_id}.")

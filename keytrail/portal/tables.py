@@ -9,7 +9,7 @@ from sqlmodel import Field
 
 from keytrail.persistence.tables import KeytrailTable, UTCDateTime
 
-__all__ = ["AccountRow", "ApiKeyRow", "PortalSessionRow", "SignInAttemptRow"]
+__all__ = ["AccountRow", "ApiKeyRow", "OnboardingSessionRow", "PortalSessionRow", "SignInAttemptRow"]
 
 
 class AccountRow(KeytrailTable, table=True):
@@ -43,11 +43,28 @@ class ApiKeyRow(KeytrailTable, table=True):
 
 
 class PortalSessionRow(KeytrailTable, table=True):
-    """A live sign-in to the Commerce account site: lets a later sign-in skip the password."""
+    """The sessions of keytrail 0.x, one per account and bound to no onboarding: kept so old databases
+    keep their shape, never read (a session must belong to the onboarding that signed in)."""
 
     __tablename__ = "portal_sessions"
 
     account_id: str = Field(sa_column=Column(String(40), ForeignKey("accounts.account_id"), primary_key=True))
+    opened_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+
+
+class OnboardingSessionRow(KeytrailTable, table=True):
+    """A live sign-in to the Commerce account site, opened by one onboarding's password sign-in.
+
+    Only that onboarding may sign in again without the password, or generate and copy keys, while
+    it lasts. A table of its own (not a column on ``portal_sessions``) so that a database of the
+    previous version is upgraded by adding it: nothing existing is altered.
+    """
+
+    __tablename__ = "onboarding_sessions"
+
+    account_id: str = Field(sa_column=Column(String(40), ForeignKey("accounts.account_id"), primary_key=True))
+    stream_id: str = Field(sa_column=Column(String(128), primary_key=True))
     opened_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     expires_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 
