@@ -82,17 +82,20 @@ def test_every_illegal_trigger_is_refused_and_writes_nothing(engine: Engine, sta
 
 
 def test_already_signed_in_skips_the_password(engine: Engine, clock: MovableClock) -> None:
-    """A live session lets another onboarding (or a re-prompt) sign in without the password."""
+    """A live session lets the onboarding that opened it, re-prompted, sign in without the password; no other."""
     drive_to(engine, "store-a", State.SignedIn)
-    engine.access("store-b")
-    via_session = engine.sign_in("store-b", email=EMAIL)
+    engine.access("store-a")
+    via_session = engine.sign_in("store-a", email=EMAIL)
     assert via_session.state is State.SignedIn
-    assert engine.history("store-b")[-1].data["via"] == "session"
+    assert engine.history("store-a")[-1].data["via"] == "session"
+    engine.access("store-b")
+    with pytest.raises(AuthenticationFailed, match=r"no live session for ops@acme\.test on store-b"):
+        engine.sign_in("store-b", email=EMAIL)
     clock.advance(hours=9)  # past the 8-hour session
-    engine.access("store-c")
+    engine.access("store-a")
     with pytest.raises(AuthenticationFailed, match="no live session"):
-        engine.sign_in("store-c", email=EMAIL)
-    assert engine.state("store-c") is State.Prompted
+        engine.sign_in("store-a", email=EMAIL)
+    assert (engine.state("store-a"), engine.state("store-b")) == (State.Prompted, State.Prompted)
 
 
 def test_wrong_password_is_an_error_and_adds_no_event(engine: Engine) -> None:
@@ -122,7 +125,7 @@ def test_copy_an_existing_key_instead_of_a_new_one(engine: Engine) -> None:
     key = drive_to(engine, "store-a", State.KeyGenerated)
     key_id = engine.history("store-a")[-1].data["key_id"]
     engine.access("store-b")
-    engine.sign_in("store-b", email=EMAIL)
+    engine.sign_in("store-b", email=EMAIL, password=PASSWORD)
     copied = engine.copy_key("store-b", key_id=key_id)
     assert copied.key == key
     engine.save_config("store-b", key=copied.key)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 import pytest
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from keytrail import Engine, Outcome, State, Trigger
-from keytrail.errors import IdempotencyMismatch, IllegalTransition, KeytrailError
+from keytrail.errors import AuthenticationFailed, IdempotencyMismatch, IllegalTransition, KeytrailError, KeyUnusable
 from keytrail.pgcluster import scratch_database
 from keytrail.states import allowed_triggers
 from keytrail.states.paths import Env, Move, Paste, Step, World, moves
@@ -55,6 +56,8 @@ class Onboardings(RuleBasedStateMachine):
         self.worlds: dict[str, World] = dict.fromkeys(STREAMS, World.initial())
         self.first_outcomes: dict[tuple[str, str], Outcome] = {}
         self.small_steps = timedelta(0)
+        # When each onboarding's own password sign-in ends (the model only knows live or not).
+        self.session_ends: dict[str, datetime] = {}
 
     def teardown(self) -> None:
         self.stack.close()
@@ -91,6 +94,10 @@ class Onboardings(RuleBasedStateMachine):
             if first.trigger is not trigger:
                 self._refused(stream, step, idempotency_key, IdempotencyMismatch)
                 return
+            if not self._shown_again(stream, first):
+                # A retry hands out no key that copy_key could not hand out now.
+                self._refused(stream, step, idempotency_key, (KeyUnusable, AuthenticationFailed))
+                return
             before = snapshot(self.engine)
             again = self.driver.step(stream, step, idempotency_key=idempotency_key)
             assert again is not None and again.replayed
@@ -106,6 +113,16 @@ class Onboardings(RuleBasedStateMachine):
             self._refused(stream, step, idempotency_key, (KeytrailError, DriveError))
             return
         self._take(stream, predicted[0], idempotency_key)
+
+    def _shown_again(self, stream: str, first: Outcome) -> bool:
+        """Whether a retry of ``first`` may show its key now: a live session of the key's account, a usable key."""
+        key_id = getattr(first, "key_id", None)
+        if key_id is None:
+            return True
+        key = self.engine.portal.key_info(key_id)
+        signed_in_to = self.engine.status(stream).account_id
+        usable = key.status(self.clock.now) == "active"
+        return self.worlds[stream].session and key.account_id == signed_in_to and usable
 
     def _take(self, stream: str, move: Move, idempotency_key: str | None) -> None:
         """Carry out a step the model says can happen, and check it landed where the model said."""
@@ -123,6 +140,8 @@ class Onboardings(RuleBasedStateMachine):
             f"{step.action} on {stream} in {world}: the model said {step}"
         )
         event(f"took {move.transition} ({move.outcome})" if move.outcome else "took an unguarded transition")
+        if step.action in (Trigger.sign_in, Trigger.register):
+            self.session_ends[stream] = self.clock.now + self.engine.portal.session_lifetime
         if idempotency_key is not None:
             self.first_outcomes[(stream, idempotency_key)] = outcome
 
@@ -154,6 +173,9 @@ class Onboardings(RuleBasedStateMachine):
         if self.small_steps + timedelta(minutes=minutes) < SMALL_STEPS_BUDGET:
             self.clock.advance(minutes=minutes)
             self.small_steps += timedelta(minutes=minutes)
+            for stream, ends in self.session_ends.items():
+                if self.clock.now >= ends:
+                    self.worlds[stream] = replace(self.worlds[stream], session=False)
 
     @invariant()
     def the_log_is_sound(self) -> None:

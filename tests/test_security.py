@@ -81,14 +81,18 @@ def _run_whole_flow(engine: Engine, clock: MovableClock) -> Flow:
 
     # a second onboarding copies the first key by id, then pastes a hand-typed key
     engine.access("globex")
-    engine.sign_in("globex", email=EMAIL)
+    flow.expect_error(AuthenticationFailed, lambda: engine.sign_in("globex", email=EMAIL))  # acme's session
+    engine.sign_in("globex", email=EMAIL, password=PASSWORD)
     flow.keep(engine.copy_key("globex", key_id=generated.key_id))
     engine.save_config("globex", key=USER_KEY)
     flow.keep(engine.access("globex"), engine.saved_key_status("globex"))
     engine.sign_in("globex", email=EMAIL)
-    second = engine.generate_key("globex", description="second")
+    second = engine.generate_key("globex", description="second", idempotency_key="gen-2")
     flow.plaintexts.add(second.key)
     portal.revoke_key(second.key_id)
+    flow.expect_error(  # a retry shows no revoked key, and its message carries none
+        KeytrailError, lambda: engine.generate_key("globex", description="second", idempotency_key="gen-2")
+    )
     flow.expect_error(KeytrailError, lambda: engine.copy_key("globex"))
     flow.expect_error(KeytrailError, lambda: engine.copy_key("globex", key_id="key_0000000000000000"))
 
@@ -191,7 +195,7 @@ def test_no_plaintext_reaches_rows_logs_messages_or_reprs(
     messages = "\n".join(_message_chain(e) for e in flow.errors)
     reprs = "\n".join(repr(o) + str(o) for o in flow.objects)
     keys = [p for p in flow.plaintexts if p.startswith("kt_")]
-    assert len(keys) == 4 and len(flow.errors) == 19
+    assert len(keys) == 4 and len(flow.errors) == 21
     for plaintext in flow.plaintexts:
         for where, text in (("log output", log_text), ("log calls", raw_text), ("messages", messages)):
             assert plaintext not in text, f"a plaintext reached the {where}"
@@ -388,7 +392,7 @@ def _all_secrets_open(engine: Engine, keys: dict[str, str]) -> None:
         assert saved is not None and saved.reveal() in keys.values()
     for key_id, key in keys.items():
         engine.access("reader")
-        engine.sign_in("reader", email=EMAIL)
+        engine.sign_in("reader", email=EMAIL, password=PASSWORD)
         assert engine.copy_key("reader", key_id=key_id).key == key
 
 
@@ -491,7 +495,7 @@ def test_a_wrong_or_missing_key_is_a_clear_error_never_garbage(
         with engine.database.write() as conn:
             conn.execute(sa.update(api_keys).where(api_keys.c.key_id == key_id).values(ciphertext="gAAAAAtampered"))
         engine.access("reader")
-        engine.sign_in("reader", email=EMAIL)
+        engine.sign_in("reader", email=EMAIL, password=PASSWORD)
         tampered = snapshot(engine)
         with pytest.raises(SecretKeyError, match=f"Key {key_id} cannot be decrypted"):
             engine.copy_key("reader", key_id=key_id)

@@ -314,7 +314,9 @@ class KeyAuthority:
     def session_problem_in(self, conn: Connection, account_id: str, stream_id: str, at: datetime) -> str | None:
         """Why ``stream_id`` holds no live session of the account at ``at`` (a sentence's middle), or None."""
         expires = conn.execute(
-            sa.select(sessions.c.expires_at).where(sessions.c.account_id == account_id, sessions.c.stream_id == stream_id)
+            sa.select(sessions.c.expires_at).where(
+                sessions.c.account_id == account_id, sessions.c.stream_id == stream_id
+            )
         ).scalar_one_or_none()
         if expires is None:
             return f"{stream_id} holds no session on the account site"

@@ -9,11 +9,12 @@ Three generators, all derived from :data:`keytrail.states.TABLE`:
 The table's guards ask whether the saved key verifies at the instant a trigger fires. To
 turn rows into sequences a test can *run*, the generator follows a small model of the key
 world (a :class:`World`): what verifying the saved key answers now (a :class:`Verification`),
-the key last generated or copied on the onboarding (the key "in hand"), and whether that key
-is the saved one. Triggers change it (``generate_key`` puts a new key in hand, ``save_config``
+the key last generated or copied on the onboarding (the key "in hand"), whether that key
+is the saved one, and whether the onboarding holds a live session of the account site (only
+its own password sign-in opens one; the key commands need it). Triggers change it (``generate_key`` puts a new key in hand, ``save_config``
 pastes one of the :class:`Paste` choices), and so do three :class:`Env` steps that are no
 trigger of the machine: the authority revoking the saved key, time moving past every key's
-expiry, and a live key saved in the store configuration outside keytrail (a store configured
+expiry (and so past every session's end), and a live key saved in the store configuration outside keytrail (a store configured
 before keytrail tracked it, or with ``bin/magento config:set``). The plugin's driver
 (:mod:`keytrail.testing`) realises each step with real keys, real revocation and moved time.
 
@@ -226,6 +227,7 @@ class World:
     hand: Verification | None = None  # the key last generated or copied here (None: no such key yet)
     hand_saved: bool = False  # the saved key is the key in hand
     hand_mine: bool = False  # the key in hand belongs to the account the onboarding signed in to last
+    session: bool = False  # the onboarding's own sign-in to the account site is still live
 
     @classmethod
     def initial(cls) -> World:
@@ -233,14 +235,14 @@ class World:
         return cls(initial_state())
 
     def with_keys_expired(self) -> World:
-        """Every key issued so far is past its expiry (time moved by the key lifetime)."""
+        """Every key issued so far is past its expiry (time moved by the key lifetime), every session over."""
 
         def aged(check: Verification | None) -> Verification | None:
             return Verification.expired if check is Verification.valid else check
 
         saved = aged(self.saved)
         assert saved is not None
-        return replace(self, saved=saved, hand=aged(self.hand))
+        return replace(self, saved=saved, hand=aged(self.hand), session=False)
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,10 @@ def _row_taken(trigger: Trigger, source: State, key_valid: bool) -> Row | None:
 
 def _keys_after(world: World, trigger: Trigger, paste: Paste | None) -> World | None:
     """The key facts after a trigger's side effects, or None when the trigger cannot be carried out here."""
+    if trigger in (Trigger.generate_key, Trigger.copy_key) and not world.session:
+        return None  # the account site wants a sign-in again: the onboarding's session ended
+    if trigger is Trigger.sign_in:
+        return replace(world, session=True)
     if trigger is Trigger.generate_key:
         return replace(world, hand=Verification.valid, hand_saved=False, hand_mine=True)
     if trigger is Trigger.copy_key:
@@ -274,7 +280,7 @@ def _keys_after(world: World, trigger: Trigger, paste: Paste | None) -> World | 
         usable = world.hand is Verification.valid and world.hand_mine
         return world if usable else None
     if trigger is Trigger.register:
-        return replace(world, hand_mine=False)  # a new account: the key in hand is another account's
+        return replace(world, hand_mine=False, session=True)  # a new account: the key in hand is another's
     if trigger is Trigger.save_config:
         if paste is Paste.never_issued:
             return replace(world, saved=Verification.invalid, hand_saved=False)
@@ -283,7 +289,7 @@ def _keys_after(world: World, trigger: Trigger, paste: Paste | None) -> World | 
         if world.hand is None:
             return None
         return replace(world, saved=world.hand, hand_saved=True)
-    return world  # access, sign_in, proceed (and any trigger added later) leave the keys alone
+    return world  # access, proceed (and any trigger added later) leave the keys alone
 
 
 def _env_after(world: World, env: Env) -> World | None:
