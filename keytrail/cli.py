@@ -260,7 +260,10 @@ def sign_in(
     email: EmailOpt,
     password_stdin: PasswordStdinOpt = False,
     session: Annotated[
-        bool, typer.Option("--session", help="Reuse the account's live session (already signed in): no password.")
+        bool,
+        typer.Option(
+            "--session", help="Reuse the live session this onboarding opened with the password (already signed in)."
+        ),
     ] = False,
     actor: ActorOpt = None,
     idempotency_key: IdemOpt = None,

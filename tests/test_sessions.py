@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from keytrail import Engine, State
 from keytrail.cli import app
-from keytrail.errors import AccountLocked, AuthenticationFailed, KeyUnusable
+from keytrail.errors import AccountLocked, AuthenticationFailed, KeyUnusable, StorageError
 from keytrail.persistence import EventStore, PendingEvent
 from keytrail.persistence.hashing import iso_utc
+from keytrail.pgcluster import scratch_database
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account, snapshot
 
@@ -299,3 +300,32 @@ def test_a_database_of_the_previous_version_opens_and_works(db_url: str, clock: 
         again = engine.generate_key("acme", description="Amazon Sales Channel", idempotency_key="gen-1")
         assert again.replayed and again.key == first.key
         assert engine.verify().ok
+
+
+@pytest.mark.postgres
+def test_an_older_database_that_is_read_only_still_reads(postgres_server: str, clock: MovableClock) -> None:
+    """The upgrade cannot run on a read-only database: it opens and reads, and idempotency keys are refused clearly.
+
+    PostgreSQL only: the suite runs as root, where a SQLite file's permissions stop no write.
+    """
+    with scratch_database(postgres_server) as url:
+        with Engine.open(url, clock=clock) as engine:
+            drive_to(engine, "acme", State.SignedIn)
+            with engine.database.write() as conn:
+                conn.execute(sa.text("DROP TABLE onboarding_sessions"))
+                conn.execute(sa.text("DELETE FROM keytrail_meta WHERE name = 'idempotency_salt'"))
+        name = sa.make_url(url).database
+        raw = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        with raw.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+        try:
+            with Engine.open(url, clock=clock, create=False) as engine:
+                assert engine.state("acme") is State.SignedIn and engine.verify().ok
+                with pytest.raises(StorageError, match="could not be upgraded"):
+                    engine.access("acme", idempotency_key="req-1")
+        finally:
+            with raw.connect() as conn:
+                conn.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off'))
+            raw.dispose()
+        with Engine.open(url, clock=clock, create=False) as engine:  # writable again: upgraded on open
+            assert engine.access("acme", idempotency_key="req-1").state is State.Prompted

@@ -40,10 +40,13 @@ from keytrail.engine.machine import machine
 from keytrail.engine.results import Event, KeyOutcome, Outcome, Replay, VerifyReport
 from keytrail.errors import (
     ConcurrencyConflict,
+    DatabaseBusy,
+    DatabaseUnavailable,
     IdempotencyMismatch,
     IllegalTransition,
     InvalidInput,
     SecretKeyError,
+    StorageError,
     UnknownOnboarding,
 )
 from keytrail.logs import ensure_logging
@@ -204,7 +207,12 @@ class Engine:
             meta = status.meta if status.exists else db.create_schema(fresh)
             box.confirm(meta.get("secret_check", ""))
             if status.exists and not db.schema_complete(status, _SALT):
-                meta = db.upgrade_schema({_SALT: fresh[_SALT]})
+                try:
+                    meta = db.upgrade_schema({_SALT: fresh[_SALT]})
+                except (DatabaseBusy, DatabaseUnavailable):
+                    raise
+                except StorageError as exc:  # a read-only database still reads; its writes are refused anyway
+                    _log.warning("schema_not_upgraded", database=db.shown, error=str(exc))
         except BaseException:
             db.dispose()
             raise
@@ -722,6 +730,11 @@ class Engine:
             return None if prior is None else self._replayed(trigger, prior, conn, now)
 
     def _idempotency_digest(self, idempotency_key: str) -> str:
+        if not self._idempotency_salt:
+            raise StorageError(
+                f"{self._db.shown} lacks the tables and settings of this keytrail version (it could not be "
+                "upgraded when opened, being read-only); idempotency keys cannot be used on it."
+            )
         return idempotency_digest(idempotency_key, self._idempotency_salt)
 
     def _find_idempotent(self, conn: Connection, stream: str, idempotency_key: str) -> RecordedEvent | None:
