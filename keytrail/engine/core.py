@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -71,6 +73,10 @@ _VERIFYING = (Trigger.access, Trigger.proceed)
 # The states (by stored spelling) each verifying trigger may fire from: the hot path's legality check.
 _HOT_SOURCES = {trigger: frozenset(s.value for s in sources_of(trigger)) for trigger in _VERIFYING}
 
+
+# A retry after a lost race waits up to 1 ms, then 2, 4, ... never more than 50 ms.
+_RETRY_PAUSE = 0.001
+_RETRY_PAUSE_CAP = 0.05
 
 _T = TypeVar("_T")
 _O = TypeVar("_O", bound=Outcome)
@@ -533,6 +539,7 @@ class Engine:
                 remote_fingerprint = config.fingerprint if config else None
                 active_step = partial(self._verify_step, verdict=verdict)
             with self._db.write() as conn:
+                self._store.lock_stream(conn, stream)  # first: commands on one stream queue here
                 if idempotency_key is not None:
                     prior_event = self._store.find_idempotent(conn, stream, idempotency_key)
                     if prior_event is not None:
@@ -570,7 +577,11 @@ class Engine:
     def _with_retries(self, trigger: Trigger, stream: str, expected_version: int | None, once: Callable[[], _T]) -> _T:
         """Run one attempt of a command; after a lost race, again against the fresh state.
 
-        With ``expected_version`` the caller asked to know about races, so there is no retry.
+        Commands on one stream queue on its lock, so a race is left only where there is nothing
+        to lock yet (two first commands of a new stream) or where a remote verdict went stale.
+        The retry waits a short random while, doubling, so racers that collided do not collide
+        again in step. With ``expected_version`` the caller asked to know about races, so there
+        is no retry.
         """
         for attempt in range(self._retries + 1):
             try:
@@ -578,7 +589,15 @@ class Engine:
             except ConcurrencyConflict:
                 if expected_version is not None or attempt == self._retries:
                     raise
-                _log.info("concurrency_retry", stream=stream, trigger=trigger.value, attempt=attempt + 1)
+                pause = random.uniform(0, min(_RETRY_PAUSE_CAP, _RETRY_PAUSE * 2**attempt))  # noqa: S311 (jitter, not a secret)
+                _log.info(
+                    "concurrency_retry",
+                    stream=stream,
+                    trigger=trigger.value,
+                    attempt=attempt + 1,
+                    pause_ms=round(pause * 1000, 2),
+                )
+                time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _fire(self, trigger: Trigger, source: State, verdict: Verdict) -> State:
@@ -609,6 +628,8 @@ class Engine:
         def once() -> Outcome | None:
             now = self._now()
             with self._db.driver_write() as dbapi:
+                if hot.lock is not None:  # first: commands on one stream queue here
+                    dbapi.execute(hot.lock, (stream,))
                 row = dbapi.execute(hot.read, (stream,)).fetchone()
                 if row is None:
                     return None
