@@ -124,6 +124,21 @@ def _verdict(*, valid: bool) -> object:
     return Verdict(True, None) if valid else Verdict(False, Reason.invalid)
 
 
+def test_an_async_caller_can_verify(gateway: Gateway) -> None:
+    """Called from inside a running event loop (an async web handler), the verifier still answers."""
+    import asyncio
+
+    gateway.valid_keys.add(GOOD_KEY)
+
+    async def handler(verifier: HttpKeyVerifier) -> bool:
+        return verifier.verify(_saved(GOOD_KEY), AT).valid
+
+    with HttpKeyVerifier(gateway.url, timeout=2, retries=0) as verifier:
+        assert asyncio.run(handler(verifier))
+        assert verifier.verify(_saved(GOOD_KEY), AT).valid
+    assert len(gateway.requests) == 2
+
+
 def test_no_saved_key_is_missing_without_asking(gateway: Gateway) -> None:
     with HttpKeyVerifier(gateway.url) as verifier:
         verdict = verifier.verify(None, AT)
