@@ -6,15 +6,20 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
-from keytrail import Engine, State
+from keytrail import Engine, Reason, State
 from keytrail.cli import app
-from keytrail.crypto import SECRET_KEY_ENV, generate_secret_key
+from keytrail.crypto import SECRET_KEY_ENV, fingerprint, generate_secret_key
 from keytrail.errors import ConcurrencyConflict
 from keytrail.persistence.store import events_table
 from tests.conftest import MovableClock
@@ -129,3 +134,106 @@ def test_the_cli_exits_4_on_a_stale_expected_version(tmp_path: Path, clock: Mova
     again = runner.invoke(app, ["--db", url, "access", "acme", "--expected-version", "1", "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["version"] == 2
+
+
+# -- PostgreSQL: a command waits for the stream's lock, then reads what the holder committed ----------
+
+
+class _Paused:
+    """Holds one engine's write transaction open right after a chosen statement, until released."""
+
+    def __init__(self, engine: Engine, statement_start: str) -> None:
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+        @sa.event.listens_for(engine.database.engine, "after_cursor_execute")
+        def pause(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            if statement.startswith(statement_start) and not self.reached.is_set():
+                self.reached.set()
+                self.release.wait(30)
+
+
+def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except Exception as exc:
+            result.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def _wait_for_a_lock_wait(url: str) -> None:
+    """Until a backend of this database waits for a lock: the second command has reached the holder's lock."""
+    watcher = sa.create_engine(url)
+    try:
+        with watcher.connect() as conn:
+            for _ in range(600):
+                waiting = conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ).scalar_one()
+                if waiting:
+                    return
+                conn.rollback()
+                time.sleep(0.05)
+        pytest.fail("The second command never waited for the first one's lock.")
+    finally:
+        watcher.dispose()
+
+
+@pytest.mark.postgres
+def test_a_queued_page_view_sees_the_key_saved_before_it(postgres_server: str, clock: MovableClock) -> None:
+    """access waits while save_config holds the stream, then verifies the key just saved, not the one before."""
+    from keytrail.pgcluster import scratch_database
+
+    new_key = "kt_" + "Z" * 43
+    with scratch_database(postgres_server) as url, Engine.open(url, clock=clock) as viewer:
+        drive_to(viewer, "acme", State.Validated)
+        with Engine.open(url, clock=clock) as saver:
+            paused = _Paused(saver, "UPDATE streams")
+            saving, saved = _in_thread(lambda: saver.save_config("acme", key=new_key))
+            assert paused.reached.wait(30)
+            viewing, viewed = _in_thread(lambda: viewer.access("acme"))
+            _wait_for_a_lock_wait(url)
+            paused.release.set()
+            saving.join(30)
+            viewing.join(30)
+        assert saved[0].version == 7, saved
+        outcome = viewed[0]
+        assert (outcome.version, outcome.state, outcome.reason) == (8, State.Prompted, Reason.invalid), outcome
+        assert viewer.history("acme")[-1].version == 8
+        with viewer.database.read() as conn:
+            data = conn.execute(
+                sa.select(events_table.c.data).where(events_table.c.stream_id == "acme", events_table.c.version == 8)
+            ).scalar_one()
+        assert data["fingerprint"] == fingerprint(new_key)
+        assert viewer.verify().ok
+
+
+@pytest.mark.postgres
+def test_two_first_commands_of_a_new_store_both_end_well(postgres_server: str, clock: MovableClock) -> None:
+    """Nothing to lock yet: the loser of the race for version 1 retries, then queues, and writes version 2."""
+    from keytrail.pgcluster import scratch_database
+
+    with scratch_database(postgres_server) as url, Engine.open(url, clock=clock) as second:
+        with Engine.open(url, clock=clock) as first, capture_logs() as logs:
+            paused = _Paused(first, "INSERT INTO streams")
+            winning, won = _in_thread(lambda: first.access("fresh"))
+            assert paused.reached.wait(30)
+            losing, lost = _in_thread(lambda: second.access("fresh"))
+            _wait_for_a_lock_wait(url)  # the loser's version 1 waits on the winner's
+            paused.release.set()
+            winning.join(30)
+            losing.join(30)
+        assert won[0].version == 1, won
+        assert lost[0].version == 2, lost
+        assert [entry["attempt"] for entry in logs if entry["event"] == "concurrency_retry"] == [1]
+        assert [event.version for event in second.history("fresh")] == [1, 2]
+        assert second.verify().ok
