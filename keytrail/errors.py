@@ -13,9 +13,8 @@
     │   └── IdempotencyMismatch      the idempotency key was used for another trigger
     ├── AuthenticationFailed         wrong credentials or no live session       (CLI exit 2)
     │   └── AccountLocked            too many failed sign-ins in a row
-    ├── ConcurrencyConflict          the onboarding moved: the expected version (CLI exit 4)
-    │                                is stale (only with expected_version; without
-    │                                it, commands on one onboarding queue and retry)
+    ├── ConcurrencyConflict          the onboarding moved past the expected     (CLI exit 4)
+    │                                version (commands without one queue instead)
     ├── SecretKeyError               missing or wrong encryption key            (CLI exit 2)
     ├── StorageError                 the database refused                       (CLI exit 3)
     │   ├── NotAKeytrailDatabase     a foreign or corrupt file                  (CLI exit 2)

@@ -619,7 +619,8 @@ class Engine:
 
         Same checks, same verdict, same machine, same rows and hashes as the generic path, in one
         write transaction of three statements on the driver's connection (the
-        projection read joins the saved key and the authority's row for it). Returns None, having
+        projection read joins the saved key and the authority's row for it; on PostgreSQL a lock
+        of the projection row comes first). Returns None, having
         written nothing, when the stream has no projection yet: the generic path then runs.
         """
         hot = self._hot
