@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 import structlog
@@ -453,3 +454,27 @@ def test_the_verdict_never_waits_for_the_body(
         assert engine.verify().ok
     finally:
         engine.close()
+
+
+def test_a_stalled_name_lookup_cannot_hold_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's name resolves for ever: the deadline ends the attempt, and nothing waits for the lookup.
+
+    The resolver is the one stand-in here (a real DNS server would need the machine's resolver
+    configuration changed): socket.getaddrinfo blocks until the test ends, as a lookup does when
+    the gateway's name servers do not answer.
+    """
+    real_getaddrinfo = socket.getaddrinfo
+    stalled = threading.Event()
+
+    def stalled_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        stalled.wait(60)
+        return real_getaddrinfo(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stalled_getaddrinfo)
+    try:
+        with HttpKeyVerifier("http://gateway.keytrail.invalid", timeout=0.3, retries=1, backoff=0) as verifier:
+            outcome, _elapsed = _within_bound(lambda: verifier.verify(_saved(GOOD_KEY), AT))
+        assert isinstance(outcome, AuthorityUnavailable), outcome
+        assert "did not answer within 0.3 s after 2 attempt(s)" in str(outcome)
+    finally:
+        stalled.set()

@@ -9,9 +9,9 @@ the engine writes nothing (it asks the verifier before it opens its transaction)
 
 The status line is the whole verdict, so the body is never read: the connection is closed as
 soon as the headers are in. Each attempt has one deadline for everything (connect, send,
-status line, headers), which a gateway sending a byte at a time cannot stretch: httpx's
-timeouts bound each read, not their sum, so the request runs on httpx's async client under
-``asyncio.timeout``, in an event loop of the verifier's own.
+status line, headers, and resolving the gateway's name), which a gateway sending a byte at a
+time cannot stretch: httpx's timeouts bound each read, not their sum, so the request runs on
+httpx's async client under ``asyncio.timeout``, in an event loop of the verification's own.
 """
 
 from __future__ import annotations
@@ -38,6 +38,18 @@ _log = structlog.get_logger("keytrail.portal.http")
 
 
 _T = TypeVar("_T")
+
+
+class _Abandoning(ThreadPoolExecutor):
+    """An event loop's executor, where it resolves host names, that does not wait for them at the end.
+
+    ``asyncio.run`` waits for its executor's threads before it returns; a lookup that the
+    deadline gave up on would hold the command until the resolver's own timeouts. Left running,
+    the lookup ends on its own and its thread with it.
+    """
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=cancel_futures)
 
 
 def _run_to_end(coroutine: Coroutine[Any, Any, _T]) -> _T:
@@ -123,6 +135,8 @@ class HttpKeyVerifier:
         return _run_to_end(self._verify(key, saved.hint))
 
     async def _verify(self, key: str, shown_hint: str) -> Verdict:
+        # Threads start only when a name is resolved (a gateway given by IP address needs none).
+        asyncio.get_running_loop().set_default_executor(_Abandoning(thread_name_prefix="keytrail-resolve"))
         attempts = self.retries + 1
         failure = ""
         async with httpx.AsyncClient(
