@@ -234,6 +234,8 @@ def test_two_first_commands_of_a_new_store_both_end_well(postgres_server: str, c
             losing.join(30)
         assert won[0].version == 1, won
         assert lost[0].version == 2, lost
-        assert [entry["attempt"] for entry in logs if entry["event"] == "concurrency_retry"] == [1]
+        retries = [entry for entry in logs if entry["event"] == "concurrency_retry"]
+        assert [entry["attempt"] for entry in retries] == [1]
+        assert 0 <= retries[0]["pause_ms"] <= 1.0  # the first pause is at most 1 ms, then they double
         assert [event.version for event in second.history("fresh")] == [1, 2]
         assert second.verify().ok
