@@ -2,7 +2,8 @@
 
 stdout carries only a command's output (text, ``--json``, exports, diagrams); errors are
 one line on stderr, and logs go to stderr too. Exit codes: 0 ok, 1 the audit found a
-problem, 2 bad usage or input, 3 the database or the key authority could not be reached.
+problem, 2 bad usage or input, 3 the database or the key authority could not be reached,
+4 the onboarding moved: the ``--expected-version`` given is stale (nothing was written).
 Keys and passwords come from a hidden prompt or ``--password-stdin`` / ``--key-stdin``,
 never from arguments (shell history, the process list).
 """
@@ -219,6 +220,14 @@ IdemOpt = Annotated[
         "--idempotency-key", help="Repeat-safe: the same key on the same onboarding returns the first outcome."
     ),
 ]
+ExpectedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--expected-version",
+        min=0,
+        help="Refuse (exit 4, nothing written) unless the onboarding is at this version (0: not started).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (schema in the README).")]
 EmailOpt = Annotated[str, typer.Option("--email", help="The company account's email.")]
 PasswordStdinOpt = Annotated[
@@ -246,11 +255,16 @@ def _print_outcome(outcome: Outcome, as_json: bool) -> None:
 @app.command()
 @_errors_to_exit
 def access(
-    stream: StreamArg, actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False
+    stream: StreamArg,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    expected_version: ExpectedOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Open the Amazon Sales Channel: the saved key is verified (Validated) or a key is asked for (Prompted)."""
     with _open(create=True) as engine:
-        _print_outcome(engine.access(stream, actor=actor, idempotency_key=idempotency_key), as_json)
+        outcome = engine.access(stream, actor=actor, idempotency_key=idempotency_key, expected_version=expected_version)
+        _print_outcome(outcome, as_json)
 
 
 @app.command("sign-in")
@@ -267,6 +281,7 @@ def sign_in(
     ] = False,
     actor: ActorOpt = None,
     idempotency_key: IdemOpt = None,
+    expected_version: ExpectedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Sign in to the Commerce account (password from a hidden prompt or --password-stdin)."""
@@ -274,7 +289,14 @@ def sign_in(
         raise InvalidInput("Use either --session or --password-stdin, not both.")
     with _open(create=True) as engine:
         password = None if session else _secret("password", "--password-stdin", password_stdin)
-        outcome = engine.sign_in(stream, email=email, password=password, actor=actor, idempotency_key=idempotency_key)
+        outcome = engine.sign_in(
+            stream,
+            email=email,
+            password=password,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            expected_version=expected_version,
+        )
         _print_outcome(outcome, as_json)
 
 
@@ -287,13 +309,20 @@ def register(
     password_stdin: PasswordStdinOpt = False,
     actor: ActorOpt = None,
     idempotency_key: IdemOpt = None,
+    expected_version: ExpectedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """No account yet: register the company's account, then sign in with it."""
     with _open(create=True) as engine:
         password = _secret("password", "--password-stdin", password_stdin, confirm=True)
         outcome = engine.register(
-            stream, email=email, password=password, company=company, actor=actor, idempotency_key=idempotency_key
+            stream,
+            email=email,
+            password=password,
+            company=company,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            expected_version=expected_version,
         )
         _print_outcome(outcome, as_json)
 
@@ -307,11 +336,18 @@ def generate_key(
     ] = "Amazon Sales Channel",
     actor: ActorOpt = None,
     idempotency_key: IdemOpt = None,
+    expected_version: ExpectedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """API Portal "Add New": create a key. Its response is one of the two that show a key."""
     with _open(create=True) as engine:
-        outcome = engine.generate_key(stream, description=description, actor=actor, idempotency_key=idempotency_key)
+        outcome = engine.generate_key(
+            stream,
+            description=description,
+            actor=actor,
+            idempotency_key=idempotency_key,
+            expected_version=expected_version,
+        )
         _print_outcome(outcome, as_json)
 
 
@@ -324,11 +360,14 @@ def copy_key(
     ] = None,
     actor: ActorOpt = None,
     idempotency_key: IdemOpt = None,
+    expected_version: ExpectedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """API Portal "Copy": print the key to paste into the configuration."""
     with _open(create=True) as engine:
-        outcome = engine.copy_key(stream, key_id=key_id, actor=actor, idempotency_key=idempotency_key)
+        outcome = engine.copy_key(
+            stream, key_id=key_id, actor=actor, idempotency_key=idempotency_key, expected_version=expected_version
+        )
         _print_outcome(outcome, as_json)
 
 
@@ -341,22 +380,33 @@ def save_config(
     ] = False,
     actor: ActorOpt = None,
     idempotency_key: IdemOpt = None,
+    expected_version: ExpectedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Paste the key into "Production Api key" and Save Config (asterisks only keep the saved key)."""
     with _open(create=True) as engine:
         key = _secret("API key", "--key-stdin", key_stdin)
-        _print_outcome(engine.save_config(stream, key=key, actor=actor, idempotency_key=idempotency_key), as_json)
+        outcome = engine.save_config(
+            stream, key=key, actor=actor, idempotency_key=idempotency_key, expected_version=expected_version
+        )
+        _print_outcome(outcome, as_json)
 
 
 @app.command()
 @_errors_to_exit
 def proceed(
-    stream: StreamArg, actor: ActorOpt = None, idempotency_key: IdemOpt = None, as_json: JsonOpt = False
+    stream: StreamArg,
+    actor: ActorOpt = None,
+    idempotency_key: IdemOpt = None,
+    expected_version: ExpectedOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Go on to Store Integration, the key verified again at this instant."""
     with _open(create=True) as engine:
-        _print_outcome(engine.proceed(stream, actor=actor, idempotency_key=idempotency_key), as_json)
+        outcome = engine.proceed(
+            stream, actor=actor, idempotency_key=idempotency_key, expected_version=expected_version
+        )
+        _print_outcome(outcome, as_json)
 
 
 # -- the key authority ---------------------------------------------------------------------------------

@@ -13,7 +13,8 @@
     │   └── IdempotencyMismatch      the idempotency key was used for another trigger
     ├── AuthenticationFailed         wrong credentials or no live session       (CLI exit 2)
     │   └── AccountLocked            too many failed sign-ins in a row
-    ├── ConcurrencyConflict          another writer moved the stream first      (CLI exit 2)
+    ├── ConcurrencyConflict          the onboarding moved past the expected     (CLI exit 4)
+    │                                version (commands without one queue instead)
     ├── SecretKeyError               missing or wrong encryption key            (CLI exit 2)
     ├── StorageError                 the database refused                       (CLI exit 3)
     │   ├── NotAKeytrailDatabase     a foreign or corrupt file                  (CLI exit 2)
@@ -110,7 +111,14 @@ class AccountLocked(AuthenticationFailed):
 
 
 class ConcurrencyConflict(KeytrailError):
-    """Another writer appended to the stream between our read and our write."""
+    """The onboarding moved past the version the caller expected; nothing was written.
+
+    Commands on one onboarding queue for it and retry a lost race, so callers meet this only
+    when they pass ``expected_version`` (the CLI's ``--expected-version``), or when retries run
+    out. The CLI exits 4 for it, so scripts can tell it from bad input: read the state again.
+    """
+
+    exit_code = 4
 
 
 class SecretKeyError(KeytrailError):

@@ -153,6 +153,14 @@ _HEAD_COLUMNS = [
 ]
 
 
+_LOCK_STREAM = (
+    sa.select(sa.literal(1))
+    .select_from(streams_table)
+    .where(streams_table.c.stream_id == sa.bindparam("stream_id", type_=sa.String()))
+    .with_for_update()
+)
+
+
 def _event(row: Any) -> RecordedEvent:
     return RecordedEvent(*row)
 
@@ -212,6 +220,19 @@ class EventStore:
                 config_table, config_table.c.stream_id == wanted.c.sid
             )
         )
+
+    def lock_stream(self, conn: Connection, stream_id: str) -> None:
+        """Make a write transaction the stream's only writer until it ends: the first statement of a command.
+
+        On PostgreSQL this locks the stream's projection row (``FOR UPDATE``), so commands on one
+        stream queue instead of failing each other at the version check; the transaction is READ
+        COMMITTED, so the statements after the lock read what the previous holder committed. A
+        stream without a row yet locks nothing: two first commands still race on version 1, and
+        the loser, retrying, finds the row and queues. SQLite needs nothing here: a writer's
+        ``BEGIN IMMEDIATE`` already holds the database's one write lock.
+        """
+        if conn.dialect.name == "postgresql":
+            conn.execute(_LOCK_STREAM, {"stream_id": stream_id})
 
     def read_head(self, conn: Connection, stream_id: str) -> tuple[StreamHead | None, SavedConfig | None]:
         """The stream's projection and its saved key, in one statement."""
@@ -426,11 +447,11 @@ class HotPath:
     """The verifying commands (access, proceed) of a tracked stream, on the driver's own connection.
 
     The generic path runs four Core statements through SQLAlchemy; this one runs three plain
-    statements on the driver connection the caller holds in a write transaction: one read of
-    the projection joined with the saved key and the authority's key row, the event insert,
-    and the projection update. One adapter per backend says how its driver spells parameters,
-    times and JSON, in the formats SQLAlchemy itself writes, so the rows are the same whichever
-    path wrote them.
+    statements on the driver connection the caller holds in a write transaction (four on
+    PostgreSQL, which first locks the projection row): one read of the projection joined with
+    the saved key and the authority's key row, the event insert, and the projection update.
+    One adapter per backend says how its driver spells parameters, times and JSON, in the
+    formats SQLAlchemy itself writes, so the rows are the same whichever path wrote them.
     """
 
     _READ = (
@@ -447,9 +468,13 @@ class HotPath:
         "UPDATE streams SET state = ?, reason = ?, version = ?, head_hash = ?, updated_at = ? "
         "WHERE stream_id = ? AND version = ?"
     )
+    # The statement run first, before the read, to become the stream's only writer (see
+    # EventStore.lock_stream); None where the transaction's BEGIN already did.
+    _LOCK: str | None = None
     placeholder = "?"
 
     def __init__(self) -> None:
+        self.lock = None if self._LOCK is None else self._LOCK.replace("?", self.placeholder)
         self.read = self._READ.replace("?", self.placeholder)
         self.insert = self._INSERT.replace("?", self.placeholder)
         self.update = self._UPDATE.replace("?", self.placeholder)
@@ -480,8 +505,15 @@ class SqliteHotPath(HotPath):
 
 
 class PostgresHotPath(HotPath):
-    """PostgreSQL through psycopg 3: ``timestamptz`` takes aware datetimes, ``data`` is ``jsonb``."""
+    """PostgreSQL through psycopg 3: ``timestamptz`` takes aware datetimes, ``data`` is ``jsonb``.
 
+    The projection row is locked by a statement of its own, not by ``FOR UPDATE OF s`` on the
+    joined read: a read that waits for the lock gets the stream's new row but, from the same
+    statement's older snapshot, the saved key as it was before the holder's ``save_config``.
+    Locking first, the read is a new statement with a new snapshot, and sees that key.
+    """
+
+    _LOCK = "SELECT 1 FROM streams WHERE stream_id = ? FOR UPDATE"
     placeholder = "%s"
 
     def __init__(self) -> None:
