@@ -14,12 +14,14 @@ import functools
 import json
 import os
 import re
+import stat
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TextIO, TypeVar
 
 import structlog
 import typer
@@ -27,8 +29,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from keytrail import diagrams
+from keytrail import diagrams, inputs
 from keytrail.engine import Engine, KeyOutcome, Outcome, reports
+from keytrail.engine.core import database_files
 from keytrail.errors import InvalidInput, KeytrailError
 from keytrail.logs import configure_logging
 from keytrail.persistence.hashing import iso_utc
@@ -102,6 +105,62 @@ def _errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
 def _open(*, create: bool = False) -> Engine:
     """Commands that may start an onboarding create the database; reading commands need an existing one."""
     return Engine.open(settings.db, create=create)
+
+
+def _guarded_as(target: Path) -> str | None:
+    """What ``target`` is, when it is the database, one of its side files or its key file (links followed)."""
+    for guarded, what in database_files(settings.db).items():
+        if os.path.realpath(guarded) == str(target):
+            return what
+        try:
+            if target.exists() and guarded.exists() and os.path.samefile(target, guarded):
+                return what  # a hard link to it
+        except OSError:
+            continue
+    return None
+
+
+@contextmanager
+def _output(output: Path | None) -> Iterator[TextIO]:
+    """Where a command writes (``-o``, else stdout): the file is replaced whole, or left as it was.
+
+    The output never lands on the database, its -wal/-shm/-journal or its key file. It is
+    written to a temporary file beside the target, synced, and renamed over the target only
+    once complete, so an error part-way leaves a previous file untouched.
+    """
+    if output is None:
+        yield sys.stdout
+        return
+    target = Path(os.path.realpath(output))
+    shown = inputs.clipped(str(output), 200)
+    what = _guarded_as(target)
+    if what is not None:
+        raise InvalidInput(
+            f"-o {shown} is {what}, which the output would destroy; name another file. Nothing was written."
+        )
+    if target.is_dir():
+        raise InvalidInput(f"-o {shown} is a folder; name a file in it. Nothing was written.")
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:  # named after what the user gave, not the temporary file
+        raise OSError(exc.errno, exc.strerror, shown) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _stdout_is_terminal() -> bool:
@@ -637,25 +696,20 @@ def export(
 ) -> None:
     """Every event with every column, streamed (events never hold a key or a password)."""
     if fmt not in ("jsonl", "csv"):
-        raise InvalidInput(f"{fmt!r} is not an export format; use jsonl or csv.")
-    with _open() as engine, _progress("exporting") as advance:
+        raise InvalidInput(f"{inputs.quoted(fmt)} is not an export format; use jsonl or csv.")
+    with _output(output) as handle, _open() as engine, _progress("exporting") as advance:
         if stream is not None:
             engine.status(stream)  # an unknown id is an error (exit 2), not an empty export
-        handle = output.open("w", encoding="utf-8", newline="") if output is not None else sys.stdout
-        try:
-            writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
+        writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
+        if writer is not None:
+            writer.writerow(reports.EXPORT_COLUMNS)
+        for row in reports.export_rows(engine, stream):
             if writer is not None:
-                writer.writerow(reports.EXPORT_COLUMNS)
-            for row in reports.export_rows(engine, stream):
-                if writer is not None:
-                    row["data"] = json.dumps(row["data"], sort_keys=True, ensure_ascii=False)
-                    writer.writerow(["" if row[c] is None else row[c] for c in reports.EXPORT_COLUMNS])
-                else:
-                    handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-                advance(1)
-        finally:
-            if output is not None:
-                handle.close()
+                row["data"] = json.dumps(row["data"], sort_keys=True, ensure_ascii=False)
+                writer.writerow(["" if row[c] is None else row[c] for c in reports.EXPORT_COLUMNS])
+            else:
+                handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            advance(1)
 
 
 @app.command()
@@ -701,16 +755,13 @@ def diagram(
 ) -> None:
     """The machine, drawn from the one transition table."""
     if fmt not in diagrams.FORMATS:
-        raise InvalidInput(f"{fmt!r} is not a diagram format; use mermaid, dot or svg.")
-    marked = None
-    if highlight is not None:
-        with _open() as engine:
-            marked = _highlight(engine, highlight)
-    text = diagrams.render(fmt, marked)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+        raise InvalidInput(f"{inputs.quoted(fmt)} is not a diagram format; use mermaid, dot or svg.")
+    with _output(output) as handle:
+        marked = None
+        if highlight is not None:
+            with _open() as engine:
+                marked = _highlight(engine, highlight)
+        handle.write(diagrams.render(fmt, marked))
 
 
 class _DemoClock:

@@ -21,7 +21,9 @@ __all__ = [
     "check_key_id",
     "check_password",
     "check_stream_id",
+    "clipped",
     "is_masked",
+    "quoted",
 ]
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-:@]{0,127}")
@@ -33,6 +35,21 @@ MASKED_KEY = "******"
 
 def _describe(value: object) -> str:
     return f"a {type(value).__name__}"
+
+
+def clipped(text: str, limit: int = 80) -> str:
+    """A user's text (a path, a URL) as a message may show it: whole when short, else its first ``limit``
+    characters and how long it was, so that a 100,000-character value makes a one-line error."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quoted(value: str, limit: int = 80) -> str:
+    """A refused value as a message may show it: quoted, control characters escaped, at most ``limit`` of them."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def _shown(value: str, limit: int = 64) -> str:

@@ -42,6 +42,7 @@ from keytrail.errors import (
     IdempotencyMismatch,
     IllegalTransition,
     InvalidInput,
+    KeytrailError,
     SecretKeyError,
     UnknownOnboarding,
 )
@@ -63,7 +64,7 @@ from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, Tran
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, allowed_triggers, initial_state, sources_of
 
-__all__ = ["Clock", "Engine", "system_clock"]
+__all__ = ["Clock", "Engine", "database_files", "system_clock"]
 
 Clock = Callable[[], datetime]
 _log = structlog.get_logger("keytrail.engine")
@@ -104,6 +105,30 @@ def _default_key_file(db: Database) -> Path | None:
     data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     name = hashlib.sha256(db.shown.encode("utf-8")).hexdigest()[:16]
     return data_home / "keytrail" / f"{name}.key"
+
+
+def database_files(url: str) -> dict[Path, str]:
+    """The files that hold ``url``'s data and its encryption key, each with what it is, for a writer to avoid.
+
+    A URL that names no file (a server database, an unparseable URL) yields only the key file, if any.
+    """
+    try:
+        db = Database(url)
+    except KeytrailError:
+        return {}
+    files: dict[Path, str] = {}
+    try:
+        if db.sqlite_path is not None:
+            files[db.sqlite_path] = "the database"
+            for suffix in ("-wal", "-shm", "-journal"):
+                files[db.sqlite_path.with_name(db.sqlite_path.name + suffix)] = f"the database's {suffix} file"
+        named = os.environ.get(SECRET_KEY_FILE_ENV)
+        key_file = Path(named) if named else _default_key_file(db)
+        if key_file is not None:
+            files[key_file] = "the database's encryption key file"
+    finally:
+        db.dispose()
+    return files
 
 
 def _secret_keys_for(db: Database, *, new_database: bool) -> tuple[list[Fernet], str]:

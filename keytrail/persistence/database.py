@@ -5,6 +5,7 @@ Driver errors are translated into keytrail's errors here and nowhere else.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -324,6 +325,14 @@ class Database:
                 raise UnknownDatabase(f"There is no keytrail database at {path}: the file does not exist.")
             if not path.parent.is_dir():
                 raise InvalidInput(f"Cannot create {path}: the folder {path.parent} does not exist.")
+            # Owner-only from the start (SQLite would make it 0644), and its -wal, -shm and
+            # -journal files, which SQLite creates with the database file's mode, with it.
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+            except FileExistsError:
+                pass  # another process created it first
+            except OSError as exc:
+                raise DatabaseUnavailable(f"{path} cannot be created: {exc.strerror}.") from None
             return
         if path.is_dir():
             raise NotAKeytrailDatabase(f"{path} is a folder, not a keytrail database.")
