@@ -45,7 +45,9 @@ def populated(tmp_path: Path, clock: MovableClock) -> Path:
 # -- item 6: -o never lands on the database or its key ------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [("export",), ("export", "--format", "csv"), ("diagram",), ("diagram", "--highlight", "acme")])
+@pytest.mark.parametrize(
+    "command", [("export",), ("export", "--format", "csv"), ("diagram",), ("diagram", "--highlight", "acme")]
+)
 @pytest.mark.parametrize("victim", ["k.db", "k.db-wal", "k.db-shm", "k.db-journal", "k.db.key"])
 @pytest.mark.parametrize("spelling", ["absolute", "symlink", "dotdot"])
 def test_an_output_onto_the_database_or_its_key_is_refused(
@@ -127,7 +129,7 @@ def _first_open(url: str, start: Any, results: Any) -> None:
     start.wait()  # every process reaches the starting line before any opens: they race for real
     try:
         Engine.open(url).close()
-    except Exception as exc:  # noqa: BLE001 - the test counts every kind of failure
+    except Exception as exc:  # the test counts every kind of failure
         results.put(f"{type(exc).__name__}: {exc}")
     else:
         results.put("ok")
