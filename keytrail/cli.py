@@ -244,19 +244,27 @@ def _short_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-_DURATION = re.compile(r"(\d+)([wdhms])")
-_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_DURATION = re.compile(r"(\d+)([wdhms])", re.ASCII)
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30d``, ``2w``, ``12h``, ``1d12h``, ``90m``, ``45s``: a window for ``expiring``."""
+    """``30d``, ``2w``, ``12h``, ``1d12h``, ``90m``, ``45s``: a window for ``expiring``, at most 100 years."""
     compact = text.strip().lower()
     if not compact or _DURATION.sub("", compact):
-        raise InvalidInput(f"{text!r} is not a duration: use a number and a unit (w, d, h, m, s), e.g. 30d or 1d12h.")
-    span = timedelta()
+        raise InvalidInput(
+            f"{inputs.quoted(text)} is not a duration: use a number and a unit (w, d, h, m, s), e.g. 30d or 1d12h."
+        )
+    limit = int(inputs.MAX_SPAN.total_seconds())
+    seconds = 0
     for amount, unit in _DURATION.findall(compact):
-        span += timedelta(**{_UNITS[unit]: int(amount)})
-    return span
+        # Bounded before int(): a 5,000-digit amount is refused, not parsed (or overflowed into a crash).
+        seconds += int(amount) * _UNIT_SECONDS[unit] if len(amount) <= 12 else limit + 1
+    if seconds > limit:
+        raise InvalidInput(
+            f"{inputs.quoted(text)} is too long a duration: at most 100 years ({inputs.MAX_SPAN.days}d)."
+        )
+    return timedelta(seconds=seconds)
 
 
 def _parse_instant(text: str) -> datetime:
@@ -264,8 +272,8 @@ def _parse_instant(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"{text!r} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z.") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        raise InvalidInput(f"{inputs.quoted(text)} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z.") from None
+    return inputs.check_instant("The instant", value.replace(tzinfo=UTC) if value.tzinfo is None else value)
 
 
 # -- options shared by commands --------------------------------------------------------------------

@@ -6,20 +6,27 @@ repeat a key or a password.
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import UTC, datetime, timedelta
 
 from keytrail.errors import InvalidInput
 
 __all__ = [
     "MASKED_KEY",
+    "MAX_SPAN",
     "check_actor",
     "check_company",
+    "check_count",
     "check_description",
     "check_email",
     "check_idempotency_key",
+    "check_instant",
     "check_key",
     "check_key_id",
     "check_password",
+    "check_seconds",
+    "check_span",
     "check_stream_id",
     "clipped",
     "is_masked",
@@ -31,6 +38,10 @@ _KEY_CHARS = re.compile(r"[\x21-\x7e]+")
 _KEY_ID = re.compile(r"key_[0-9a-f]{16}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MASKED_KEY = "******"
+# The longest span keytrail takes (a key lifetime, a lockout, a window): far beyond any real use,
+# and short enough that adding it to any time keytrail meets stays within datetime's years 1-9999.
+MAX_SPAN = timedelta(days=36525)
+_MAX_SECONDS = 86400.0
 
 
 def _describe(value: object) -> str:
@@ -160,3 +171,46 @@ def check_idempotency_key(idempotency_key: object) -> str | None:
     ):
         raise InvalidInput("An idempotency key must be 1 to 255 printable ASCII characters without spaces.")
     return idempotency_key
+
+
+def check_span(name: str, value: object) -> timedelta:
+    """A positive ``timedelta`` of at most 100 years (:data:`MAX_SPAN`)."""
+    if not isinstance(value, timedelta):
+        raise InvalidInput(f"{name} must be a datetime.timedelta, not {_describe(value)}.")
+    if value <= timedelta(0):
+        raise InvalidInput(f"{name} must be positive, not {value}.")
+    if value > MAX_SPAN:
+        raise InvalidInput(f"{name} must be at most 100 years ({MAX_SPAN.days} days), not {value.days} days.")
+    return value
+
+
+def check_count(name: str, value: object, *, least: int, most: int) -> int:
+    """A whole number from ``least`` to ``most`` (a bool is not one)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a whole number, not {_describe(value)}.")
+    if not least <= value <= most:
+        raise InvalidInput(f"{name} must be from {least} to {most}, not {value}.")
+    return value
+
+
+def check_seconds(name: str, value: object) -> float:
+    """A finite number of seconds, from 0 to a day."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a number of seconds, not {_describe(value)}.")
+    if not (math.isfinite(value) and 0 <= value <= _MAX_SECONDS):
+        raise InvalidInput(f"{name} must be a number of seconds from 0 to {_MAX_SECONDS:.0f}, not {value}.")
+    return float(value)
+
+
+def check_instant(name: str, value: object) -> datetime:
+    """A timezone-aware datetime that UTC can represent, in UTC."""
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{name} must be a timezone-aware datetime, not {_describe(value)}.")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"{name} must be a timezone-aware datetime, not a naive one.")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{name} {value.isoformat()} is outside the times keytrail can represent (years 1 to 9999 in UTC)."
+        ) from None

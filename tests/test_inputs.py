@@ -577,8 +577,8 @@ def test_bad_open_arguments_are_one_clear_error_and_create_nothing(
 
 BAD_INSTANTS: list[tuple[str, object, str]] = [
     ("string", "2026-01-01T00:00:00Z", "a str"),
-    ("date-number", 20260101, "an int"),
-    ("naive", datetime(2026, 1, 1), "timezone-aware"),  # noqa: DTZ001 - the bad input under test
+    ("date-number", 20260101, "not a int"),
+    ("naive", datetime(2026, 1, 1), "timezone-aware"),  # the bad input under test
     ("past-the-end-in-utc", datetime(9999, 12, 31, 23, 59, 59, tzinfo=_MINUS_12), "outside"),
 ]
 

@@ -210,10 +210,10 @@ class Engine:
             ("session_lifetime", session_lifetime),
             ("lockout", lockout),
         ):
-            if span <= timedelta(0):
-                raise InvalidInput(f"{name} must be positive, not {span}.")
-        if max_failed_sign_ins < 1:
-            raise InvalidInput(f"max_failed_sign_ins must be at least 1, not {max_failed_sign_ins}.")
+            inputs.check_span(name, span)
+        inputs.check_count("max_failed_sign_ins", max_failed_sign_ins, least=1, most=1_000_000)
+        inputs.check_count("retries", retries, least=0, most=1000)
+        inputs.check_seconds("busy_timeout", busy_timeout)
         db = Database(url, busy_timeout=busy_timeout, durability=durability)
         try:
             status = db.inspect_schema(create=create)
@@ -819,8 +819,8 @@ class Engine:
         ``progress`` is told each event folded (the CLI's progress bar).
         """
         stream = inputs.check_stream_id(stream)
-        if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
-            raise InvalidInput("as_of must be a timezone-aware datetime.")
+        if as_of is not None:
+            as_of = inputs.check_instant("as_of", as_of)
         fold = StreamFold(stream, check_hashes=False)
 
         def fold_all(rows: Iterable[AuditRow]) -> bool:
