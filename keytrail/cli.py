@@ -97,7 +97,8 @@ def _errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
         except BrokenPipeError:
             raise typer.Exit(0) from None  # the reader (head, less) had enough
         except OSError as exc:
-            raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ") + ".", 2) from None
+            named = inputs.clipped(str(exc.filename or ""), 160)
+            raise _fail(f"{exc.strerror or exc}: {named}".rstrip(": ") + ".", 2) from None
 
     return wrapper
 
@@ -878,7 +879,8 @@ def main() -> None:
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument, no command
         message = exc.format_message().strip()
         if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
-            print(f"keytrail: {message.splitlines()[0] if message else 'bad usage.'}", file=sys.stderr)
+            first = inputs.clipped(message.splitlines()[0], 200) if message else "bad usage."
+            print(f"keytrail: {first}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # a bug: no traceback for the user, the type for the report
         _log.debug("unexpected_error", exc_info=True)

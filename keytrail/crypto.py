@@ -17,6 +17,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from keytrail.errors import SecretKeyError
+from keytrail.inputs import clipped
 
 __all__ = [
     "SECRET_KEY_ENV",
@@ -35,6 +36,11 @@ SECRET_KEY_ENV = "KEYTRAIL_SECRET_KEY"  # noqa: S105 - the variable's name, not 
 SECRET_KEY_FILE_ENV = "KEYTRAIL_SECRET_KEY_FILE"  # noqa: S105
 _CHECK_PLAINTEXT = "keytrail secret check"
 _FILE_SOURCE = "the key file "
+
+
+def _named(where: object) -> str:
+    """A key file's path (or a key's source) as messages show it: never 100,000 characters of it."""
+    return clipped(str(where), 160)
 
 
 def fingerprint(key: str) -> str:
@@ -61,11 +67,11 @@ def _parse_keys(text: str, source: str) -> list[Fernet]:
             fernets.append(Fernet(part.encode("ascii")))
         except (ValueError, UnicodeEncodeError):
             raise SecretKeyError(
-                f"The encryption key from {source} is malformed: expected url-safe base64 of 32 bytes, "
+                f"The encryption key from {_named(source)} is malformed: expected url-safe base64 of 32 bytes, "
                 "as `keytrail secret-key` or Fernet.generate_key() makes."
             ) from None
     if not fernets:
-        raise SecretKeyError(f"The encryption key from {source} is empty.")
+        raise SecretKeyError(f"The encryption key from {_named(source)} is empty.")
     return fernets
 
 
@@ -73,8 +79,8 @@ def _check_private(path: Path, mode: int) -> None:
     """Refuse a key file that other users may read or change, as ssh refuses such a private key."""
     if os.name == "posix" and mode & 0o077:
         raise SecretKeyError(
-            f"The encryption key file {path} is readable or writable by other users (mode {stat.S_IMODE(mode):o}); "
-            f"make it owner-only with `chmod 600 {path}`, then try again."
+            f"The encryption key file {_named(path)} is readable or writable by other users (mode {stat.S_IMODE(mode):o}); "
+            f"make it owner-only with `chmod 600 {_named(path)}`, then try again."
         )
 
 
@@ -106,17 +112,19 @@ def load_secret_keys(default_file: Path | None, *, create: bool) -> tuple[list[F
     except FileNotFoundError:
         if not may_create:
             raise SecretKeyError(
-                f"The encryption key file {path} does not exist. This database's secrets were sealed with a key "
+                f"The encryption key file {_named(path)} does not exist. This database's secrets were sealed with a key "
                 f"that keytrail cannot find: restore that file, or set {SECRET_KEY_ENV} or {SECRET_KEY_FILE_ENV}."
             ) from None
         return _parse_keys(_create_key_file(path), source), source
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecretKeyError(f"The encryption key file {path} cannot be read: {exc.__class__.__name__}.") from None
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
+        ) from None
     if not text.strip():
         if may_create:  # nothing was sealed yet, so no key can be lost: make a real one in its place
             return _parse_keys(_replace_empty_key_file(path), source), source
         raise SecretKeyError(
-            f"The encryption key file {path} is empty, but the database was sealed with a key: restore the file "
+            f"The encryption key file {_named(path)} is empty, but the database was sealed with a key: restore the file "
             f"from a backup, or set {SECRET_KEY_ENV} or {SECRET_KEY_FILE_ENV} to the key."
         )
     return _parse_keys(text, source), source
@@ -124,9 +132,14 @@ def load_secret_keys(default_file: Path | None, *, create: bool) -> tuple[list[F
 
 def _fsync_folder(folder: Path) -> None:
     """Make a new or renamed name in ``folder`` survive a crash (the file's own fsync does not cover it)."""
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # no folder handle on this platform: the rename stands, only less surely synced
     try:
         os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot sync a folder; the file itself was synced
     finally:
         os.close(fd)
 
@@ -162,7 +175,7 @@ def _create_key_file(path: Path) -> str:
         tmp = _written_temporary(path, generate_secret_key() + "\n")
     except OSError as exc:
         raise SecretKeyError(
-            f"The encryption key file {path} cannot be written: {exc.strerror or exc.__class__.__name__}. "
+            f"The encryption key file {_named(path)} cannot be written: {exc.strerror or exc.__class__.__name__}. "
             "Nothing was created."
         ) from None
     try:
@@ -171,7 +184,7 @@ def _create_key_file(path: Path) -> str:
         pass  # another process created it first: use theirs, below
     except OSError as exc:
         raise SecretKeyError(
-            f"The encryption key file {path} cannot be written: {exc.strerror or exc.__class__.__name__}. "
+            f"The encryption key file {_named(path)} cannot be written: {exc.strerror or exc.__class__.__name__}. "
             "Nothing was created."
         ) from None
     finally:
@@ -179,13 +192,15 @@ def _create_key_file(path: Path) -> str:
     _fsync_folder(path.parent)
     if path.is_symlink():
         raise SecretKeyError(
-            f"The encryption key file {path} is a symbolic link that keytrail did not make; keytrail writes no "
+            f"The encryption key file {_named(path)} is a symbolic link that keytrail did not make; keytrail writes no "
             f"key through a link. Remove it, or name the key file with {SECRET_KEY_FILE_ENV}."
         )
     try:
         return _read_key_file(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecretKeyError(f"The encryption key file {path} cannot be read: {exc.__class__.__name__}.") from None
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
+        ) from None
 
 
 def _replace_empty_key_file(path: Path) -> str:
@@ -195,7 +210,7 @@ def _replace_empty_key_file(path: Path) -> str:
         tmp = _written_temporary(path, generate_secret_key() + "\n")
     except OSError as exc:
         raise SecretKeyError(
-            f"The encryption key file {path} cannot be written: {exc.strerror or exc.__class__.__name__}."
+            f"The encryption key file {_named(path)} cannot be written: {exc.strerror or exc.__class__.__name__}."
         ) from None
     try:
         now = path.stat()
@@ -205,7 +220,12 @@ def _replace_empty_key_file(path: Path) -> str:
             _fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
-    return _read_key_file(path)
+    try:
+        return _read_key_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
+        ) from None
 
 
 def parse_secret_key(text: str) -> Fernet:
@@ -266,7 +286,7 @@ class SecretBox:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except InvalidToken:
             raise SecretKeyError(
-                f"{what} cannot be decrypted with the encryption key from {self.source}: "
+                f"{what} cannot be decrypted with the encryption key from {_named(self.source)}: "
                 "it was sealed with another key, or the stored value was altered."
             ) from None
 
@@ -276,7 +296,7 @@ class SecretBox:
             return self._fernet.rotate(token.encode("ascii")).decode("ascii")
         except InvalidToken:
             raise SecretKeyError(
-                f"{what} cannot be re-encrypted: none of the keys from {self.source} opens it."
+                f"{what} cannot be re-encrypted: none of the keys from {_named(self.source)} opens it."
             ) from None
 
     def check_token(self) -> str:
@@ -290,6 +310,6 @@ class SecretBox:
             ok = False
         if not ok:
             raise SecretKeyError(
-                f"The encryption key from {self.source} is not the one this database was sealed with; "
+                f"The encryption key from {_named(self.source)} is not the one this database was sealed with; "
                 "nothing was read or written. Use the key the database was created with."
             )

@@ -617,12 +617,31 @@ LONG = "x" * 100_000
         ("--db", "sqlite:///" + LONG + "/k.db", "status"),
         ("--db", "nosuch://" + LONG, "status"),
         ("--db", "sqlite:///" + LONG, "diagram", "-o", "/nonexistent-folder/x"),
+        ("--db", "postgresql://u@" + LONG + "/db", "status"),
+        ("diagram", "-o", "./" + LONG),
+        ("diagram", "-o", "/nonexistent-folder/" + LONG),
+        ("key-file", "status"),
     ],
-    ids=["export-format", "diagram-format", "within", "as-of", "digest", "db-path", "db-scheme", "db-and-output"],
+    ids=[
+        "export-format",
+        "diagram-format",
+        "within",
+        "as-of",
+        "digest",
+        "db-path",
+        "db-scheme",
+        "db-and-output",
+        "db-host",
+        "output-name",
+        "output-folder",
+        "key-file",
+    ],
 )
 def test_a_huge_value_is_not_echoed_whole(sqlite_db: str, args: tuple[str, ...]) -> None:
     run(sqlite_db, "access", "acme")
-    result = runner.invoke(app, args if args[0] == "--db" else ["--db", sqlite_db, *args])
+    env = {"KEYTRAIL_SECRET_KEY_FILE": "./" + LONG} if args[0] == "key-file" else None
+    args = args[1:] if args[0] == "key-file" else args
+    result = runner.invoke(app, args if args[0] == "--db" else ["--db", sqlite_db, *args], env=env)
     line = one_error_line(result, 2)
     assert len(line) < 400, line[:500]
 

@@ -543,6 +543,7 @@ BAD_OPEN_ARGUMENTS: list[tuple[str, Callable[[Path], object], str]] = [
     ("url-NUL", lambda p: Engine.open(f"sqlite:///{p}/k\x00.db"), "NUL"),
     ("url-query", lambda p: Engine.open(f"sqlite:///{p}/k.db?mode=ro&uri=true"), "query"),
     ("url-long", lambda p: Engine.open("nosuchdb://" + "x" * 100_000), "100011 characters"),
+    ("url-long-host", lambda p: Engine.open("postgresql://u@" + "h" * 100 + "/db"), "not a valid host name"),
     ("retries-negative", lambda p: Engine.open(f"sqlite:///{p}/k.db", retries=-1), "retries"),
     ("retries-float", lambda p: Engine.open(f"sqlite:///{p}/k.db", retries=1.5), "retries"),  # type: ignore[arg-type]
     ("retries-bool", lambda p: Engine.open(f"sqlite:///{p}/k.db", retries=True), "retries"),

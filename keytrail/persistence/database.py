@@ -148,6 +148,12 @@ class Database:
             raise InvalidInput(
                 f"keytrail supports SQLite and PostgreSQL URLs, not {quoted(self.dialect)} ({self.shown})."
             )
+        for host in (parsed.host or "").split(","):
+            try:
+                if not host.startswith("/"):  # a socket folder is not looked up
+                    host.encode("idna")
+            except UnicodeError:
+                raise InvalidInput(f"{quoted(host)} is not a valid host name ({self.shown}).") from None
         if self.dialect == "sqlite" and parsed.query:
             # SQLite would take the query as part of the file name (or as URI options that
             # bypass keytrail's own checks): refuse it rather than open or create another file.
@@ -156,7 +162,7 @@ class Database:
                 "use sqlite:///path/to/keytrail.db."
             )
         if durability not in ("full", "normal"):
-            raise InvalidInput(f"Durability must be 'full' or 'normal', not {durability!r}.")
+            raise InvalidInput(f"Durability must be 'full' or 'normal', not {quoted(str(durability))}.")
         self.durability = durability
         database = parsed.database or ""
         self.sqlite_path: Path | None = None
