@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -169,6 +170,7 @@ class Database:
         self.in_memory = self.dialect == "sqlite" and database in ("", ":memory:")
         if self.dialect == "sqlite" and not self.in_memory:
             self.sqlite_path = Path(database)
+        self._busy_timeout = busy_timeout
         self.engine = self._make_engine(busy_timeout)
         # The hot paths' connections, each checked out of the pool once (see _borrow).
         self._write_pin, self._read_pin = _Pin(), _Pin()
@@ -410,12 +412,30 @@ class Database:
                 + ("; upgrade keytrail to open it." if newer else "; it was left untouched.")
             )
 
+    def _use_wal(self, raw: Any) -> None:
+        """Switch a new SQLite file to WAL, waiting out processes that create the same database at once.
+
+        SQLite answers "database is locked" to this pragma at once, without its busy handler,
+        while another connection holds the file: so wait here, up to the busy timeout.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                raw.cursor().execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
     def create_schema(self, meta: dict[str, str]) -> dict[str, str]:
         """Create every table and the metadata rows in one transaction; a racing creator's schema wins."""
         if self.dialect == "sqlite" and not self.in_memory:
             raw = self.engine.raw_connection()  # persistent, and must be set outside a transaction
             try:
-                raw.cursor().execute("PRAGMA journal_mode = WAL")
+                self._use_wal(raw)
             except sqlite3.Error as exc:
                 raise translate_error(exc, self.shown) from exc
             finally:
