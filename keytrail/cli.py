@@ -141,6 +141,10 @@ def _output(output: Path | None) -> Iterator[TextIO]:
         )
     if target.is_dir():
         raise InvalidInput(f"-o {shown} is a folder; name a file in it. Nothing was written.")
+    if output.exists() and not output.is_file():  # /dev/null, /dev/stdout, a FIFO: nothing to replace
+        with output.open("w", encoding="utf-8", newline="") as stream:
+            yield stream
+        return
     try:
         mode = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:

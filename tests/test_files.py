@@ -122,6 +122,20 @@ def test_an_output_replaces_the_target_whole_and_keeps_its_mode(populated: Path)
     assert link.is_symlink() and real.read_text(encoding="utf-8").count("\n") == 3
 
 
+def test_an_output_to_a_device_or_a_pipe_is_written_to_it_not_replaced(populated: Path) -> None:
+    """/dev/null and a FIFO have nothing to replace: the output goes to them, and they stay what they were."""
+    result = run(f"sqlite:///{populated}/k.db", "export", "-o", os.devnull)
+    assert (result.exit_code, result.stdout) == (0, "")
+    assert stat.S_ISCHR(Path(os.devnull).stat().st_mode)
+    fifo = populated.parent / "events.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)  # noqa: S607
+    result = run(f"sqlite:///{populated}/k.db", "export", "-o", str(fifo))
+    out, _ = reader.communicate(timeout=60)
+    assert result.exit_code == 0 and out.decode().count("\n") == 3
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
 # -- item 7: the key file is created atomically, durably, owner-only --------------------------------------
 
 
