@@ -15,12 +15,14 @@ import functools
 import json
 import os
 import re
+import stat
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TextIO, TypeVar
 
 import structlog
 import typer
@@ -28,8 +30,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from keytrail import diagrams
+from keytrail import diagrams, inputs
 from keytrail.engine import Engine, KeyOutcome, Outcome, reports
+from keytrail.engine.core import database_files
 from keytrail.errors import InvalidInput, KeytrailError
 from keytrail.logs import configure_logging
 from keytrail.persistence.hashing import iso_utc
@@ -95,7 +98,8 @@ def _errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
         except BrokenPipeError:
             raise typer.Exit(0) from None  # the reader (head, less) had enough
         except OSError as exc:
-            raise _fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ") + ".", 2) from None
+            named = inputs.clipped(str(exc.filename or ""), 160)
+            raise _fail(f"{exc.strerror or exc}: {named}".rstrip(": ") + ".", 2) from None
 
     return wrapper
 
@@ -103,6 +107,66 @@ def _errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
 def _open(*, create: bool = False) -> Engine:
     """Commands that may start an onboarding create the database; reading commands need an existing one."""
     return Engine.open(settings.db, create=create)
+
+
+def _guarded_as(target: Path) -> str | None:
+    """What ``target`` is, when it is the database, one of its side files or its key file (links followed)."""
+    for guarded, what in database_files(settings.db).items():
+        if os.path.realpath(guarded) == str(target):
+            return what
+        try:
+            if target.exists() and guarded.exists() and os.path.samefile(target, guarded):
+                return what  # a hard link to it
+        except OSError:
+            continue
+    return None
+
+
+@contextmanager
+def _output(output: Path | None) -> Iterator[TextIO]:
+    """Where a command writes (``-o``, else stdout): the file is replaced whole, or left as it was.
+
+    The output never lands on the database, its -wal/-shm/-journal or its key file. It is
+    written to a temporary file beside the target, synced, and renamed over the target only
+    once complete, so an error part-way leaves a previous file untouched.
+    """
+    if output is None:
+        yield sys.stdout
+        return
+    target = Path(os.path.realpath(output))
+    shown = inputs.clipped(str(output), 200)
+    what = _guarded_as(target)
+    if what is not None:
+        raise InvalidInput(
+            f"-o {shown} is {what}, which the output would destroy; name another file. Nothing was written."
+        )
+    if target.is_dir():
+        raise InvalidInput(f"-o {shown} is a folder; name a file in it. Nothing was written.")
+    if output.exists() and not output.is_file():  # /dev/null, /dev/stdout, a FIFO: nothing to replace
+        with output.open("w", encoding="utf-8", newline="") as stream:
+            yield stream
+        return
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:  # named after what the user gave, not the temporary file
+        raise OSError(exc.errno, exc.strerror, shown) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _stdout_is_terminal() -> bool:
@@ -186,19 +250,27 @@ def _short_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-_DURATION = re.compile(r"(\d+)([wdhms])")
-_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_DURATION = re.compile(r"(\d+)([wdhms])", re.ASCII)
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def parse_duration(text: str) -> timedelta:
-    """``30d``, ``2w``, ``12h``, ``1d12h``, ``90m``, ``45s``: a window for ``expiring``."""
+    """``30d``, ``2w``, ``12h``, ``1d12h``, ``90m``, ``45s``: a window for ``expiring``, at most 100 years."""
     compact = text.strip().lower()
     if not compact or _DURATION.sub("", compact):
-        raise InvalidInput(f"{text!r} is not a duration: use a number and a unit (w, d, h, m, s), e.g. 30d or 1d12h.")
-    span = timedelta()
+        raise InvalidInput(
+            f"{inputs.quoted(text)} is not a duration: use a number and a unit (w, d, h, m, s), e.g. 30d or 1d12h."
+        )
+    limit = int(inputs.MAX_SPAN.total_seconds())
+    seconds = 0
     for amount, unit in _DURATION.findall(compact):
-        span += timedelta(**{_UNITS[unit]: int(amount)})
-    return span
+        # Bounded before int(): a 5,000-digit amount is refused, not parsed (or overflowed into a crash).
+        seconds += int(amount) * _UNIT_SECONDS[unit] if len(amount) <= 12 else limit + 1
+    if seconds > limit:
+        raise InvalidInput(
+            f"{inputs.quoted(text)} is too long a duration: at most 100 years ({inputs.MAX_SPAN.days}d)."
+        )
+    return timedelta(seconds=seconds)
 
 
 def _parse_instant(text: str) -> datetime:
@@ -206,8 +278,8 @@ def _parse_instant(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"{text!r} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z.") from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+        raise InvalidInput(f"{inputs.quoted(text)} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z.") from None
+    return inputs.check_instant("The instant", value.replace(tzinfo=UTC) if value.tzinfo is None else value)
 
 
 # -- options shared by commands --------------------------------------------------------------------
@@ -690,25 +762,20 @@ def export(
 ) -> None:
     """Every event with every column, streamed (events never hold a key or a password)."""
     if fmt not in ("jsonl", "csv"):
-        raise InvalidInput(f"{fmt!r} is not an export format; use jsonl or csv.")
-    with _open() as engine, _progress("exporting") as advance:
+        raise InvalidInput(f"{inputs.quoted(fmt)} is not an export format; use jsonl or csv.")
+    with _output(output) as handle, _open() as engine, _progress("exporting") as advance:
         if stream is not None:
             engine.status(stream)  # an unknown id is an error (exit 2), not an empty export
-        handle = output.open("w", encoding="utf-8", newline="") if output is not None else sys.stdout
-        try:
-            writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
+        writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
+        if writer is not None:
+            writer.writerow(reports.EXPORT_COLUMNS)
+        for row in reports.export_rows(engine, stream):
             if writer is not None:
-                writer.writerow(reports.EXPORT_COLUMNS)
-            for row in reports.export_rows(engine, stream):
-                if writer is not None:
-                    row["data"] = json.dumps(row["data"], sort_keys=True, ensure_ascii=False)
-                    writer.writerow(["" if row[c] is None else row[c] for c in reports.EXPORT_COLUMNS])
-                else:
-                    handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-                advance(1)
-        finally:
-            if output is not None:
-                handle.close()
+                row["data"] = json.dumps(row["data"], sort_keys=True, ensure_ascii=False)
+                writer.writerow(["" if row[c] is None else row[c] for c in reports.EXPORT_COLUMNS])
+            else:
+                handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            advance(1)
 
 
 @app.command()
@@ -754,16 +821,13 @@ def diagram(
 ) -> None:
     """The machine, drawn from the one transition table."""
     if fmt not in diagrams.FORMATS:
-        raise InvalidInput(f"{fmt!r} is not a diagram format; use mermaid, dot or svg.")
-    marked = None
-    if highlight is not None:
-        with _open() as engine:
-            marked = _highlight(engine, highlight)
-    text = diagrams.render(fmt, marked)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+        raise InvalidInput(f"{inputs.quoted(fmt)} is not a diagram format; use mermaid, dot or svg.")
+    with _output(output) as handle:
+        marked = None
+        if highlight is not None:
+            with _open() as engine:
+                marked = _highlight(engine, highlight)
+        handle.write(diagrams.render(fmt, marked))
 
 
 class _DemoClock:
@@ -872,7 +936,8 @@ def main() -> None:
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument, no command
         message = exc.format_message().strip()
         if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
-            print(f"keytrail: {message.splitlines()[0] if message else 'bad usage.'}", file=sys.stderr)
+            first = inputs.clipped(message.splitlines()[0], 200) if message else "bad usage."
+            print(f"keytrail: {first}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # a bug: no traceback for the user, the type for the report
         _log.debug("unexpected_error", exc_info=True)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import secrets
+import stat
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from keytrail.errors import SecretKeyError
+from keytrail.inputs import clipped
 
 __all__ = [
     "SECRET_KEY_ENV",
@@ -33,6 +36,11 @@ SECRET_KEY_ENV = "KEYTRAIL_SECRET_KEY"  # noqa: S105 - the variable's name, not 
 SECRET_KEY_FILE_ENV = "KEYTRAIL_SECRET_KEY_FILE"  # noqa: S105
 _CHECK_PLAINTEXT = "keytrail secret check"
 _FILE_SOURCE = "the key file "
+
+
+def _named(where: object) -> str:
+    """A key file's path (or a key's source) as messages show it: never 100,000 characters of it."""
+    return clipped(str(where), 160)
 
 
 def fingerprint(key: str) -> str:
@@ -59,17 +67,35 @@ def _parse_keys(text: str, source: str) -> list[Fernet]:
             fernets.append(Fernet(part.encode("ascii")))
         except (ValueError, UnicodeEncodeError):
             raise SecretKeyError(
-                f"The encryption key from {source} is malformed: expected url-safe base64 of 32 bytes, "
+                f"The encryption key from {_named(source)} is malformed: expected url-safe base64 of 32 bytes, "
                 "as `keytrail secret-key` or Fernet.generate_key() makes."
             ) from None
     if not fernets:
-        raise SecretKeyError(f"The encryption key from {source} is empty.")
+        raise SecretKeyError(f"The encryption key from {_named(source)} is empty.")
     return fernets
+
+
+def _check_private(path: Path, mode: int) -> None:
+    """Refuse a key file that other users may read or change, as ssh refuses such a private key."""
+    if os.name == "posix" and mode & 0o077:
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} is readable or writable by other users (mode {stat.S_IMODE(mode):o}); "
+            f"make it owner-only with `chmod 600 {_named(path)}`, then try again."
+        )
+
+
+def _read_key_file(path: Path) -> str:
+    """The key file's text, after checking that only its owner can read or change it."""
+    with path.open("rb") as handle:
+        _check_private(path, os.fstat(handle.fileno()).st_mode)
+        return handle.read().decode("ascii")
 
 
 def load_secret_keys(default_file: Path | None, *, create: bool) -> tuple[list[Fernet], str]:
     """Find the encryption key(s): the environment, then a key file, else (when allowed) a new file.
 
+    ``create`` says the database is new (nothing is sealed yet): only then may a missing key
+    file be created, or an empty one (left by a full disk or an older keytrail) replaced.
     Returns the keys, newest first, and a description of where they came from.
     """
     from_env = os.environ.get(SECRET_KEY_ENV)
@@ -80,25 +106,126 @@ def load_secret_keys(default_file: Path | None, *, create: bool) -> tuple[list[F
     if path is None:
         raise SecretKeyError(f"No encryption key: set {SECRET_KEY_ENV} or {SECRET_KEY_FILE_ENV}.")
     source = f"{_FILE_SOURCE}{path}"
+    may_create = create and not named_file
     try:
-        return _parse_keys(path.read_text(encoding="ascii"), source), source
+        text = _read_key_file(path)
     except FileNotFoundError:
-        if not create or named_file:
+        if not may_create:
             raise SecretKeyError(
-                f"The encryption key file {path} does not exist. This database's secrets were sealed with a key "
+                f"The encryption key file {_named(path)} does not exist. This database's secrets were sealed with a key "
                 f"that keytrail cannot find: restore that file, or set {SECRET_KEY_ENV} or {SECRET_KEY_FILE_ENV}."
             ) from None
+        return _parse_keys(_create_key_file(path), source), source
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecretKeyError(f"The encryption key file {path} cannot be read: {exc.__class__.__name__}.") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = generate_secret_key()
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
+        ) from None
+    if not text.strip():
+        if may_create:  # nothing was sealed yet, so no key can be lost: make a real one in its place
+            return _parse_keys(_replace_empty_key_file(path), source), source
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} is empty, but the database was sealed with a key: restore the file "
+            f"from a backup, or set {SECRET_KEY_ENV} or {SECRET_KEY_FILE_ENV} to the key."
+        )
+    return _parse_keys(text, source), source
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a new or renamed name in ``folder`` survive a crash (the file's own fsync does not cover it)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process created it first: use theirs
-        return _parse_keys(path.read_text(encoding="ascii"), source), source
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(key + "\n")
-    return _parse_keys(key, source), source
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # no folder handle on this platform: the rename stands, only less surely synced
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems cannot sync a folder; the file itself was synced
+    finally:
+        os.close(fd)
+
+
+def _written_temporary(path: Path, text: str) -> Path:
+    """A synced, owner-only file holding ``text`` beside ``path``, under a name nobody can predict or plant.
+
+    ``O_EXCL | O_NOFOLLOW`` refuse to reuse whatever is at that name, a symbolic link included.
+    On any failure (a full disk, say) the temporary file is removed and the error raised.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("ascii"))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _create_key_file(path: Path) -> str:
+    """Create the key file whole or not at all; when another process creates it first, use theirs.
+
+    The key is written and synced under a temporary name, then linked to its name: a link
+    never replaces what is there, so of racing processes exactly one wins and the others
+    read a complete file, never an empty or half-written one.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _written_temporary(path, generate_secret_key() + "\n")
+    except OSError as exc:
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be written: {exc.strerror or exc.__class__.__name__}. "
+            "Nothing was created."
+        ) from None
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process created it first: use theirs, below
+    except OSError as exc:
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be written: {exc.strerror or exc.__class__.__name__}. "
+            "Nothing was created."
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
+    if path.is_symlink():
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} is a symbolic link that keytrail did not make; keytrail writes no "
+            f"key through a link. Remove it, or name the key file with {SECRET_KEY_FILE_ENV}."
+        )
+    try:
+        return _read_key_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
+        ) from None
+
+
+def _replace_empty_key_file(path: Path) -> str:
+    """Put a key in place of an empty key file, if it is still the same empty file."""
+    seen = path.stat()
+    try:
+        tmp = _written_temporary(path, generate_secret_key() + "\n")
+    except OSError as exc:
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be written: {exc.strerror or exc.__class__.__name__}."
+        ) from None
+    try:
+        now = path.stat()
+        # Another process may have replaced it already: then its key is the one to use.
+        if (now.st_dev, now.st_ino, now.st_size) == (seen.st_dev, seen.st_ino, 0):
+            os.replace(tmp, path)
+            _fsync_folder(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        return _read_key_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
+        ) from None
 
 
 def parse_secret_key(text: str) -> Fernet:
@@ -115,18 +242,20 @@ def key_file_of(source: str) -> Path | None:
 
 
 def write_key_file(path: Path, keys: list[str]) -> None:
-    """Replace a key file atomically (owner-only, synced), so a crash leaves the old file or the new, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Replace a key file atomically and durably (owner-only, synced, its folder synced too).
+
+    A crash leaves the old file or the new, never half of one. When ``path`` is a symbolic
+    link (a key file named by ``KEYTRAIL_SECRET_KEY_FILE`` may be one), the file it points
+    to is replaced, and the link kept.
+    """
+    target = Path(os.path.realpath(path))
+    tmp = _written_temporary(target, "\n".join(keys) + "\n")
     try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write("\n".join(keys) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_folder(target.parent)
 
 
 class SecretBox:
@@ -157,7 +286,7 @@ class SecretBox:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except InvalidToken:
             raise SecretKeyError(
-                f"{what} cannot be decrypted with the encryption key from {self.source}: "
+                f"{what} cannot be decrypted with the encryption key from {_named(self.source)}: "
                 "it was sealed with another key, or the stored value was altered."
             ) from None
 
@@ -167,7 +296,7 @@ class SecretBox:
             return self._fernet.rotate(token.encode("ascii")).decode("ascii")
         except InvalidToken:
             raise SecretKeyError(
-                f"{what} cannot be re-encrypted: none of the keys from {self.source} opens it."
+                f"{what} cannot be re-encrypted: none of the keys from {_named(self.source)} opens it."
             ) from None
 
     def check_token(self) -> str:
@@ -181,6 +310,6 @@ class SecretBox:
             ok = False
         if not ok:
             raise SecretKeyError(
-                f"The encryption key from {self.source} is not the one this database was sealed with; "
+                f"The encryption key from {_named(self.source)} is not the one this database was sealed with; "
                 "nothing was read or written. Use the key the database was created with."
             )

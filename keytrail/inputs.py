@@ -6,22 +6,31 @@ repeat a key or a password.
 
 from __future__ import annotations
 
+import math
 import re
+from datetime import UTC, datetime, timedelta
 
 from keytrail.errors import InvalidInput
 
 __all__ = [
     "MASKED_KEY",
+    "MAX_SPAN",
     "check_actor",
     "check_company",
+    "check_count",
     "check_description",
     "check_email",
     "check_idempotency_key",
+    "check_instant",
     "check_key",
     "check_key_id",
     "check_password",
+    "check_seconds",
+    "check_span",
     "check_stream_id",
+    "clipped",
     "is_masked",
+    "quoted",
 ]
 
 _STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-:@]{0,127}")
@@ -29,10 +38,29 @@ _KEY_CHARS = re.compile(r"[\x21-\x7e]+")
 _KEY_ID = re.compile(r"key_[0-9a-f]{16}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 MASKED_KEY = "******"
+# The longest span keytrail takes (a key lifetime, a lockout, a window): far beyond any real use,
+# and short enough that adding it to any time keytrail meets stays within datetime's years 1-9999.
+MAX_SPAN = timedelta(days=36525)
+_MAX_SECONDS = 86400.0
 
 
 def _describe(value: object) -> str:
     return f"a {type(value).__name__}"
+
+
+def clipped(text: str, limit: int = 80) -> str:
+    """A user's text (a path, a URL) as a message may show it: whole when short, else its first ``limit``
+    characters and how long it was, so that a 100,000-character value makes a one-line error."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def quoted(value: str, limit: int = 80) -> str:
+    """A refused value as a message may show it: quoted, control characters escaped, at most ``limit`` of them."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"
 
 
 def _shown(value: str, limit: int = 64) -> str:
@@ -143,3 +171,46 @@ def check_idempotency_key(idempotency_key: object) -> str | None:
     ):
         raise InvalidInput("An idempotency key must be 1 to 255 printable ASCII characters without spaces.")
     return idempotency_key
+
+
+def check_span(name: str, value: object) -> timedelta:
+    """A positive ``timedelta`` of at most 100 years (:data:`MAX_SPAN`)."""
+    if not isinstance(value, timedelta):
+        raise InvalidInput(f"{name} must be a datetime.timedelta, not {_describe(value)}.")
+    if value <= timedelta(0):
+        raise InvalidInput(f"{name} must be positive, not {value}.")
+    if value > MAX_SPAN:
+        raise InvalidInput(f"{name} must be at most 100 years ({MAX_SPAN.days} days), not {value.days} days.")
+    return value
+
+
+def check_count(name: str, value: object, *, least: int, most: int) -> int:
+    """A whole number from ``least`` to ``most`` (a bool is not one)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a whole number, not {_describe(value)}.")
+    if not least <= value <= most:
+        raise InvalidInput(f"{name} must be from {least} to {most}, not {value}.")
+    return value
+
+
+def check_seconds(name: str, value: object) -> float:
+    """A finite number of seconds, from 0 to a day."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a number of seconds, not {_describe(value)}.")
+    if not (math.isfinite(value) and 0 <= value <= _MAX_SECONDS):
+        raise InvalidInput(f"{name} must be a number of seconds from 0 to {_MAX_SECONDS:.0f}, not {value}.")
+    return float(value)
+
+
+def check_instant(name: str, value: object) -> datetime:
+    """A timezone-aware datetime that UTC can represent, in UTC."""
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{name} must be a timezone-aware datetime, not {_describe(value)}.")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(f"{name} must be a timezone-aware datetime, not a naive one.")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{name} {value.isoformat()} is outside the times keytrail can represent (years 1 to 9999 in UTC)."
+        ) from None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from freezegun import freeze_time
 from typer.testing import CliRunner, Result
 
 from keytrail import Engine, State
@@ -581,3 +583,111 @@ def test_progress_on_a_terminal_leaves_stdout_alone(sqlite_db: str, monkeypatch:
     for args, expected in piped.items():
         result = run(sqlite_db, *args)
         assert (result.exit_code, result.stdout) == (0, expected), args
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("expiring", "--within", "99999999999d"), "at most 100 years"),
+        (("expiring", "--within", "36526d"), "at most 100 years"),
+        (("replay", "acme", "--as-of", "9999-12-31T23:59:59-12:00"), "outside"),
+        (("replay", "acme", "--as-of", "0001-01-01T00:00:00+14:00"), "outside"),
+        (("digest", "--check", "\u00b2:" + "ab" * 32), "not an event count"),
+        (("digest", "--check", "\u0661\u0662:" + "ab" * 32), "not an event count"),
+    ],
+    ids=["within-overflow", "within-past-100-years", "as-of-past-9999", "as-of-before-1", "digest-²", "digest-arabic"],
+)
+def test_out_of_range_values_are_bad_input_not_a_crash(sqlite_db: str, args: tuple[str, ...], fragment: str) -> None:
+    """Values that parse but overflow a date, or digits that are not ASCII, exit 2 with one line, never 70."""
+    run(sqlite_db, "access", "acme")
+    one_error_line(run(sqlite_db, *args), 2, fragment)
+
+
+LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("export", "--format", LONG),
+        ("diagram", "--format", LONG),
+        ("expiring", "--within", LONG),
+        ("replay", "acme", "--as-of", LONG),
+        ("digest", "--check", LONG + ":" + "ab" * 32),
+        ("--db", "sqlite:///" + LONG + "/k.db", "status"),
+        ("--db", "nosuch://" + LONG, "status"),
+        ("--db", "sqlite:///" + LONG, "diagram", "-o", "/nonexistent-folder/x"),
+        ("--db", "postgresql://u@" + LONG + "/db", "status"),
+        ("diagram", "-o", "./" + LONG),
+        ("diagram", "-o", "/nonexistent-folder/" + LONG),
+        ("key-file", "status"),
+    ],
+    ids=[
+        "export-format",
+        "diagram-format",
+        "within",
+        "as-of",
+        "digest",
+        "db-path",
+        "db-scheme",
+        "db-and-output",
+        "db-host",
+        "output-name",
+        "output-folder",
+        "key-file",
+    ],
+)
+def test_a_huge_value_is_not_echoed_whole(sqlite_db: str, args: tuple[str, ...]) -> None:
+    run(sqlite_db, "access", "acme")
+    env = {"KEYTRAIL_SECRET_KEY_FILE": "./" + LONG} if args[0] == "key-file" else None
+    args = args[1:] if args[0] == "key-file" else args
+    result = runner.invoke(app, args if args[0] == "--db" else ["--db", sqlite_db, *args], env=env)
+    line = one_error_line(result, 2)
+    assert len(line) < 400, line[:500]
+
+
+def test_query_parameters_on_a_sqlite_url_create_no_strange_file(tmp_path: Path) -> None:
+    """sqlite:///k.db?mode=ro&uri=true is refused, never a new file named k.db?mode=ro (with or without k.db)."""
+    url = f"sqlite:///{tmp_path}/k.db"
+    for _ in range(2):
+        for query in ("?mode=ro&uri=true", "?mode=ro", "?uri=true"):
+            one_error_line(run(url + query, "status"), 2, "query")
+            one_error_line(run(url + query, "access", "acme"), 2, "query")
+        assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["k.db", "k.db.key"])
+        assert run(url, "access", "acme").exit_code == 0
+
+
+def _times_in(value: Any, found: list[str]) -> list[str]:
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if isinstance(item, str) and (name.endswith("_at") or name == "as_of"):
+                found.append(item)
+            else:
+                _times_in(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _times_in(item, found)
+    return found
+
+
+def test_every_json_time_has_microseconds_even_at_a_whole_second(sqlite_db: str) -> None:
+    """The README's schema spells every time 2026-...T09:00:00.000000+00:00, whatever the clock read."""
+    outputs: list[Any] = []
+    with freeze_time("2026-01-01 09:00:00"):
+        outputs.extend(drive_flow(sqlite_db).values())
+        for args in (
+            ("status", "acme"),
+            ("status",),
+            ("history", "acme"),
+            ("replay", "acme", "--as-of", "2026-01-01T09:00:00Z"),
+            ("expiring", "--within", "400d"),
+            ("keys", "list", "--email", EMAIL),
+            ("digest",),
+        ):
+            outputs.append(ok_json(run(sqlite_db, *args, "--json")))
+        key_id = outputs[3]["key_id"]
+        outputs.append(ok_json(run(sqlite_db, "keys", "revoke", key_id, "--json")))
+    times = _times_in(outputs, [])
+    assert len(times) > 20
+    for time in times:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", time), time

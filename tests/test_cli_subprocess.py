@@ -121,3 +121,12 @@ def test_no_arguments_prints_help_and_exits_2(keytrail: Any) -> None:
     assert done.returncode == 2
     assert "Usage" in done.stdout and "sign-in" in done.stdout
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("args", [("status", "--" + "x" * 100_000), ("no-such-command-" + "x" * 100_000,)])
+def test_a_huge_unknown_option_or_command_is_one_short_line(keytrail: Any, args: tuple[str, ...]) -> None:
+    """A usage error echoes the value it refuses, clipped: one line, never 100,000 characters."""
+    done = keytrail(*args)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 400, done.stderr[:500]

@@ -5,8 +5,11 @@ To add a case, add a row to ``CASES`` (or a value to one of the lists of bad val
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -530,3 +533,73 @@ def test_unicode_and_sql_are_stored_as_data_in_every_text_field(engine: Engine, 
         assert conn.execute(sa.select(sa.func.count()).select_from(events_table)).scalar_one() == 8
         assert conn.execute(sa.select(sa.func.count()).select_from(accounts)).scalar_one() == 1
     assert engine.verify().ok
+
+
+# -- arguments of Engine.open and of reads: one InvalidInput each, never another exception ------------------
+
+_TOO_LONG = timedelta(days=999_999_999)
+_MINUS_12 = timezone(timedelta(hours=-12))
+
+BAD_OPEN_ARGUMENTS: list[tuple[str, Callable[[Path], object], str]] = [
+    ("url-None", lambda _: Engine.open(None), "database URL"),  # type: ignore[arg-type]
+    ("url-int", lambda _: Engine.open(42), "database URL"),  # type: ignore[arg-type]
+    ("url-bytes", lambda p: Engine.open(f"sqlite:///{p}/k.db".encode()), "database URL"),  # type: ignore[arg-type]
+    ("url-NUL", lambda p: Engine.open(f"sqlite:///{p}/k\x00.db"), "NUL"),
+    ("url-query", lambda p: Engine.open(f"sqlite:///{p}/k.db?mode=ro&uri=true"), "query"),
+    ("url-long", lambda p: Engine.open("nosuchdb://" + "x" * 100_000), "100011 characters"),
+    ("url-long-host", lambda p: Engine.open("postgresql://u@" + "h" * 100 + "/db"), "not a valid host name"),
+    ("retries-negative", lambda p: Engine.open(f"sqlite:///{p}/k.db", retries=-1), "retries"),
+    ("retries-float", lambda p: Engine.open(f"sqlite:///{p}/k.db", retries=1.5), "retries"),  # type: ignore[arg-type]
+    ("retries-bool", lambda p: Engine.open(f"sqlite:///{p}/k.db", retries=True), "retries"),
+    ("busy-nan", lambda p: Engine.open(f"sqlite:///{p}/k.db", busy_timeout=math.nan), "busy_timeout"),
+    ("busy-inf", lambda p: Engine.open(f"sqlite:///{p}/k.db", busy_timeout=math.inf), "busy_timeout"),
+    ("busy-negative", lambda p: Engine.open(f"sqlite:///{p}/k.db", busy_timeout=-1), "busy_timeout"),
+    ("busy-str", lambda p: Engine.open(f"sqlite:///{p}/k.db", busy_timeout="5"), "busy_timeout"),  # type: ignore[arg-type]
+    ("key-lifetime-huge", lambda p: Engine.open(f"sqlite:///{p}/k.db", key_lifetime=_TOO_LONG), "key_lifetime"),
+    ("key-lifetime-int", lambda p: Engine.open(f"sqlite:///{p}/k.db", key_lifetime=365), "key_lifetime"),  # type: ignore[arg-type]
+    ("session-huge", lambda p: Engine.open(f"sqlite:///{p}/k.db", session_lifetime=_TOO_LONG), "session_lifetime"),
+    ("lockout-huge", lambda p: Engine.open(f"sqlite:///{p}/k.db", lockout=_TOO_LONG), "lockout"),
+    (
+        "max-failed-str",
+        lambda p: Engine.open(f"sqlite:///{p}/k.db", max_failed_sign_ins="5"),  # type: ignore[arg-type]
+        "max_failed_sign_ins",
+    ),
+]
+
+
+@pytest.mark.parametrize(("call", "match"), [c[1:] for c in BAD_OPEN_ARGUMENTS], ids=[c[0] for c in BAD_OPEN_ARGUMENTS])
+def test_bad_open_arguments_are_one_clear_error_and_create_nothing(
+    tmp_path: Path, call: Callable[[Path], object], match: str
+) -> None:
+    folder = tmp_path / "db"
+    folder.mkdir()
+    with pytest.raises(InvalidInput, match=match) as caught:
+        call(folder)
+    message = str(caught.value)
+    assert len(message) < 400 and "\n" not in message and message.endswith((".", ")"))
+    assert list(folder.iterdir()) == []
+
+
+BAD_INSTANTS: list[tuple[str, object, str]] = [
+    ("string", "2026-01-01T00:00:00Z", "a str"),
+    ("date-number", 20260101, "not a int"),
+    ("naive", datetime(2026, 1, 1), "timezone-aware"),  # the bad input under test
+    ("past-the-end-in-utc", datetime(9999, 12, 31, 23, 59, 59, tzinfo=_MINUS_12), "outside"),
+]
+
+
+@pytest.mark.parametrize(("as_of", "match"), [c[1:] for c in BAD_INSTANTS], ids=[c[0] for c in BAD_INSTANTS])
+def test_replay_as_of_must_be_an_aware_datetime_in_range(engine: Engine, as_of: object, match: str) -> None:
+    drive_to(engine, STREAM, State.Prompted)
+    with pytest.raises(InvalidInput, match=match):
+        engine.replay(STREAM, as_of=as_of)  # type: ignore[arg-type]
+
+
+def test_times_in_outcomes_always_carry_microseconds(db_url: str) -> None:
+    """An event at a whole second is spelled like every other time (the README's --json schema)."""
+    whole = datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
+    with Engine.open(db_url, clock=lambda: whole) as engine:
+        drive_to(engine, STREAM, State.SignedIn)
+        generated = engine.generate_key(STREAM, description="Amazon Sales Channel").as_dict()
+    assert generated["occurred_at"] == "2026-01-01T09:00:00.000000+00:00"
+    assert generated["expires_at"] == "2027-01-01T09:00:00.000000+00:00"

@@ -47,6 +47,7 @@ from keytrail.errors import (
     IdempotencyMismatch,
     IllegalTransition,
     InvalidInput,
+    KeytrailError,
     SecretKeyError,
     StorageError,
     UnknownOnboarding,
@@ -69,7 +70,7 @@ from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, Tran
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, allowed_triggers, initial_state, sources_of
 
-__all__ = ["Clock", "Engine", "system_clock"]
+__all__ = ["Clock", "Engine", "database_files", "system_clock"]
 
 Clock = Callable[[], datetime]
 _log = structlog.get_logger("keytrail.engine")
@@ -116,6 +117,30 @@ def _default_key_file(db: Database) -> Path | None:
     data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     name = hashlib.sha256(db.shown.encode("utf-8")).hexdigest()[:16]
     return data_home / "keytrail" / f"{name}.key"
+
+
+def database_files(url: str) -> dict[Path, str]:
+    """The files that hold ``url``'s data and its encryption key, each with what it is, for a writer to avoid.
+
+    A URL that names no file (a server database, an unparseable URL) yields only the key file, if any.
+    """
+    try:
+        db = Database(url)
+    except KeytrailError:
+        return {}
+    files: dict[Path, str] = {}
+    try:
+        if db.sqlite_path is not None:
+            files[db.sqlite_path] = "the database"
+            for suffix in ("-wal", "-shm", "-journal"):
+                files[db.sqlite_path.with_name(db.sqlite_path.name + suffix)] = f"the database's {suffix} file"
+        named = os.environ.get(SECRET_KEY_FILE_ENV)
+        key_file = Path(named) if named else _default_key_file(db)
+        if key_file is not None:
+            files[key_file] = "the database's encryption key file"
+    finally:
+        db.dispose()
+    return files
 
 
 def _secret_keys_for(db: Database, *, new_database: bool) -> tuple[list[Fernet], str]:
@@ -200,10 +225,10 @@ class Engine:
             ("session_lifetime", session_lifetime),
             ("lockout", lockout),
         ):
-            if span <= timedelta(0):
-                raise InvalidInput(f"{name} must be positive, not {span}.")
-        if max_failed_sign_ins < 1:
-            raise InvalidInput(f"max_failed_sign_ins must be at least 1, not {max_failed_sign_ins}.")
+            inputs.check_span(name, span)
+        inputs.check_count("max_failed_sign_ins", max_failed_sign_ins, least=1, most=1_000_000)
+        inputs.check_count("retries", retries, least=0, most=1000)
+        inputs.check_seconds("busy_timeout", busy_timeout)
         db = Database(url, busy_timeout=busy_timeout, durability=durability)
         try:
             status = db.inspect_schema(create=create)
@@ -862,8 +887,8 @@ class Engine:
         ``progress`` is told each event folded (the CLI's progress bar).
         """
         stream = inputs.check_stream_id(stream)
-        if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
-            raise InvalidInput("as_of must be a timezone-aware datetime.")
+        if as_of is not None:
+            as_of = inputs.check_instant("as_of", as_of)
         fold = StreamFold(stream, check_hashes=False)
 
         def fold_all(rows: Iterable[AuditRow]) -> bool:

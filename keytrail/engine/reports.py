@@ -117,7 +117,7 @@ def parse_digest(token: str) -> tuple[int | None, str]:
         raise InvalidInput(f"{token[:80]!r} is not a digest: expected N:HEX as printed by `keytrail digest`.")
     if not count_text:
         return None, hex_text
-    if not count_text.isdigit():
+    if not (count_text.isascii() and count_text.isdigit()) or len(count_text) > 19:  # "²" is a digit too
         raise InvalidInput(
             f"{count_text[:20]!r} is not an event count: expected N:HEX as printed by `keytrail digest`."
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 from keytrail.errors import StorageError
 from keytrail.persistence import RecordedEvent
+from keytrail.persistence.hashing import iso_utc
 from keytrail.states import Reason, State, Trigger
 
 __all__ = ["Event", "KeyOutcome", "Outcome", "Problem", "Replay", "VerifyReport"]
@@ -32,7 +33,7 @@ class Outcome:
             "state": self.state.value,
             "reason": None if self.reason is None else self.reason.value,
             "version": self.version,
-            "occurred_at": self.occurred_at.isoformat(),
+            "occurred_at": iso_utc(self.occurred_at),
             "replayed": self.replayed,
         }
 
@@ -51,7 +52,7 @@ class KeyOutcome(Outcome):
         out.update(
             key_id=self.key_id,
             hint=self.hint,
-            expires_at=None if self.expires_at is None else self.expires_at.isoformat(),
+            expires_at=None if self.expires_at is None else iso_utc(self.expires_at),
         )
         if include_key:
             out["key"] = self.key

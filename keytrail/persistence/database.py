@@ -5,8 +5,10 @@ Driver errors are translated into keytrail's errors here and nowhere else.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from keytrail.errors import (
     StorageError,
     UnknownDatabase,
 )
+from keytrail.inputs import clipped, quoted
 from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable, MetaRow
 
 __all__ = ["APPLICATION", "Database", "Durability", "translate_error"]
@@ -37,6 +40,7 @@ __all__ = ["APPLICATION", "Database", "Durability", "translate_error"]
 APPLICATION = "keytrail"
 Durability = Literal["full", "normal"]
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_SHOWN_LIMIT = 160  # a path or URL in a message: whole as people write them, never a 100,000-character one
 _meta = MetaRow.__table__  # type: ignore[attr-defined]
 
 
@@ -126,25 +130,48 @@ class Database:
     """One keytrail database: an SQLAlchemy engine, transactions, and the schema checks."""
 
     def __init__(self, url: str, *, busy_timeout: float = 5.0, durability: Durability = "full") -> None:
+        if not isinstance(url, str):
+            raise InvalidInput(
+                f"A database URL must be a string such as sqlite:///path/to/keytrail.db, not a {type(url).__name__}."
+            )
+        if "\x00" in url:
+            raise InvalidInput("A database URL may not contain a NUL character.")
         self.url = normalize_url(url)
         try:
             parsed = make_url(self.url)
         except ArgumentError:
             raise InvalidInput(
-                f"{url!r} is not a database URL; use sqlite:///path/to/keytrail.db or postgresql+psycopg://..."
+                f"{quoted(redact_url(url))} is not a database URL; use sqlite:///path/to/keytrail.db or "
+                "postgresql+psycopg://..."
             ) from None
         self.dialect = parsed.get_backend_name()
-        self.shown = redact_url(self.url)
+        self.shown = clipped(redact_url(self.url), _SHOWN_LIMIT)
         if self.dialect not in ("sqlite", "postgresql"):
-            raise InvalidInput(f"keytrail supports SQLite and PostgreSQL URLs, not {self.dialect!r} ({self.shown}).")
+            raise InvalidInput(
+                f"keytrail supports SQLite and PostgreSQL URLs, not {quoted(self.dialect)} ({self.shown})."
+            )
+        for host in (parsed.host or "").split(","):
+            try:
+                if not host.startswith("/"):  # a socket folder is not looked up
+                    host.encode("idna")
+            except UnicodeError:
+                raise InvalidInput(f"{quoted(host)} is not a valid host name ({self.shown}).") from None
+        if self.dialect == "sqlite" and parsed.query:
+            # SQLite would take the query as part of the file name (or as URI options that
+            # bypass keytrail's own checks): refuse it rather than open or create another file.
+            raise InvalidInput(
+                f"A SQLite URL takes no query parameters ({quoted(', '.join(sorted(parsed.query)))} in {self.shown}); "
+                "use sqlite:///path/to/keytrail.db."
+            )
         if durability not in ("full", "normal"):
-            raise InvalidInput(f"Durability must be 'full' or 'normal', not {durability!r}.")
+            raise InvalidInput(f"Durability must be 'full' or 'normal', not {quoted(str(durability))}.")
         self.durability = durability
         database = parsed.database or ""
         self.sqlite_path: Path | None = None
         self.in_memory = self.dialect == "sqlite" and database in ("", ":memory:")
         if self.dialect == "sqlite" and not self.in_memory:
             self.sqlite_path = Path(database)
+        self._busy_timeout = busy_timeout
         self.engine = self._make_engine(busy_timeout)
         # The hot paths' connections, each checked out of the pool once (see _borrow).
         self._write_pin, self._read_pin = _Pin(), _Pin()
@@ -317,25 +344,41 @@ class Database:
     # -- schema -------------------------------------------------------------------------
 
     def _check_sqlite_file(self, create: bool) -> None:
-        path = self.sqlite_path
-        if path is None:
+        if self.sqlite_path is None:
             return
+        try:
+            self._check_sqlite_path(self.sqlite_path, create)
+        except OSError as exc:  # a name too long for the filesystem, say
+            raise InvalidInput(f"{self.shown} cannot be opened: {exc.strerror or exc.__class__.__name__}.") from None
+
+    def _check_sqlite_path(self, path: Path, create: bool) -> None:
+        shown = clipped(str(path), _SHOWN_LIMIT)
         if not path.exists():
             if not create:
-                raise UnknownDatabase(f"There is no keytrail database at {path}: the file does not exist.")
+                raise UnknownDatabase(f"There is no keytrail database at {shown}: the file does not exist.")
             if not path.parent.is_dir():
-                raise InvalidInput(f"Cannot create {path}: the folder {path.parent} does not exist.")
+                raise InvalidInput(
+                    f"Cannot create {shown}: the folder {clipped(str(path.parent), _SHOWN_LIMIT)} does not exist."
+                )
+            # Owner-only from the start (SQLite would make it 0644), and its -wal, -shm and
+            # -journal files, which SQLite creates with the database file's mode, with it.
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
+            except FileExistsError:
+                pass  # another process created it first
+            except OSError as exc:
+                raise DatabaseUnavailable(f"{shown} cannot be created: {exc.strerror}.") from None
             return
         if path.is_dir():
-            raise NotAKeytrailDatabase(f"{path} is a folder, not a keytrail database.")
+            raise NotAKeytrailDatabase(f"{shown} is a folder, not a keytrail database.")
         try:
             with path.open("rb") as handle:
                 header = handle.read(len(_SQLITE_HEADER))
         except OSError as exc:
-            raise DatabaseUnavailable(f"{path} cannot be read: {exc.strerror}.") from None
+            raise DatabaseUnavailable(f"{shown} cannot be read: {exc.strerror}.") from None
         if header and header != _SQLITE_HEADER:
             raise NotAKeytrailDatabase(
-                f"{path} is not a keytrail database (not even an SQLite file); it was left untouched."
+                f"{shown} is not a keytrail database (not even an SQLite file); it was left untouched."
             )
 
     def inspect_schema(self, *, create: bool) -> SchemaStatus:
@@ -396,12 +439,30 @@ class Database:
                 + ("; upgrade keytrail to open it." if newer else "; it was left untouched.")
             )
 
+    def _use_wal(self, raw: Any) -> None:
+        """Switch a new SQLite file to WAL, waiting out processes that create the same database at once.
+
+        SQLite answers "database is locked" to this pragma at once, without its busy handler,
+        while another connection holds the file: so wait here, up to the busy timeout.
+        """
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                raw.cursor().execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
     def create_schema(self, meta: dict[str, str]) -> dict[str, str]:
         """Create every table and the metadata rows in one transaction; a racing creator's schema wins."""
         if self.dialect == "sqlite" and not self.in_memory:
             raw = self.engine.raw_connection()  # persistent, and must be set outside a transaction
             try:
-                raw.cursor().execute("PRAGMA journal_mode = WAL")
+                self._use_wal(raw)
             except sqlite3.Error as exc:
                 raise translate_error(exc, self.shown) from exc
             finally:
