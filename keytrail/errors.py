@@ -132,13 +132,15 @@ class IntegrityViolation(KeytrailError):
 class CorruptEvent(IntegrityViolation):
     """An event row holds a value keytrail never writes: its message names the stream and version."""
 
-    def __init__(self, stream_id: object, version: object, what: str) -> None:
+    def __init__(self, stream_id: object, version: object, what: str, *, position: object = None) -> None:
         self.stream_id = stream_id
         self.version = version
-        super().__init__(
-            f"Event version {_shown(version)} of {_shown(stream_id)} is not as keytrail wrote it: {what} "
-            "Run `keytrail verify` to list every damaged row."
-        )
+        self.position = position
+        if type(version) is int:
+            row = f"Event version {version} of {_shown(stream_id)}"
+        else:  # the version itself is damaged: the position still finds the row
+            row = f"The event of {_shown(stream_id)} at position {_shown(position)}"
+        super().__init__(f"{row} is not as keytrail wrote it: {what} Run `keytrail verify` to list every damaged row.")
 
 
 class CorruptProjection(IntegrityViolation):

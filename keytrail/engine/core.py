@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -39,6 +40,7 @@ from keytrail.engine.machine import machine
 from keytrail.engine.results import Event, KeyOutcome, Outcome, Replay, VerifyReport
 from keytrail.errors import (
     ConcurrencyConflict,
+    CorruptProjection,
     IdempotencyMismatch,
     IllegalTransition,
     InvalidInput,
@@ -57,7 +59,8 @@ from keytrail.persistence import (
     StreamHead,
 )
 from keytrail.persistence.hashing import chain_hash_iso, iso_utc
-from keytrail.persistence.store import AuditRow, config_table, hot_path_for
+from keytrail.persistence.store import AuditRow, config_table, hot_path_for, sqlite_time
+from keytrail.persistence.stored import is_sqlite_time
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
@@ -295,6 +298,18 @@ class Engine:
             raise InvalidInput("The engine's clock must return timezone-aware datetimes.")
         return now.astimezone(UTC)
 
+    @staticmethod
+    def _not_before(stream: str, now: datetime, previous: datetime | None) -> datetime:
+        """The time of a stream's next event: the clock, or the previous event's time if the clock is behind it.
+
+        Times within a stream never decrease, so that replay as of an instant cuts the stream in
+        one place; a host whose clock stepped back records the previous time, and says so.
+        """
+        if previous is None or previous <= now:
+            return now
+        _log.warning("clock_stepped_back", stream=stream, clock=iso_utc(now), used=iso_utc(previous))
+        return previous
+
     # -- the commands -------------------------------------------------------------------------
 
     def access(
@@ -529,6 +544,7 @@ class Engine:
                 with self._db.read() as conn:
                     head, config = self._store.read_head(conn, stream)
                 self._check_allowed(stream, head, trigger, expected_version)
+                now = self._not_before(stream, now, head.updated_at if head else None)
                 verdict = self.verifier.verify(self._saved_key(config), now)
                 remote_fingerprint = config.fingerprint if config else None
                 active_step = partial(self._verify_step, verdict=verdict)
@@ -539,8 +555,14 @@ class Engine:
                         return self._replayed(trigger, prior_event, conn)
                 head, config = self._store.read_head(conn, stream)
                 self._check_allowed(stream, head, trigger, expected_version)
-                if remote and remote_fingerprint != (config.fingerprint if config else None):
-                    raise ConcurrencyConflict(f"The saved key of {stream} changed while it was being verified.")
+                previous = head.updated_at if head else None
+                if remote:
+                    if remote_fingerprint != (config.fingerprint if config else None):
+                        raise ConcurrencyConflict(f"The saved key of {stream} changed while it was being verified.")
+                    if previous is not None and previous > now:  # the verdict was taken at an earlier instant
+                        raise ConcurrencyConflict(f"{stream} moved on while its key was being verified.")
+                else:
+                    now = self._not_before(stream, now, previous)
                 done = active_step(conn, head, config, now)
                 source = State(head.state) if head else initial_state()
                 dest = self._machine.fire(trigger, source, done.verdict)
@@ -612,11 +634,16 @@ class Engine:
                 row = dbapi.execute(hot.read, (stream,)).fetchone()
                 if row is None:
                     return None
-                state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at = row
+                state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at, updated = row
                 if state not in _HOT_SOURCES[trigger] or (expected_version is not None and version != expected_version):
                     self._check_allowed(
                         stream, StreamHead(stream, state, None, version, head_hash), trigger, expected_version
                     )
+                try:
+                    previous = hot.previous_time(updated)
+                except ValueError as exc:
+                    raise CorruptProjection(stream, str(exc)) from None
+                now = self._not_before(stream, now, previous)
                 # The embedded authority's verify_in, on the row the read already joined.
                 if saved_fp is None:
                     verdict = Verdict.missing()
@@ -758,8 +785,11 @@ class Engine:
 
     def streams(self) -> Iterator[StreamHead]:
         """Every onboarding's projection row, ordered by id, streamed."""
-        with self._db.read() as conn:
-            yield from self._store.heads(conn)
+        with self._db.read() as conn, closing(self._store.heads(conn)) as heads:
+            for head in heads:
+                if head.flaw is not None:
+                    raise CorruptProjection(head.stream_id, head.flaw)
+                yield head
 
     def saved_key_status(self, stream: str) -> tuple[SavedConfig | None, Verdict]:
         """The saved key's fingerprint record and what the verifier says of it now (nothing is written)."""
@@ -773,8 +803,9 @@ class Engine:
     def history(self, stream: str) -> list[Event]:
         """The onboarding's events, oldest first."""
         stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn:
-            events = [Event.from_record(record) for record in self._store.events(conn, stream)]
+        # closing(): a damaged row raises mid-scan, and the scan must end while its connection is open.
+        with self._db.read() as conn, closing(self._store.events(conn, stream)) as records:
+            events = [Event.from_record(record) for record in records]
         if not events:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
         return events
@@ -783,22 +814,23 @@ class Engine:
         """Raw event rows, by stream then version, streamed in constant memory (for exports)."""
         if stream is not None:
             stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn:
-            yield from self._store.events(conn, stream)
+        with self._db.read() as conn, closing(self._store.events(conn, stream)) as records:
+            yield from records
 
     def replay(
         self, stream: str, as_of: datetime | None = None, *, progress: Callable[[int], None] | None = None
     ) -> Replay:
         """Rebuild the onboarding from its events alone, optionally as it stood at ``as_of``.
 
-        ``progress`` is told each event folded (the CLI's progress bar).
+        ``as_of`` cuts the stream at its first event dated later, in version order (times never
+        decrease; an event dated before its predecessor is a problem). ``progress`` is told each
+        event read (the CLI's progress bar). A row that cannot be read raises CorruptEvent.
         """
         stream = inputs.check_stream_id(stream)
         if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
             raise InvalidInput("as_of must be a timezone-aware datetime.")
-        fold = StreamFold(stream, check_hashes=False)
 
-        def fold_all(rows: Iterable[AuditRow]) -> bool:
+        def fold_all(fold: StreamFold, rows: Iterable[AuditRow]) -> bool:
             fed = False
             for row in rows:
                 fold.feed_row(row)
@@ -807,17 +839,21 @@ class Engine:
                     progress(1)
             return fed
 
+        # The whole stream is read even with as_of: the cut is by version order, not a filter on time.
         if self._db.dialect == "sqlite":
+            # SQLite rows come as stored: the fold checks each time's spelling and compares them as text.
+            cut = None if as_of is None else sqlite_time(as_of.astimezone(UTC))
+            fold = StreamFold(stream, check_hashes=False, as_of=cut, time_check=is_sqlite_time)
             # One statement, so autocommit reads one snapshot: no transaction to open and close.
-            with self._db.sqlite_read() as dbapi:
-                rows = self._store.sqlite_audit_rows(dbapi, stream, as_of=as_of, hashing=False)
-                exists = fold_all(rows) or self._store.sqlite_stream_exists(dbapi, stream)
+            with (
+                self._db.sqlite_read() as dbapi,
+                closing(self._store.sqlite_audit_rows(dbapi, stream, hashing=False)) as rows,
+            ):
+                exists = fold_all(fold, rows)
         else:
-            with self._db.read() as conn:
-                exists = fold_all(self._store.audit_rows(conn, stream, as_of=as_of)) or self._store.stream_exists(
-                    conn, stream
-                )
-        # No row at all: an unknown stream, unless as_of is before its first event.
+            fold = StreamFold(stream, check_hashes=False, as_of=None if as_of is None else iso_utc(as_of))
+            with self._db.read() as conn, closing(self._store.audit_rows(conn, stream)) as rows:
+                exists = fold_all(fold, rows)
         if not exists:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
         return fold.replay(as_of)
@@ -833,6 +869,6 @@ class Engine:
             else:
                 if not self._store.stream_exists(conn, stream):
                     raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-                head, _ = self._store.read_head(conn, stream)
-                heads = [] if head is None else [head]
-            return verify_streams(self._store.audit_rows(conn, stream), heads, progress)
+                heads = list(self._store.heads(conn, stream))
+            with closing(self._store.audit_rows(conn, stream)) as rows:
+                return verify_streams(rows, heads, progress)
