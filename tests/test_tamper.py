@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +25,7 @@ import sqlalchemy as sa
 from structlog.testing import capture_logs
 from typer.testing import CliRunner, Result
 
-from keytrail import Engine, Reason, State
+from keytrail import Engine, Reason, SavedKey, State, Verdict
 from keytrail.cli import app
 from keytrail.engine import reports
 from keytrail.errors import CorruptEvent, CorruptProjection, IntegrityViolation
@@ -241,6 +243,28 @@ def test_the_verdict_is_taken_at_the_recorded_time(engine: Engine, clock: Movabl
         assert (outcome.state, outcome.reason, outcome.occurred_at) == (State.Prompted, Reason.expired, expired_at)
 
 
+class _AskedAt:
+    """A remote-style verifier (asked outside the transaction) that remembers the instants it was asked at."""
+
+    def __init__(self) -> None:
+        self.asked: list[datetime] = []
+
+    def verify(self, saved: SavedKey | None, at: datetime) -> Verdict:
+        self.asked.append(at)
+        return Verdict.missing()
+
+
+def test_a_remote_verifier_is_asked_at_the_recorded_time(db_url: str, clock: MovableClock) -> None:
+    """With a verifier outside the database, the instant it is asked about is the event's time too."""
+    verifier = _AskedAt()
+    with Engine.open(db_url, clock=clock, verifier=verifier) as engine:
+        engine.access("acme")
+        clock.set(START - timedelta(minutes=5))
+        outcome = engine.access("acme")
+    assert verifier.asked == [START, START]
+    assert outcome.occurred_at == START
+
+
 def _backdate(version: int, by: timedelta) -> Callable[[dict[str, Any]], None]:
     def change(row: dict[str, Any]) -> None:
         if row["version"] == version:
@@ -454,3 +478,23 @@ def test_an_unknown_trigger_in_history_is_an_integrity_error(engine: Engine) -> 
     with pytest.raises(CorruptEvent, match="version 1 of acme"):
         engine.history("acme")
     assert _kinds(engine.verify().problems) == [("acme", 1, "hash")]
+
+
+@pytest.mark.parametrize("command", [["verify"], ["replay", "acme"], ["history", "acme"], ["digest"]])
+def test_the_real_process_prints_no_traceback(tmp_path: Path, command: list[str]) -> None:
+    """The console script, not the test runner: a scan stopped by a damaged row leaves no
+    "Exception ignored in generator" traceback on stderr (its cursor is closed with its connection)."""
+    url = f"sqlite:///{tmp_path}/keytrail.db"
+    with Engine.open(url) as engine:
+        drive_to(engine, "acme", State.StoreIntegration)
+        _write(engine, "UPDATE events SET version = 'x' WHERE stream_id = 'acme' AND version = 7")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "keytrail"), "--db", url, *command],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert "acme" in done.stdout + done.stderr
