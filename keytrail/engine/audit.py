@@ -53,8 +53,8 @@ class StreamFold:
     Without it (a replay), such a row raises :class:`~keytrail.errors.CorruptEvent` instead:
     replay has no state to report past it. ``as_of`` (spelled like the rows' ``occurred_at``)
     stops the fold at the first event dated later, in version order; the rows after it are
-    still checked for time running backwards. ``time_check`` says whether a row's time is
-    spelled as keytrail writes it, for rows that come as stored (SQLite replays).
+    still checked for time running backwards. ``time_check`` is truthy for a row's time spelled
+    as keytrail writes it, for rows that come as stored (SQLite replays).
     """
 
     def __init__(
@@ -63,7 +63,7 @@ class StreamFold:
         *,
         check_hashes: bool,
         as_of: str | None = None,
-        time_check: Callable[[Any], bool] | None = None,
+        time_check: Callable[[str], object] | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.check_hashes = check_hashes
@@ -79,10 +79,8 @@ class StreamFold:
         self._as_of = as_of
         self._time_check = time_check
         self._cut = False
-        # The newest time so far and its version (times never decrease), and the last folded event's time.
+        # The newest time so far: times never decrease, so without a problem it is the last event's.
         self._latest = ""
-        self._latest_version = 0
-        self.last_time: str | None = None
 
     def _problem(self, version: int, kind: str, message: str) -> None:
         self.problems.append(Problem(self.stream_id, version, kind, message))
@@ -120,15 +118,13 @@ class StreamFold:
             self._problem(
                 version,
                 "time",
-                f"occurred_at {occurred} is before {self._latest}, the time of version {self._latest_version}: "
-                "time ran backwards.",
+                f"occurred_at {occurred} is before {self._latest}, the time of an earlier version: time ran backwards.",
             )
         else:
-            self._latest, self._latest_version = occurred, version
+            self._latest = occurred
         if self._as_of is not None and (self._cut or occurred > self._as_of):
             self._cut = True
             return
-        self.last_time = occurred
         expected = self.version + 1
         if version != expected:
             if version > expected:
@@ -272,13 +268,13 @@ class StreamFold:
                 f"the projection says {head.state} at version {head.version}, but the events say "
                 f"{self.state} at version {self.version}.",
             )
-        elif head.updated_at is not None and iso_utc(head.updated_at) != self.last_time:
+        elif head.updated_at is not None and iso_utc(head.updated_at) != self._latest:
             # The next command starts its time from here (times never decrease), so it must be the last event's.
             self._problem(
                 head.version,
                 "projection",
                 f"the projection says the stream last moved at {iso_utc(head.updated_at)}, but its last event "
-                f"is dated {self.last_time}.",
+                f"is dated {self._latest}.",
             )
 
 

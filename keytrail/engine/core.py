@@ -60,7 +60,7 @@ from keytrail.persistence import (
 )
 from keytrail.persistence.hashing import chain_hash_iso, iso_utc
 from keytrail.persistence.store import AuditRow, config_table, hot_path_for, sqlite_time
-from keytrail.persistence.stored import is_sqlite_time
+from keytrail.persistence.stored import SQLITE_TIME_SHAPE
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
@@ -841,9 +841,10 @@ class Engine:
 
         # The whole stream is read even with as_of: the cut is by version order, not a filter on time.
         if self._db.dialect == "sqlite":
-            # SQLite rows come as stored: the fold checks each time's spelling and compares them as text.
+            # SQLite rows come as stored: the fold checks each time's shape and compares them as text
+            # (verify also checks each is a real instant).
             cut = None if as_of is None else sqlite_time(as_of.astimezone(UTC))
-            fold = StreamFold(stream, check_hashes=False, as_of=cut, time_check=is_sqlite_time)
+            fold = StreamFold(stream, check_hashes=False, as_of=cut, time_check=SQLITE_TIME_SHAPE)
             # One statement, so autocommit reads one snapshot: no transaction to open and close.
             with (
                 self._db.sqlite_read() as dbapi,

@@ -22,6 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from keytrail.errors import ConcurrencyConflict, CorruptEvent, CorruptProjection
 from keytrail.persistence.hashing import EVENT_COLUMNS, GENESIS_HASH, chain_hash, iso_utc
 from keytrail.persistence.stored import (
+    SQLITE_TIME_SHAPE,
+    WELL_TYPED_ROWS,
     Flaw,
     column_flaw,
     data_flaw,
@@ -266,6 +268,7 @@ def _hashing_rows(cursor: Any) -> Iterator[AuditRow]:
     shared between rows and only read.
     """
     cache: dict[Any, dict[str, Any] | Flaw] = {}
+    shape, parse, typed = SQLITE_TIME_SHAPE, datetime.fromisoformat, WELL_TYPED_ROWS
     try:
         for row in cursor:
             text = row[7]
@@ -276,12 +279,17 @@ def _hashing_rows(cursor: Any) -> Iterator[AuditRow]:
                 data = cache[text] = sqlite_data(text)
             stamp = row[9]
             occurred: Any
-            if not well_typed(row):
+            if tuple(map(type, row)) not in typed:
                 occurred = column_flaw(row) or time_flaw(stamp)
-            elif is_sqlite_time(stamp):
-                occurred = stamp[:10] + "T" + stamp[11:] + "+00:00"  # the ISO UTC spelling the chain hashes
-            else:
+            elif shape(stamp) is None:
                 occurred = time_flaw(stamp)
+            else:
+                try:
+                    parse(stamp)  # the right shape; is it an instant (no month 13)?
+                except ValueError:
+                    occurred = time_flaw(stamp)
+                else:
+                    occurred = stamp[:10] + "T" + stamp[11:] + "+00:00"  # the ISO UTC spelling the chain hashes
             yield (row[0], row[1], row[2], row[3], row[4], row[5], row[6], data, row[8], occurred, *row[10:])
     finally:
         _close(cursor)

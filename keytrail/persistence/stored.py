@@ -20,8 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from keytrail.persistence.hashing import json_encoder
+
 __all__ = [
     "SQLITE_TIME_FORMAT",
+    "SQLITE_TIME_SHAPE",
+    "WELL_TYPED_ROWS",
     "Flaw",
     "column_flaw",
     "data_flaw",
@@ -35,10 +39,11 @@ __all__ = [
 ]
 
 SQLITE_TIME_FORMAT = "YYYY-MM-DD HH:MM:SS.ffffff (UTC)"
-_SQLITE_TIME_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}").fullmatch
+SQLITE_TIME_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}").fullmatch
 _fromisoformat = datetime.fromisoformat
 _loads = json.loads
-_dumps = json.dumps
+# Exactly json.dumps(value) with its defaults, the way keytrail writes data on SQLite.
+_dumps = json_encoder(sort_keys=False, separators=(", ", ": "), ensure_ascii=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,7 @@ def shown(value: Any) -> str:
 
 def is_sqlite_time(value: Any) -> bool:
     """Whether a stored SQLite time is spelled exactly as keytrail writes one."""
-    if type(value) is not str or _SQLITE_TIME_SHAPE(value) is None:
+    if type(value) is not str or SQLITE_TIME_SHAPE(value) is None:
         return False
     try:
         _fromisoformat(value)
@@ -183,7 +188,7 @@ def sqlite_data(text: Any) -> dict[str, Any] | Flaw:
 # Every column type an event row read off SQLite may have: integers, text, and NULL where allowed
 # (reason, actor, idempotency_key). One set lookup per row instead of fourteen checks.
 _NONE = type(None)
-_WELL_TYPED = frozenset(
+WELL_TYPED_ROWS = frozenset(
     (int, str, int, str, str, str, reason, str, actor, str, idem, int, str, str)
     for reason, actor, idem in itertools.product((str, _NONE), repeat=3)
 )
@@ -209,7 +214,7 @@ _INTEGERS = frozenset(("position", "version", "schema_version"))
 
 def well_typed(row: tuple[Any, ...]) -> bool:
     """Whether every column of an SQLite event row has a type keytrail writes there."""
-    return tuple(map(type, row)) in _WELL_TYPED
+    return tuple(map(type, row)) in WELL_TYPED_ROWS
 
 
 def column_flaw(row: tuple[Any, ...]) -> Flaw | None:
