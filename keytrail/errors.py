@@ -15,6 +15,9 @@
     │   └── AccountLocked            too many failed sign-ins in a row
     ├── ConcurrencyConflict          the onboarding moved past the expected     (CLI exit 4)
     │                                version (commands without one queue instead)
+    ├── IntegrityViolation           the stored log is not as keytrail wrote it (CLI exit 1)
+    │   ├── CorruptEvent             an event row that cannot be read as keytrail writes it
+    │   └── CorruptProjection        a projection row that cannot be read as keytrail writes it
     ├── SecretKeyError               missing or wrong encryption key            (CLI exit 2)
     ├── StorageError                 the database refused                       (CLI exit 3)
     │   ├── NotAKeytrailDatabase     a foreign or corrupt file                  (CLI exit 2)
@@ -33,11 +36,14 @@ __all__ = [
     "AuthenticationFailed",
     "AuthorityUnavailable",
     "ConcurrencyConflict",
+    "CorruptEvent",
+    "CorruptProjection",
     "DatabaseBusy",
     "DatabaseUnavailable",
     "DuplicateAccount",
     "IdempotencyMismatch",
     "IllegalTransition",
+    "IntegrityViolation",
     "InvalidInput",
     "KeyUnusable",
     "KeytrailError",
@@ -119,6 +125,47 @@ class ConcurrencyConflict(KeytrailError):
     """
 
     exit_code = 4
+
+
+class IntegrityViolation(KeytrailError):
+    """A row of the log is not what keytrail writes (tampering or corruption): an audit finding, so exit 1.
+
+    Readers that rebuild or show events (replay, history, exports, digests, status) stop here
+    rather than guess what a damaged row meant; ``verify`` reports the same rows as problems.
+    """
+
+    exit_code = 1
+
+
+class CorruptEvent(IntegrityViolation):
+    """An event row holds a value keytrail never writes: its message names the stream and version."""
+
+    def __init__(self, stream_id: object, version: object, what: str, *, position: object = None) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.position = position
+        if type(version) is int:
+            row = f"Event version {version} of {_shown(stream_id)}"
+        else:  # the version itself is damaged: the position still finds the row
+            row = f"The event of {_shown(stream_id)} at position {_shown(position)}"
+        super().__init__(f"{row} is not as keytrail wrote it: {what} Run `keytrail verify` to list every damaged row.")
+
+
+class CorruptProjection(IntegrityViolation):
+    """A projection row (an onboarding's current state) holds a value keytrail never writes."""
+
+    def __init__(self, stream_id: object, what: str) -> None:
+        self.stream_id = stream_id
+        super().__init__(
+            f"The projection row of {_shown(stream_id)} is not as keytrail wrote it: {what} "
+            "Run `keytrail verify` to list every damaged row."
+        )
+
+
+def _shown(value: object) -> str:
+    """A stored value in a message: text as is, anything else as its repr, long values cut."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class SecretKeyError(KeytrailError):

@@ -35,7 +35,8 @@ def test_every_error_derives_from_the_one_root() -> None:
     """Users catch ``KeytrailError`` and get everything keytrail raises; each leaf has a CLI exit code."""
     leaves = [getattr(errors, name) for name in errors.__all__]
     assert all(issubclass(leaf, errors.KeytrailError) for leaf in leaves)
-    assert {leaf.exit_code for leaf in leaves} <= {2, 3, 4}  # 4: ConcurrencyConflict, a stale expected version
+    # 1: IntegrityViolation (an audit finding); 4: ConcurrencyConflict (a stale expected version)
+    assert {leaf.exit_code for leaf in leaves} <= {1, 2, 3, 4}
 
 
 def test_the_error_tree_docstring_names_every_error() -> None:

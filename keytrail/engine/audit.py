@@ -7,15 +7,16 @@ replay and the live projection are derived the same way.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from keytrail.engine.results import Problem, Replay, VerifyReport
+from keytrail.errors import CorruptEvent
 from keytrail.persistence import GENESIS_HASH, RecordedEvent, StreamHead
-from keytrail.persistence.hashing import chain_hash_iso
+from keytrail.persistence.hashing import chain_hash_iso, iso_utc
 from keytrail.persistence.store import AuditRow
+from keytrail.persistence.stored import Flaw, data_flaw, read_sqlite_json, shown, time_flaw
 from keytrail.states import Reason, State, Trigger, initial_state, is_legal_step
 
 __all__ = ["StreamFold", "carried_ids", "verify_streams"]
@@ -46,9 +47,24 @@ def carried_ids(trigger: str, data: dict[str, Any]) -> tuple[str | None, str | N
 
 
 class StreamFold:
-    """Folds one stream's events in version order, collecting every problem it meets."""
+    """Folds one stream's events in version order, collecting every problem it meets.
 
-    def __init__(self, stream_id: str, *, check_hashes: bool) -> None:
+    ``check_hashes`` is verify: every problem is recorded, a row that cannot be read included.
+    Without it (a replay), such a row raises :class:`~keytrail.errors.CorruptEvent` instead:
+    replay has no state to report past it. ``as_of`` (spelled like the rows' ``occurred_at``)
+    stops the fold at the first event dated later, in version order; the rows after it are
+    still checked for time running backwards. ``time_check`` is truthy for a row's time spelled
+    as keytrail writes it, for rows that come as stored (SQLite replays).
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        *,
+        check_hashes: bool,
+        as_of: str | None = None,
+        time_check: Callable[[str], object] | None = None,
+    ) -> None:
         self.stream_id = stream_id
         self.check_hashes = check_hashes
         self.state = initial_state()
@@ -60,6 +76,11 @@ class StreamFold:
         self.path: list[State] = [self.state]
         self.problems: list[Problem] = []
         self._last_position = 0
+        self._as_of = as_of
+        self._time_check = time_check
+        self._cut = False
+        # The newest time so far: times never decrease, so without a problem it is the last event's.
+        self._latest = ""
 
     def _problem(self, version: int, kind: str, message: str) -> None:
         self.problems.append(Problem(self.stream_id, version, kind, message))
@@ -85,6 +106,25 @@ class StreamFold:
             prev_hash,
             digest,
         ) = row
+        if (
+            type(version) is not int
+            or type(position) is not int
+            or type(occurred) is not str
+            or (self._time_check is not None and not self._time_check(occurred))
+        ):
+            self._unreadable(row)
+            return
+        if occurred < self._latest:  # one spelling per instant: text order is time order
+            self._problem(
+                version,
+                "time",
+                f"occurred_at {occurred} is before {self._latest}, the time of an earlier version: time ran backwards.",
+            )
+        else:
+            self._latest = occurred
+        if self._as_of is not None and (self._cut or occurred > self._as_of):
+            self._cut = True
+            return
         expected = self.version + 1
         if version != expected:
             if version > expected:
@@ -99,37 +139,65 @@ class StreamFold:
             )
         self._last_position = position
         if self.check_hashes:
-            if prev_hash != self.head_hash:
+            if type(data) is not dict:
+                flaw = data if type(data) is Flaw else data_flaw(data)
+                assert flaw is not None
+                self._problem(version, flaw.kind, flaw.message)
+            elif prev_hash != self.head_hash:
                 self._problem(
                     version,
                     "chain",
                     "prev_hash does not match the hash of the previous version (a row was deleted, inserted or reordered).",
                 )
-            elif (
-                chain_hash_iso(
-                    prev_hash,
-                    {
-                        "stream_id": stream_id,
-                        "version": version,
-                        "trigger": trigger,
-                        "source": source,
-                        "dest": dest,
-                        "reason": reason,
-                        "data": data,
-                        "actor": actor,
-                        "occurred_at": occurred,
-                        "idempotency_key": idem,
-                        "schema_version": schema,
-                    },
-                )
-                != digest
-            ):
-                self._problem(
-                    version, "hash", "the stored hash does not match the row's contents (the row was edited)."
-                )
+            else:
+                try:
+                    computed = chain_hash_iso(
+                        prev_hash,
+                        {
+                            "stream_id": stream_id,
+                            "version": version,
+                            "trigger": trigger,
+                            "source": source,
+                            "dest": dest,
+                            "reason": reason,
+                            "data": data,
+                            "actor": actor,
+                            "occurred_at": occurred,
+                            "idempotency_key": idem,
+                            "schema_version": schema,
+                        },
+                    )
+                except (TypeError, ValueError):  # a column holds what JSON or UTF-8 cannot carry
+                    self._problem(
+                        version, "malformed", "a column holds a value keytrail never writes (it cannot be hashed)."
+                    )
+                else:
+                    if computed != digest:
+                        self._problem(
+                            version, "hash", "the stored hash does not match the row's contents (the row was edited)."
+                        )
         self._step(version, trigger, source, dest, reason, data)
         self.version = version
         self.head_hash = digest
+
+    def _unreadable(self, row: AuditRow) -> None:
+        """A row whose version, position or time cannot be read: a problem (verify) or CorruptEvent (replay)."""
+        position, version, occurred = row[0], row[2], row[9]
+        if type(version) is not int:
+            flaw = Flaw("malformed", f"version is stored as {shown(version)}, not a whole number.")
+        elif type(position) is not int:
+            flaw = Flaw("malformed", f"position is stored as {shown(position)}, not a whole number.")
+        elif type(occurred) is Flaw:
+            flaw = occurred
+        else:
+            flaw = time_flaw(occurred)
+        if not self.check_hashes:
+            raise CorruptEvent(self.stream_id, version, flaw.message, position=position)
+        at = version if type(version) is int else self.version + 1
+        self._problem(at, flaw.kind, flaw.message)
+        self.version = at
+        if type(row[13]) is str:
+            self.head_hash = row[13]
 
     def _step(self, version: int, trigger: str, source: str, dest: str, reason: str | None, data: Any) -> None:
         legal = _LEGAL.get((trigger, source, dest, reason))
@@ -154,13 +222,16 @@ class StreamFold:
         self.state, self.reason = state, None if reason is None else _REASONS[reason]
         self.path.append(state)
         if trigger in _CARRYING:
-            if isinstance(data, str):  # a replay reads data as stored, and parses it only here
+            if type(data) is str:  # a replay reads SQLite's text as stored, and parses it only here
                 try:
-                    data = json.loads(data)
-                except ValueError:
-                    return
-            if not isinstance(data, dict):
-                return
+                    data = read_sqlite_json(data)
+                except ValueError as exc:
+                    raise CorruptEvent(self.stream_id, version, str(exc)) from None
+            elif type(data) is not dict:
+                if self.check_hashes:
+                    return  # reported with the row's hash check
+                flaw = data if type(data) is Flaw else data_flaw(data)
+                raise CorruptEvent(self.stream_id, version, flaw.message if flaw else "data is not a JSON object.")
             account_id, key_id = carried_ids(trigger, data)
             self.account_id = account_id or self.account_id
             self.key_id = key_id or self.key_id
@@ -197,6 +268,14 @@ class StreamFold:
                 f"the projection says {head.state} at version {head.version}, but the events say "
                 f"{self.state} at version {self.version}.",
             )
+        elif head.updated_at is not None and iso_utc(head.updated_at) != self._latest:
+            # The next command starts its time from here (times never decrease), so it must be the last event's.
+            self._problem(
+                head.version,
+                "projection",
+                f"the projection says the stream last moved at {iso_utc(head.updated_at)}, but its last event "
+                f"is dated {self._latest}.",
+            )
 
 
 def verify_streams(
@@ -215,7 +294,11 @@ def verify_streams(
     def finish(fold: StreamFold, count: int) -> None:
         nonlocal head
         if head is not None and head.stream_id == fold.stream_id:
-            if not fold.problems:
+            if head.flaw is not None:
+                fold.problems.append(
+                    Problem(fold.stream_id, head.version, "malformed", "the projection row's " + head.flaw)
+                )
+            elif not fold.problems:
                 fold.compare(head)
             head = next(head_iter, None)
         else:

@@ -14,6 +14,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -42,6 +43,7 @@ from keytrail.engine.machine import machine
 from keytrail.engine.results import Event, KeyOutcome, Outcome, Replay, VerifyReport
 from keytrail.errors import (
     ConcurrencyConflict,
+    CorruptProjection,
     DatabaseBusy,
     DatabaseUnavailable,
     IdempotencyMismatch,
@@ -64,7 +66,8 @@ from keytrail.persistence import (
     StreamHead,
 )
 from keytrail.persistence.hashing import IDEMPOTENCY_PREFIX, chain_hash_iso, idempotency_digest, iso_utc
-from keytrail.persistence.store import AuditRow, config_table, hot_path_for
+from keytrail.persistence.store import AuditRow, config_table, hot_path_for, sqlite_time
+from keytrail.persistence.stored import SQLITE_TIME_SHAPE
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
@@ -344,6 +347,18 @@ class Engine:
             raise InvalidInput("The engine's clock must return timezone-aware datetimes.")
         return now.astimezone(UTC)
 
+    @staticmethod
+    def _not_before(stream: str, now: datetime, previous: datetime | None) -> datetime:
+        """The time of a stream's next event: the clock, or the previous event's time if the clock is behind it.
+
+        Times within a stream never decrease, so that replay as of an instant cuts the stream in
+        one place; a host whose clock stepped back records the previous time, and says so.
+        """
+        if previous is None or previous <= now:
+            return now
+        _log.warning("clock_stepped_back", stream=stream, clock=iso_utc(now), used=iso_utc(previous))
+        return previous
+
     # -- the commands -------------------------------------------------------------------------
 
     def access(
@@ -580,6 +595,7 @@ class Engine:
                 with self._db.read() as conn:
                     head, config = self._store.read_head(conn, stream)
                 self._check_allowed(stream, head, trigger, expected_version)
+                now = self._not_before(stream, now, head.updated_at if head else None)
                 verdict = self.verifier.verify(self._saved_key(config), now)
                 remote_fingerprint = config.fingerprint if config else None
                 active_step = partial(self._verify_step, verdict=verdict)
@@ -591,8 +607,14 @@ class Engine:
                         return self._replayed(trigger, prior_event, conn, now)
                 head, config = self._store.read_head(conn, stream)
                 self._check_allowed(stream, head, trigger, expected_version)
-                if remote and remote_fingerprint != (config.fingerprint if config else None):
-                    raise ConcurrencyConflict(f"The saved key of {stream} changed while it was being verified.")
+                previous = head.updated_at if head else None
+                if remote:
+                    if remote_fingerprint != (config.fingerprint if config else None):
+                        raise ConcurrencyConflict(f"The saved key of {stream} changed while it was being verified.")
+                    if previous is not None and previous > now:  # the verdict was taken at an earlier instant
+                        raise ConcurrencyConflict(f"{stream} moved on while its key was being verified.")
+                else:
+                    now = self._not_before(stream, now, previous)
                 done = active_step(conn, head, config, now)
                 source = State(head.state) if head else initial_state()
                 dest = self._machine.fire(trigger, source, done.verdict)
@@ -679,11 +701,16 @@ class Engine:
                 row = dbapi.execute(hot.read, (stream,)).fetchone()
                 if row is None:
                     return None
-                state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at = row
+                state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at, updated = row
                 if state not in _HOT_SOURCES[trigger] or (expected_version is not None and version != expected_version):
                     self._check_allowed(
                         stream, StreamHead(stream, state, None, version, head_hash), trigger, expected_version
                     )
+                try:
+                    previous = hot.previous_time(updated)
+                except ValueError as exc:
+                    raise CorruptProjection(stream, str(exc)) from None
+                now = self._not_before(stream, now, previous)
                 # The embedded authority's verify_in, on the row the read already joined.
                 if saved_fp is None:
                     verdict = Verdict.missing()
@@ -851,8 +878,11 @@ class Engine:
 
     def streams(self) -> Iterator[StreamHead]:
         """Every onboarding's projection row, ordered by id, streamed."""
-        with self._db.read() as conn:
-            yield from self._store.heads(conn)
+        with self._db.read() as conn, closing(self._store.heads(conn)) as heads:
+            for head in heads:
+                if head.flaw is not None:
+                    raise CorruptProjection(head.stream_id, head.flaw)
+                yield head
 
     def saved_key_status(self, stream: str) -> tuple[SavedConfig | None, Verdict]:
         """The saved key's fingerprint record and what the verifier says of it now (nothing is written)."""
@@ -866,8 +896,9 @@ class Engine:
     def history(self, stream: str) -> list[Event]:
         """The onboarding's events, oldest first."""
         stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn:
-            events = [Event.from_record(record) for record in self._store.events(conn, stream)]
+        # closing(): a damaged row raises mid-scan, and the scan must end while its connection is open.
+        with self._db.read() as conn, closing(self._store.events(conn, stream)) as records:
+            events = [Event.from_record(record) for record in records]
         if not events:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
         return events
@@ -876,22 +907,23 @@ class Engine:
         """Raw event rows, by stream then version, streamed in constant memory (for exports)."""
         if stream is not None:
             stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn:
-            yield from self._store.events(conn, stream)
+        with self._db.read() as conn, closing(self._store.events(conn, stream)) as records:
+            yield from records
 
     def replay(
         self, stream: str, as_of: datetime | None = None, *, progress: Callable[[int], None] | None = None
     ) -> Replay:
         """Rebuild the onboarding from its events alone, optionally as it stood at ``as_of``.
 
-        ``progress`` is told each event folded (the CLI's progress bar).
+        ``as_of`` cuts the stream at its first event dated later, in version order (times never
+        decrease; an event dated before its predecessor is a problem). ``progress`` is told each
+        event read (the CLI's progress bar). A row that cannot be read raises CorruptEvent.
         """
         stream = inputs.check_stream_id(stream)
         if as_of is not None:
             as_of = inputs.check_instant("as_of", as_of)
-        fold = StreamFold(stream, check_hashes=False)
 
-        def fold_all(rows: Iterable[AuditRow]) -> bool:
+        def fold_all(fold: StreamFold, rows: Iterable[AuditRow]) -> bool:
             fed = False
             for row in rows:
                 fold.feed_row(row)
@@ -900,17 +932,22 @@ class Engine:
                     progress(1)
             return fed
 
+        # The whole stream is read even with as_of: the cut is by version order, not a filter on time.
         if self._db.dialect == "sqlite":
+            # SQLite rows come as stored: the fold checks each time's shape and compares them as text
+            # (verify also checks each is a real instant).
+            cut = None if as_of is None else sqlite_time(as_of.astimezone(UTC))
+            fold = StreamFold(stream, check_hashes=False, as_of=cut, time_check=SQLITE_TIME_SHAPE)
             # One statement, so autocommit reads one snapshot: no transaction to open and close.
-            with self._db.sqlite_read() as dbapi:
-                rows = self._store.sqlite_audit_rows(dbapi, stream, as_of=as_of, hashing=False)
-                exists = fold_all(rows) or self._store.sqlite_stream_exists(dbapi, stream)
+            with (
+                self._db.sqlite_read() as dbapi,
+                closing(self._store.sqlite_audit_rows(dbapi, stream, hashing=False)) as rows,
+            ):
+                exists = fold_all(fold, rows)
         else:
-            with self._db.read() as conn:
-                exists = fold_all(self._store.audit_rows(conn, stream, as_of=as_of)) or self._store.stream_exists(
-                    conn, stream
-                )
-        # No row at all: an unknown stream, unless as_of is before its first event.
+            fold = StreamFold(stream, check_hashes=False, as_of=None if as_of is None else iso_utc(as_of))
+            with self._db.read() as conn, closing(self._store.audit_rows(conn, stream)) as rows:
+                exists = fold_all(fold, rows)
         if not exists:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
         return fold.replay(as_of)
@@ -926,6 +963,6 @@ class Engine:
             else:
                 if not self._store.stream_exists(conn, stream):
                     raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-                head, _ = self._store.read_head(conn, stream)
-                heads = [] if head is None else [head]
-            return verify_streams(self._store.audit_rows(conn, stream), heads, progress)
+                heads = list(self._store.heads(conn, stream))
+            with closing(self._store.audit_rows(conn, stream)) as rows:
+                return verify_streams(rows, heads, progress)

@@ -17,6 +17,12 @@ by position: equal means the log still extends what was seen (it may only have g
 anything edited, deleted, inserted or reordered among those N events changes it. The check
 streams the log once, in constant memory.
 
+Two more things fail a check. A row not stored exactly as keytrail writes it (another
+spelling of a time or of ``data``, a value that cannot be read): both the digest and the
+check refuse it, naming its stream and version, since its hash would not say what plain SQL
+reads there. And an event added after the digest but dated before the newest event it
+covers: it would change what ``replay --as-of`` says about an instant the digest vouched for.
+
 On PostgreSQL, positions come from a sequence: a transaction that takes a position and
 commits after a later one could land inside an already-taken prefix. Take digests when no
 writer is mid-command (SQLite serializes writers, so there it always holds).
@@ -26,14 +32,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from keytrail.engine.core import Engine
-from keytrail.errors import InvalidInput
+from keytrail.errors import CorruptEvent, InvalidInput
 from keytrail.persistence import EventStore
-from keytrail.persistence.hashing import EVENT_COLUMNS, chain_hash, iso_utc
+from keytrail.persistence.hashing import EVENT_COLUMNS, chain_hash_iso, iso_utc
+from keytrail.persistence.store import AuditRow
+from keytrail.persistence.stored import Flaw, data_flaw, shown
 
 __all__ = [
     "DIGEST_SEED",
@@ -94,17 +103,50 @@ def _step(running: str, event_hash: str) -> str:
     return hashlib.sha256((running + event_hash).encode("ascii")).hexdigest()
 
 
-def _hashes(engine: Engine) -> Iterator[tuple[int, str]]:
-    """(position, hash recomputed from the row) of every event by position, streamed."""
-    with engine.database.read() as conn:
-        for event in _store.events_by_position(conn):
-            yield event.position, chain_hash(event.prev_hash, event.hashed_fields())
+def _hash_row(row: AuditRow) -> str:
+    """The chain hash recomputed from a row; CorruptEvent when the row is not as keytrail writes it."""
+    (position, stream_id, version, trigger, source, dest, reason, data, actor, occurred, idem, schema, prev, _) = row
+    flaw: Flaw | None = None
+    if type(version) is not int or type(position) is not int:
+        flaw = Flaw("malformed", f"its version or position is stored as {shown(version)}, {shown(position)}.")
+    elif type(occurred) is Flaw:
+        flaw = occurred
+    elif type(data) is not dict:
+        flaw = data if type(data) is Flaw else data_flaw(data)
+    if flaw is not None:
+        raise CorruptEvent(stream_id, version, flaw.message, position=position)
+    body = {
+        "stream_id": stream_id,
+        "version": version,
+        "trigger": trigger,
+        "source": source,
+        "dest": dest,
+        "reason": reason,
+        "data": data,
+        "actor": actor,
+        "occurred_at": occurred,
+        "idempotency_key": idem,
+        "schema_version": schema,
+    }
+    try:
+        return chain_hash_iso(prev, body)
+    except (TypeError, ValueError):
+        raise CorruptEvent(
+            stream_id, version, "a column holds a value keytrail never writes (it cannot be hashed).", position=position
+        ) from None
+
+
+def _hashes(engine: Engine) -> Iterator[tuple[int, str, AuditRow]]:
+    """(position, hash recomputed from the row, the row) of every event by position, streamed."""
+    with engine.database.read() as conn, closing(_store.audit_rows_by_position(conn)) as rows:
+        for row in rows:
+            yield row[0], _hash_row(row), row
 
 
 def digest(engine: Engine) -> Digest:
     """The digest of the whole log as it stands."""
     running, count, last = DIGEST_SEED, 0, 0
-    for position, event_hash in _hashes(engine):
+    for position, event_hash, _ in _hashes(engine):
         running, count, last = _step(running, event_hash), count + 1, position
     return Digest(count, running, last)
 
@@ -125,20 +167,42 @@ def parse_digest(token: str) -> tuple[int | None, str]:
 
 
 def check_digest(engine: Engine, token: str) -> DigestCheck:
-    """Whether a prefix of the log still produces the kept digest (with a bare HEX, any prefix may)."""
+    """Whether a prefix of the log still produces the kept digest (with a bare HEX, any prefix may).
+
+    The events added since must also be dated no earlier than the newest event the digest
+    covers, and every row must be as keytrail writes it.
+    """
     count, wanted = parse_digest(token)
     running, seen, last = DIGEST_SEED, 0, 0
     matched: Digest | None = Digest(0, DIGEST_SEED, 0) if wanted == DIGEST_SEED and count in (None, 0) else None
     at_count: Digest | None = matched if count == 0 else None
-    for position, event_hash in _hashes(engine):
-        running, seen, last = _step(running, event_hash), seen + 1, position
-        if count is None and matched is None and running == wanted:
-            matched = Digest(seen, running, last)
-        if count is not None and seen == count:
-            at_count = Digest(seen, running, last)
+    newest = ""  # the newest occurred_at so far (ISO UTC: text order is time order)
+    covered: str | None = "" if matched is not None else None  # the newest one the digest covers, once passed
+    backdated: str | None = None
+    try:
+        for position, event_hash, row in _hashes(engine):
+            occurred = row[9]
+            if covered is not None and backdated is None and occurred < covered:
+                backdated = (
+                    f"Event version {row[2]} of {row[1]} (position {position}) was added after the digest but is "
+                    f"dated {occurred}, before {covered}, the newest event the digest covers: it changes what the "
+                    "log says about an instant the digest vouched for."
+                )
+            running, seen, last = _step(running, event_hash), seen + 1, position
+            newest = max(newest, occurred)
+            if count is None and matched is None and running == wanted:
+                matched = Digest(seen, running, last)
+                covered = newest
+            if count is not None and seen == count:
+                at_count = Digest(seen, running, last)
+                covered = newest
+    except CorruptEvent as exc:
+        return DigestCheck(False, Digest(count or 0, wanted, 0), Digest(seen, running, last), seen, str(exc))
     if count is None:
         expected = Digest(matched.events if matched else 0, wanted, matched.last_position if matched else 0)
         if matched is not None:
+            if backdated is not None:
+                return DigestCheck(False, expected, matched, seen, backdated)
             return DigestCheck(
                 True,
                 expected,
@@ -172,6 +236,8 @@ def check_digest(engine: Engine, token: str) -> DigestCheck:
             f"The first {count} events of the log now produce {at_count.digest}, not {wanted}: "
             "events among them were edited, deleted, inserted or reordered.",
         )
+    if backdated is not None:
+        return DigestCheck(False, Digest(count, wanted, at_count.last_position), at_count, seen, backdated)
     return DigestCheck(
         True,
         Digest(count, wanted, at_count.last_position),

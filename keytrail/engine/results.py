@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from keytrail.errors import StorageError
+from keytrail.errors import CorruptEvent
 from keytrail.persistence import RecordedEvent
 from keytrail.persistence.hashing import iso_utc
 from keytrail.states import Reason, State, Trigger
@@ -94,9 +94,12 @@ class Event:
                 record.hash,
             )
         except ValueError:
-            raise StorageError(
-                f"Event {record.version} of {record.stream_id} holds a trigger, state or reason keytrail does not know; "
-                "run `keytrail verify`."
+            raise CorruptEvent(
+                record.stream_id,
+                record.version,
+                f"it holds a trigger, state or reason keytrail does not know "
+                f"({record.trigger!r:.40}, {record.source!r:.40}, {record.dest!r:.40}, {record.reason!r:.40}).",
+                position=record.position,
             ) from None
 
 

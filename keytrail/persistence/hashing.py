@@ -10,8 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from json import encoder as _json_encoder
 from typing import Any
+
+# json's C accelerator (None without it), typed loosely: typeshed does not describe it.
+_c_make_encoder: Any = getattr(_json_encoder, "c_make_encoder", None)
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -23,6 +28,7 @@ __all__ = [
     "chain_hash_iso",
     "idempotency_digest",
     "iso_utc",
+    "json_encoder",
 ]
 
 GENESIS_HASH = "0" * 64
@@ -64,8 +70,31 @@ def iso_utc(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def json_encoder(*, sort_keys: bool, separators: tuple[str, str], ensure_ascii: bool) -> Callable[[Any], str]:
+    """``json.dumps`` with these options, as one function built once for the process.
+
+    ``JSONEncoder.encode`` builds a new C encoder on every call, which costs about as much as
+    the encoding itself; this builds it once. Without the C accelerator, the pure-Python encoder.
+    """
+    if _c_make_encoder is None:  # pragma: no cover - CPython always has it
+        return json.JSONEncoder(sort_keys=sort_keys, separators=separators, ensure_ascii=ensure_ascii).encode
+
+    def default(value: Any) -> Any:
+        raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
+
+    strings = _json_encoder.encode_basestring_ascii if ensure_ascii else _json_encoder.encode_basestring
+    # No circular-reference markers: what is hashed or checked is parsed JSON or plain dicts of strings.
+    encoder = _c_make_encoder(None, default, strings, None, separators[1], separators[0], sort_keys, False, True)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(encoder(value, 0))
+
+    return encode
+
+
 # One encoder for the process: json.dumps with options builds a new encoder on every call.
-_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_ENCODE = json_encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _sha256 = hashlib.sha256
 
 

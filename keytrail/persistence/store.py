@@ -8,7 +8,9 @@ objects.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Generator, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,8 +19,22 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from keytrail.errors import ConcurrencyConflict
+from keytrail.errors import ConcurrencyConflict, CorruptEvent, CorruptProjection
 from keytrail.persistence.hashing import EVENT_COLUMNS, GENESIS_HASH, chain_hash, iso_utc
+from keytrail.persistence.stored import (
+    SQLITE_TIME_SHAPE,
+    WELL_TYPED_ROWS,
+    Flaw,
+    column_flaw,
+    data_flaw,
+    is_sqlite_time,
+    read_sqlite_json,
+    read_sqlite_time,
+    shown,
+    sqlite_data,
+    time_flaw,
+    well_typed,
+)
 from keytrail.persistence.tables import SCHEMA_VERSION, ConfigRow, EventRow, StreamRow
 
 __all__ = [
@@ -40,7 +56,9 @@ config_table: sa.Table = ConfigRow.__table__  # type: ignore[attr-defined]
 
 
 # (position, stream_id, version, trigger, source, dest, reason, data, actor, occurred_at as ISO UTC text,
-#  idempotency_key, schema_version, prev_hash, hash): an event as replay and verify read it.
+#  idempotency_key, schema_version, prev_hash, hash): an event as replay and verify read it. A value
+# that is not as keytrail writes it arrives as a Flaw instead: in the data slot for data, in the
+# occurred_at slot for the time or a column of the wrong type.
 AuditRow = tuple[Any, ...]
 
 
@@ -56,6 +74,9 @@ class StreamHead:
     account_id: str | None = None
     key_id: str | None = None
     updated_at: datetime | None = None
+    # What is wrong with the stored row, when it is not as keytrail writes it (verify reports it,
+    # other readers refuse it); None for every row keytrail wrote.
+    flaw: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -165,21 +186,129 @@ def _event(row: Any) -> RecordedEvent:
     return RecordedEvent(*row)
 
 
+def _checked_event(row: Any) -> RecordedEvent:
+    """An event read off PostgreSQL for a reader: ``jsonb`` holds any JSON value, keytrail only objects."""
+    flaw = data_flaw(row[7])
+    if flaw is not None:
+        raise CorruptEvent(row[1], row[2], flaw.message, position=row[0])
+    return RecordedEvent(*row)
+
+
+def _strict_sqlite_event(row: Any) -> RecordedEvent:
+    """An event read off SQLite for a reader, every column as keytrail writes it, or CorruptEvent naming it."""
+    try:
+        if not well_typed(row):
+            flaw = column_flaw(row)
+            raise ValueError(flaw.message if flaw is not None else "a column holds a value keytrail never writes.")
+        data = read_sqlite_json(row[7])
+        occurred = read_sqlite_time(row[9])
+    except ValueError as exc:
+        raise CorruptEvent(row[1], row[2], str(exc), position=row[0]) from None
+    return RecordedEvent(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        data,
+        row[8],
+        occurred,
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+    )
+
+
+def _sqlite_head(row: Any) -> StreamHead:
+    """A projection row read off SQLite; one not as keytrail writes it carries its ``flaw``."""
+    stream_id, state, reason, version, head_hash, account_id, key_id, updated = row
+    flaw: str | None = None
+    if type(version) is not int:
+        flaw = f"version is stored as {shown(version)}, not a whole number."
+    elif type(state) is not str or type(head_hash) is not str:
+        flaw = f"state or head_hash is stored as {shown(state)}, {shown(head_hash)}, not text."
+    elif not is_sqlite_time(updated):
+        flaw = time_flaw(updated, "updated_at").message
+    if flaw is not None:
+        return StreamHead(
+            stream_id, str(state), None, version if type(version) is int else 0, str(head_hash), flaw=flaw
+        )
+    return StreamHead(stream_id, state, reason, version, head_hash, account_id, key_id, parse_sqlite_time(updated))
+
+
+def _pg_audit_row(row: Any) -> AuditRow:
+    """An event row read off PostgreSQL as an :data:`AuditRow` (``jsonb`` may hold a non-object: a Flaw)."""
+    data = row[7]
+    if type(data) is not dict:
+        data = data_flaw(data)
+    return (row[0], row[1], row[2], row[3], row[4], row[5], row[6], data, row[8], iso_utc(row[9]), *row[10:])
+
+
+def _streamed(conn: Connection, query: sa.Select[Any], batch: int) -> Generator[Any, None, None]:
+    """The rows of a server-side scan; closing this generator (a reader stopped on a damaged row)
+    closes the scan's cursor at once, while its connection is still open."""
+    result = conn.execute(query, execution_options={"yield_per": batch})
+    try:
+        yield from result
+    finally:
+        result.close()
+
+
+def _close(cursor: Any) -> None:
+    """Close a driver cursor. A scan's generator can be finalised late, after an error sent its
+    connection back to the pool and closed it; its cursor is closed already then."""
+    with suppress(sqlite3.ProgrammingError):
+        cursor.close()
+
+
+_DATA_CACHE_SIZE = 4096
+
+
+def _hashing_rows(cursor: Any) -> Iterator[AuditRow]:
+    """SQLite event rows as :data:`AuditRow` tuples for the hash chain, each value checked to be
+    spelled exactly as keytrail writes it (a :class:`Flaw` in its place otherwise).
+
+    ``data`` texts repeat (every page view of a stream records the same verdict), so each
+    distinct text is parsed and checked once, in a bounded cache; the parsed objects are
+    shared between rows and only read.
+    """
+    cache: dict[Any, dict[str, Any] | Flaw] = {}
+    shape, parse, typed = SQLITE_TIME_SHAPE, datetime.fromisoformat, WELL_TYPED_ROWS
+    try:
+        for row in cursor:
+            text = row[7]
+            data = cache.get(text)
+            if data is None:
+                if len(cache) >= _DATA_CACHE_SIZE:
+                    cache.clear()
+                data = cache[text] = sqlite_data(text)
+            stamp = row[9]
+            occurred: Any
+            if tuple(map(type, row)) not in typed:
+                occurred = column_flaw(row) or time_flaw(stamp)
+            elif shape(stamp) is None:
+                occurred = time_flaw(stamp)
+            else:
+                try:
+                    parse(stamp)  # the right shape; is it an instant (no month 13)?
+                except ValueError:
+                    occurred = time_flaw(stamp)
+                else:
+                    occurred = stamp[:10] + "T" + stamp[11:] + "+00:00"  # the ISO UTC spelling the chain hashes
+            yield (row[0], row[1], row[2], row[3], row[4], row[5], row[6], data, row[8], occurred, *row[10:])
+    finally:
+        _close(cursor)
+
+
 _HEAD_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams WHERE stream_id = ?"
+_HEADS_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams"
 _AUDIT_SCAN = (
     "SELECT position, stream_id, version, trigger, source, dest, reason, data, actor, occurred_at, "
     "idempotency_key, schema_version, prev_hash, hash FROM events"
 )
-
-
-def iso_from_sqlite(text: Any) -> Any:
-    """The ISO UTC spelling of a time stored on SQLite, as the hash chain spells it."""
-    if isinstance(text, str) and len(text) == 26 and text[10] == " ":
-        return text[:10] + "T" + text[11:] + "+00:00"  # SQLAlchemy's own format: no parsing needed
-    try:
-        return iso_utc(parse_sqlite_time(text))
-    except (TypeError, ValueError):
-        return text
 
 
 def _sqlite_scan(dbapi: Any, stream_id: str | None, as_of: datetime | None, after_position: int | None) -> Any:
@@ -242,18 +371,35 @@ class EventStore:
         return head, config
 
     def sqlite_head(self, dbapi: Any, stream_id: str) -> StreamHead | None:
-        """The projection row alone, on an SQLite driver connection (status reads)."""
+        """The projection row alone, on an SQLite driver connection (status reads); CorruptProjection if damaged."""
         row = dbapi.execute(_HEAD_SQL, (stream_id,)).fetchone()
         if row is None:
             return None
-        return StreamHead(row[0], row[1], row[2], row[3], row[4], row[5], row[6], parse_sqlite_time(row[7]))
+        head = _sqlite_head(row)
+        if head.flaw is not None:
+            raise CorruptProjection(stream_id, head.flaw)
+        return head
 
     def sqlite_stream_exists(self, dbapi: Any, stream_id: str) -> bool:
         return dbapi.execute("SELECT 1 FROM events WHERE stream_id = ? LIMIT 1", (stream_id,)).fetchone() is not None
 
-    def heads(self, conn: Connection) -> Iterator[StreamHead]:
+    def heads(self, conn: Connection, stream_id: str | None = None) -> Generator[StreamHead, None, None]:
+        """Projection rows by stream id (or the one of ``stream_id``), streamed; on SQLite a damaged
+        row comes with its ``flaw`` instead of failing the scan."""
+        if conn.dialect.name == "sqlite":
+            where, params = ("", ()) if stream_id is None else (" WHERE stream_id = ?", (stream_id,))
+            dbapi: Any = conn.connection.driver_connection
+            cursor = dbapi.execute(_HEADS_SQL + where + " ORDER BY stream_id", params)
+            try:
+                for row in cursor:
+                    yield _sqlite_head(row)
+            finally:
+                _close(cursor)
+            return
         query = sa.select(*_HEAD_COLUMNS).order_by(streams_table.c.stream_id)
-        for row in conn.execute(query, execution_options={"yield_per": 1000}):
+        if stream_id is not None:
+            query = query.where(streams_table.c.stream_id == stream_id)
+        for row in _streamed(conn, query, 1000):
             yield StreamHead(*row)
 
     def find_idempotent(
@@ -348,11 +494,20 @@ class EventStore:
         *,
         as_of: datetime | None = None,
         after_position: int | None = None,
-    ) -> Iterator[RecordedEvent]:
-        """Events of one stream by version, or of all streams by (stream, version); streamed, not loaded."""
+    ) -> Generator[RecordedEvent, None, None]:
+        """Events of one stream by version, or of all streams by (stream, version); streamed, not loaded.
+
+        A row that is not as keytrail writes it raises CorruptEvent naming it.
+        """
         if conn.dialect.name == "sqlite":
             yield from self._sqlite_events(conn, stream_id, as_of, after_position)
             return
+        for row in self._rows(conn, stream_id, as_of, after_position):
+            yield _checked_event(row)
+
+    def _rows(
+        self, conn: Connection, stream_id: str | None, as_of: datetime | None, after_position: int | None
+    ) -> Iterator[Any]:
         query = sa.select(*_EVENT_COLUMNS)
         if stream_id is not None:
             query = query.where(events_table.c.stream_id == stream_id).order_by(events_table.c.version)
@@ -362,76 +517,61 @@ class EventStore:
             query = query.where(events_table.c.occurred_at <= as_of)
         if after_position is not None:
             query = query.where(events_table.c.position > after_position)
-        for row in conn.execute(query, execution_options={"yield_per": 2000}):
-            yield _event(row)
+        yield from _streamed(conn, query, 2000)
 
     def audit_rows(
         self, conn: Connection, stream_id: str | None = None, *, as_of: datetime | None = None
-    ) -> Iterator[AuditRow]:
+    ) -> Generator[AuditRow, None, None]:
         """Events as :data:`AuditRow` tuples in (stream, version) order, streamed: what replay and verify fold.
 
         On SQLite the rows come straight off the driver's cursor (no result processing per
         column); ``occurred_at`` is the ISO UTC text that is hashed, ``data`` parsed JSON.
         """
         if conn.dialect.name != "sqlite":
-            for event in self.events(conn, stream_id, as_of=as_of):
-                yield event.audit_row()
+            for row in self._rows(conn, stream_id, as_of, None):
+                yield _pg_audit_row(row)
             return
         yield from self.sqlite_audit_rows(conn.connection.driver_connection, stream_id, as_of=as_of)
 
+    def audit_rows_by_position(self, conn: Connection) -> Generator[AuditRow, None, None]:
+        """Every event as an :data:`AuditRow` in ``position`` order, streamed: what a digest hashes."""
+        if conn.dialect.name != "sqlite":
+            query = sa.select(*_EVENT_COLUMNS).order_by(events_table.c.position)
+            for row in _streamed(conn, query, 2000):
+                yield _pg_audit_row(row)
+            return
+        dbapi: Any = conn.connection.driver_connection
+        yield from _hashing_rows(dbapi.execute(_AUDIT_SCAN + " ORDER BY position"))
+
     def sqlite_audit_rows(
         self, dbapi: Any, stream_id: str | None = None, *, as_of: datetime | None = None, hashing: bool = True
-    ) -> Iterator[AuditRow]:
+    ) -> Generator[AuditRow, None, None]:
         """:meth:`audit_rows` on an SQLite driver connection.
 
         Without ``hashing`` (a replay), rows come exactly as stored: ``data`` still JSON text
-        and ``occurred_at`` SQLite's spelling; the fold parses ``data`` only where it reads it.
+        and ``occurred_at`` SQLite's spelling; the fold checks the time's spelling (see
+        :func:`~keytrail.persistence.stored.is_sqlite_time`) and parses ``data`` only where it reads it.
         """
         cursor = _sqlite_scan(dbapi, stream_id, as_of, None)
         if not hashing:
             try:
-                yield from cursor
+                for row in cursor:  # noqa: UP028 (`yield from` would close the cursor itself, maybe after its connection)
+                    yield row
             finally:
-                cursor.close()
+                _close(cursor)
             return
-        loads = json.loads
-        try:
-            for row in cursor:
-                try:
-                    data = loads(row[7])
-                except (TypeError, ValueError):
-                    data = row[7]  # not JSON (a tampered row): kept as is, so its hash fails
-                occurred = iso_from_sqlite(row[9])
-                yield (row[0], row[1], row[2], row[3], row[4], row[5], row[6], data, row[8], occurred, *row[10:])
-        finally:
-            cursor.close()
+        yield from _hashing_rows(cursor)
 
     def _sqlite_events(
         self, conn: Connection, stream_id: str | None, as_of: datetime | None, after_position: int | None
     ) -> Iterator[RecordedEvent]:
-        # The driver's cursor and two conversions per row, instead of SQLAlchemy's result processing.
+        # The driver's cursor and two strict conversions per row, instead of SQLAlchemy's result processing.
         cursor = _sqlite_scan(conn.connection.driver_connection, stream_id, as_of, after_position)
-        loads, parse = json.loads, parse_sqlite_time
         try:
             for row in cursor:
-                yield RecordedEvent(
-                    row[0],
-                    row[1],
-                    row[2],
-                    row[3],
-                    row[4],
-                    row[5],
-                    row[6],
-                    loads(row[7]),
-                    row[8],
-                    parse(row[9]),
-                    row[10],
-                    row[11],
-                    row[12],
-                    row[13],
-                )
+                yield _strict_sqlite_event(row)
         finally:
-            cursor.close()
+            _close(cursor)
 
     def events_by_position(self, conn: Connection) -> Iterator[RecordedEvent]:
         query = sa.select(*_EVENT_COLUMNS).order_by(events_table.c.position)
@@ -455,7 +595,8 @@ class HotPath:
     """
 
     _READ = (
-        "SELECT s.state, s.version, s.head_hash, c.fingerprint, c.hint, k.key_id, k.expires_at, k.revoked_at "
+        "SELECT s.state, s.version, s.head_hash, c.fingerprint, c.hint, k.key_id, k.expires_at, k.revoked_at, "
+        "s.updated_at "
         "FROM streams AS s LEFT JOIN store_config AS c ON c.stream_id = s.stream_id "
         "LEFT JOIN api_keys AS k ON k.fingerprint = c.fingerprint "
         "WHERE s.stream_id = ?"
@@ -491,6 +632,10 @@ class HotPath:
     def data_param(self, data: dict[str, Any]) -> Any:
         return data
 
+    def previous_time(self, stored: Any) -> datetime:
+        """The projection's ``updated_at`` (the stream's last event time), or ValueError saying what is wrong."""
+        return self.time_value(stored)
+
 
 class SqliteHotPath(HotPath):
     """SQLite: times stored as ``YYYY-MM-DD HH:MM:SS.ffffff`` naive UTC, ``data`` as ``json.dumps`` text."""
@@ -500,6 +645,9 @@ class SqliteHotPath(HotPath):
 
     def time_value(self, stored: Any) -> datetime:
         return parse_sqlite_time(stored)
+
+    def previous_time(self, stored: Any) -> datetime:
+        return read_sqlite_time(stored, "updated_at")
 
     data_param = staticmethod(json.dumps)  # type: ignore[assignment]
 
