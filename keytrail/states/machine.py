@@ -66,10 +66,14 @@ def _taken(row: Row) -> Any:
     """The ``after`` callback of one row's transitions: notes the row, and the guard transitions checked."""
 
     def record(event: EventData) -> None:
-        guards = [Guard.key_valid if check.target else Guard.key_not_valid for check in event.transition.conditions]
-        assert len(guards) <= 1 and all(check.func is _key_valid for check in event.transition.conditions)
-        event.model.row = row
-        event.model.guard = guards[0] if guards else None
+        fired, token = event.transition, event.model
+        assert fired is not None
+        assert isinstance(token, _Token)
+        # A condition that must hold is key_valid, one that must not (``unless``) is key_not_valid.
+        guards = [Guard.key_valid if check.target else Guard.key_not_valid for check in fired.conditions]
+        assert len(guards) <= 1
+        token.row = row
+        token.guard = guards[0] if guards else None
 
     return record
 
