@@ -23,6 +23,7 @@ from typing import Literal
 
 from keytrail.errors import KeytrailError
 from keytrail.states import TABLE, Guard, Row, State, Trigger, initial_state
+from keytrail.states.machine import compiled
 
 __all__ = [
     "FORMATS",
@@ -98,10 +99,11 @@ def _label(row: Row) -> str:
 
 
 def _row_of(trigger: Trigger, source: State, dest: State) -> Row | None:
-    """The table row a recorded step went through (the first that matches, as the machine picks)."""
-    for row in TABLE:
-        if row.trigger is trigger and source in row.sources and row.dest is dest:
-            return row
+    """The table row a recorded step went through, as the compiled machine took it (None: no step of it)."""
+    for valid in (True, False):
+        decision = compiled().decisions.get((trigger, source, valid))
+        if decision is not None and decision.dest is dest:
+            return decision.row
     return None
 
 

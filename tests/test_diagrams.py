@@ -135,15 +135,10 @@ def test_readme_shows_the_committed_mermaid_diagram() -> None:
 
 
 def test_diagram_matches_the_running_transitions_machine() -> None:
-    """Every (source, trigger, dest) the drawing shows is one the engine's transitions machine has, and back."""
-    from keytrail.engine.machine import machine
+    """Every (source, trigger, dest) the drawing shows is one the engine's compiled transitions machine takes, and back."""
+    from keytrail.states.machine import compiled
 
-    running = {
-        (source, name, transition.dest)
-        for name, event in machine()._machine.events.items()
-        for source, transitions in event.transitions.items()
-        for transition in transitions
-    }
+    running = {(edge.source.value, edge.trigger.value, edge.dest.value) for edge in compiled().edges}
     drawn: set[tuple[str, str, str]] = set()
     for src, label, dst in _labelled_edges("mermaid"):
         trigger = label.split(" [")[0]

@@ -13,13 +13,11 @@ import pytest
 import sqlalchemy as sa
 
 from keytrail import Engine, State
-from keytrail.engine.machine import machine
 from keytrail.errors import ConcurrencyConflict, IllegalTransition
 from keytrail.persistence import EventStore
 from keytrail.persistence.store import events_table, streams_table
 from keytrail.pgcluster import scratch_database
-from keytrail.portal import Verdict
-from keytrail.states import Reason, Trigger
+from keytrail.states import Reason
 from tests.conftest import MovableClock
 from tests.helpers import drive_to, put_saved_key
 
@@ -146,20 +144,6 @@ def test_idempotent_access_keeps_its_first_outcome(engine: Engine, clock: Movabl
     again = engine.access("acme", idempotency_key="view-1")
     assert (first.version, False) == (again.version, first.replayed)
     assert again.replayed
-
-
-def test_remembered_machine_answers_equal_the_machine(engine: Engine) -> None:
-    """The engine's memo of (trigger, state, key validity) gives what transitions gives."""
-    for trigger in (Trigger.access, Trigger.proceed):
-        for state in State:
-            for valid in (True, False):
-                verdict = Verdict(valid, None if valid else Reason.invalid)
-                try:
-                    expected = machine().fire(trigger, state, verdict)
-                except Exception:  # noqa: S112 - a trigger not allowed there
-                    continue
-                assert expected == engine._fire(trigger, state, verdict)
-                assert expected == engine._fire(trigger, state, verdict)
 
 
 def test_one_engine_shared_by_threads_keeps_every_stream_whole(engine: Engine) -> None:

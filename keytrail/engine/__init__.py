@@ -1,7 +1,6 @@
 """Drives transitions: commands, guards, the clock, key verification, replay and audit."""
 
 from keytrail.engine.core import Clock, Engine, system_clock
-from keytrail.engine.machine import OnboardingMachine, machine
 from keytrail.engine.results import Event, KeyOutcome, Outcome, Problem, Replay, VerifyReport
 
 __all__ = [
@@ -9,11 +8,9 @@ __all__ = [
     "Engine",
     "Event",
     "KeyOutcome",
-    "OnboardingMachine",
     "Outcome",
     "Problem",
     "Replay",
     "VerifyReport",
-    "machine",
     "system_clock",
 ]

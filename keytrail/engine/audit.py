@@ -17,7 +17,8 @@ from keytrail.persistence import GENESIS_HASH, RecordedEvent, StreamHead
 from keytrail.persistence.hashing import chain_hash_iso, iso_utc
 from keytrail.persistence.store import AuditRow
 from keytrail.persistence.stored import Flaw, data_flaw, read_sqlite_json, shown, time_flaw
-from keytrail.states import Reason, State, Trigger, initial_state, is_legal_step
+from keytrail.states import Reason, State, Trigger, initial_state
+from keytrail.states.machine import compiled
 
 __all__ = ["StreamFold", "carried_ids", "verify_streams"]
 
@@ -26,11 +27,12 @@ _KEY_TRIGGERS = (Trigger.generate_key.value, Trigger.copy_key.value)
 _CARRYING = frozenset(_ACCOUNT_TRIGGERS + _KEY_TRIGGERS)
 _STATES = {state.value: state for state in State}
 _REASONS = {reason.value: reason for reason in Reason}
-# Every (trigger, source, dest, reason) spelling the machine knows, and whether the table allows it:
-# one dict lookup per event instead of four enum conversions and a table scan.
+# Every (trigger, source, dest, reason) spelling the machine knows, and whether the compiled machine
+# takes that step: one dict lookup per event instead of four enum conversions.
+_LEGAL_STEPS = compiled().legal_steps
 _LEGAL: dict[tuple[str, str, str, str | None], bool] = {
-    (trigger.value, source.value, dest.value, None if reason is None else reason.value): is_legal_step(
-        trigger, source, dest, reason
+    (trigger.value, source.value, dest.value, None if reason is None else reason.value): (
+        (trigger, source, dest, reason) in _LEGAL_STEPS
     )
     for trigger in Trigger
     for source in State

@@ -1,8 +1,8 @@
 """The engine: drives one onboarding's transitions and appends each to the event log.
 
 A command reads the stream's projection, checks the trigger against the machine table,
-performs its side effects in the key authority and the store configuration, fires the
-trigger through the shared ``transitions`` machine, and appends the event and the new
+performs its side effects in the key authority and the store configuration, looks the
+trigger up in the machine's compiled decision table, and appends the event and the new
 projection, all in one database transaction. Nothing is written when any step refuses.
 """
 
@@ -39,7 +39,6 @@ from keytrail.crypto import (
     write_key_file,
 )
 from keytrail.engine.audit import StreamFold, carried_ids, verify_streams
-from keytrail.engine.machine import machine
 from keytrail.engine.results import Event, KeyOutcome, Outcome, Replay, VerifyReport
 from keytrail.errors import (
     ConcurrencyConflict,
@@ -71,15 +70,18 @@ from keytrail.persistence.stored import SQLITE_TIME_SHAPE
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
-from keytrail.states import Reason, State, Trigger, allowed_triggers, initial_state, sources_of
+from keytrail.states import Reason, State, Trigger, initial_state
+from keytrail.states.machine import compiled
 
 __all__ = ["Clock", "Engine", "database_files", "system_clock"]
 
 Clock = Callable[[], datetime]
 _log = structlog.get_logger("keytrail.engine")
 _VERIFYING = (Trigger.access, Trigger.proceed)
+# The one compiled machine: every command's legality check and destination are lookups in it.
+_DECISIONS = compiled()
 # The states (by stored spelling) each verifying trigger may fire from: the hot path's legality check.
-_HOT_SOURCES = {trigger: frozenset(s.value for s in sources_of(trigger)) for trigger in _VERIFYING}
+_HOT_SOURCES = {trigger: frozenset(s.value for s in _DECISIONS.sources[trigger]) for trigger in _VERIFYING}
 
 
 # The keytrail_meta row holding the key of idempotency digests (added to older databases on open).
@@ -197,8 +199,6 @@ class Engine:
             lockout=lockout,
         )
         self.verifier: KeyVerifier = verifier if verifier is not None else self.portal
-        self._machine = machine()
-        self._fired: dict[tuple[Trigger, State, bool], State] = {}
         self._hot = hot_path_for(db.dialect)
 
     @classmethod
@@ -617,7 +617,7 @@ class Engine:
                     now = self._not_before(stream, now, previous)
                 done = active_step(conn, head, config, now)
                 source = State(head.state) if head else initial_state()
-                dest = self._machine.fire(trigger, source, done.verdict)
+                dest = self._fire(trigger, source, done.verdict)
                 reason = done.verdict.reason if done.verdict is not None and dest is State.Prompted else None
                 account_id, key_id = carried_ids(trigger.value, done.data)
                 recorded = self._store.append(
@@ -667,17 +667,16 @@ class Engine:
                 time.sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fire(self, trigger: Trigger, source: State, verdict: Verdict) -> State:
-        """The machine's answer, fired once per (trigger, state, key validity) and then remembered.
+    @staticmethod
+    def _fire(trigger: Trigger, source: State, verdict: Verdict | None) -> State:
+        """Where the machine takes ``trigger`` from ``source``: one lookup in its compiled decision table.
 
-        The table's only guards read ``verdict.valid``, so that triple decides the destination;
-        a trigger through ``transitions`` costs tens of microseconds, a dict lookup well under one.
+        The table's only guards ask whether the saved key verifies, so ``verdict.valid`` (False
+        without a verdict: the guarded triggers always have one) decides the destination. The
+        caller has checked the trigger is allowed in ``source``, and the table answers every
+        allowed trigger for both validities.
         """
-        known = (trigger, source, verdict.valid)
-        dest = self._fired.get(known)
-        if dest is None:
-            dest = self._fired[known] = self._machine.fire(trigger, source, verdict)
-        return dest
+        return _DECISIONS.dests[trigger, source, verdict is not None and verdict.valid]
 
     def _run_hot(
         self, trigger: Trigger, stream: str, actor: str | None, expected_version: int | None
@@ -778,13 +777,14 @@ class Engine:
                 f"{stream} is at version {version}, not the expected version {expected_version}; nothing was written."
             )
         state = State(head.state) if head is not None else initial_state()
-        if trigger not in allowed_triggers(state):
+        allowed = _DECISIONS.allowed[state]
+        if trigger not in allowed:
             raise IllegalTransition(
                 stream,
                 state.value,
                 trigger.value,
-                [s.value for s in sources_of(trigger)],
-                [t.value for t in allowed_triggers(state)],
+                [s.value for s in _DECISIONS.sources[trigger]],
+                [t.value for t in allowed],
             )
 
     def _check_allowed_now(self, stream: str, trigger: Trigger) -> None:

@@ -1,8 +1,9 @@
 """The onboarding machine as pure data: states, triggers, reasons and the one transition table.
 
-Everything else (the ``transitions`` machine, diagrams, generated test paths, replay
-checks) is derived from :data:`TABLE`; nothing restates it. This package imports nothing
-else of keytrail's.
+Everything else is derived from :data:`TABLE`; nothing restates it. The diagrams draw its
+rows; :mod:`keytrail.states.machine` builds the ``transitions`` machine from it and compiles
+that into the decision table the engine, replay/verify and path generation read. This
+package imports nothing else of keytrail's.
 """
 
 from __future__ import annotations
@@ -153,24 +154,22 @@ def rows_for(trigger: Trigger) -> tuple[Row, ...]:
     return tuple(row for row in TABLE if row.trigger is trigger)
 
 
-@cache
 def sources_of(trigger: Trigger) -> tuple[State, ...]:
-    """The states a trigger may fire from, in the order of :class:`State`."""
-    found = {s for row in rows_for(trigger) for s in row.sources}
-    return tuple(s for s in State if s in found)
+    """The states a trigger may fire from, in the order of :class:`State`: a read of the compiled machine."""
+    from keytrail.states.machine import compiled  # that module builds the machine from this one's table
+
+    return compiled().sources[trigger]
 
 
-@cache
 def allowed_triggers(state: State) -> tuple[Trigger, ...]:
-    """The triggers that may fire in ``state``, in the order of :class:`Trigger`."""
-    return tuple(t for t in Trigger if state in sources_of(t))
+    """The triggers that may fire in ``state``, in the order of :class:`Trigger`: a read of the compiled machine."""
+    from keytrail.states.machine import compiled
+
+    return compiled().allowed[state]
 
 
 def is_legal_step(trigger: Trigger, source: State, dest: State, reason: Reason | None) -> bool:
-    """Whether one recorded event is a step the table allows, its reason included."""
-    for row in rows_for(trigger):
-        if source in row.sources and dest is row.dest:
-            if row.guard is Guard.key_not_valid:
-                return reason is not None
-            return reason is None
-    return False
+    """Whether one recorded event is a step the machine takes, its reason included (a prompt's reason, else None)."""
+    from keytrail.states.machine import compiled
+
+    return (trigger, source, dest, reason) in compiled().legal_steps

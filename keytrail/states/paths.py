@@ -1,6 +1,7 @@
 """Paths through the onboarding machine, generated from the one table (like XState's graph tools).
 
-Three generators, all derived from :data:`keytrail.states.TABLE`:
+Three generators, all derived from :data:`keytrail.states.TABLE` through the one compiled
+machine (:func:`keytrail.states.machine.compiled`):
 
 - :func:`shortest_paths` / :func:`path_to`: the cheapest sequence that reaches each state;
 - :func:`cover_transitions`: sequences that together take every transition of the table;
@@ -43,7 +44,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cache
 
-from keytrail.states import TABLE, Guard, Reason, Row, State, Trigger, initial_state, rows_for
+from keytrail.states import Guard, Reason, State, Trigger, initial_state
+from keytrail.states.machine import compiled
 
 __all__ = [
     "ALL_ENV",
@@ -126,8 +128,8 @@ class Transition:
 
 @cache
 def transitions() -> tuple[Transition, ...]:
-    """Every (trigger, source, destination, guard) of the table, in table order."""
-    return tuple(Transition(row.trigger, source, row.dest, row.guard) for row in TABLE for source in row.sources)
+    """Every (trigger, source, destination, guard) the compiled machine takes, in table order."""
+    return tuple(Transition(*edge) for edge in compiled().edges)
 
 
 @dataclass(frozen=True)
@@ -259,14 +261,6 @@ class Move:
         return None if self.transition is None else (self.transition, self.outcome)
 
 
-def _row_taken(trigger: Trigger, source: State, key_valid: bool) -> Row | None:
-    """The first row of the trigger that matches, as the ``transitions`` machine picks it."""
-    for row in rows_for(trigger):
-        if source in row.sources and (row.guard is None or (row.guard is Guard.key_valid) == key_valid):
-            return row
-    return None
-
-
 def _keys_after(world: World, trigger: Trigger, paste: Paste | None) -> World | None:
     """The key facts after a trigger's side effects, or None when the trigger cannot be carried out here."""
     if trigger in (Trigger.generate_key, Trigger.copy_key) and not world.session:
@@ -312,16 +306,16 @@ def _step_move(world: World, step: Step) -> Move | None:
         return None if after is None else Move(step, after, None, None)
     trigger = step.action
     paste = step.paste if step.paste is not None or trigger is not Trigger.save_config else Paste.key_in_hand
-    row = _row_taken(trigger, world.state, world.saved is Verification.valid)
-    if row is None:
+    taken = compiled().decisions.get((trigger, world.state, world.saved is Verification.valid))
+    if taken is None:
         return None
     keys = _keys_after(world, trigger, paste)
     if keys is None:
         return None
-    outcome = world.saved if row.guard is not None else None
-    transition = Transition(trigger, world.state, row.dest, row.guard)
-    labelled = Step(trigger, paste if trigger is Trigger.save_config else None, row.dest, outcome)
-    return Move(labelled, replace(keys, state=row.dest), transition, outcome)
+    outcome = world.saved if taken.guard is not None else None
+    transition = Transition(trigger, world.state, taken.dest, taken.guard)
+    labelled = Step(trigger, paste if trigger is Trigger.save_config else None, taken.dest, outcome)
+    return Move(labelled, replace(keys, state=taken.dest), transition, outcome)
 
 
 def _candidate_steps() -> Iterator[Step]:
