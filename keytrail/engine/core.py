@@ -54,6 +54,7 @@ from keytrail.errors import (
     StorageError,
     UnknownOnboarding,
 )
+from keytrail.events import IDEMPOTENCY_PREFIX, event_hash, idempotency_digest, iso_utc
 from keytrail.logs import ensure_logging
 from keytrail.persistence import (
     SCHEMA_VERSION,
@@ -65,7 +66,6 @@ from keytrail.persistence import (
     SavedConfig,
     StreamHead,
 )
-from keytrail.persistence.hashing import IDEMPOTENCY_PREFIX, chain_hash_iso, idempotency_digest, iso_utc
 from keytrail.persistence.store import AuditRow, config_table, hot_path_for, sqlite_time
 from keytrail.persistence.stored import SQLITE_TIME_SHAPE
 from keytrail.persistence.tables import MetaRow
@@ -723,22 +723,8 @@ class Engine:
                 reason = verdict.reason if dest is State.Prompted else None
                 reason_value = None if reason is None else reason.value
                 new_version = version + 1
-                digest = chain_hash_iso(
-                    head_hash,
-                    {
-                        "stream_id": stream,
-                        "version": new_version,
-                        "trigger": trigger.value,
-                        "source": state,
-                        "dest": dest.value,
-                        "reason": reason_value,
-                        "data": data,
-                        "actor": actor,
-                        "occurred_at": iso_utc(now),
-                        "idempotency_key": None,
-                        "schema_version": SCHEMA_VERSION,
-                    },
-                )
+                pending = PendingEvent(trigger.value, state, dest.value, reason_value, data, actor, now, None)
+                digest = event_hash(head_hash, pending.hashed_fields(stream, new_version, SCHEMA_VERSION))
                 stored_now = hot.time_param(now)
                 dbapi.execute(
                     hot.insert,
