@@ -54,7 +54,7 @@ from keytrail.errors import (
     StorageError,
     UnknownOnboarding,
 )
-from keytrail.events import IDEMPOTENCY_PREFIX, event_hash, idempotency_digest, iso_utc
+from keytrail.events import IDEMPOTENCY_PREFIX, event_hash, hashed_fields, idempotency_digest, iso_utc
 from keytrail.logs import ensure_logging
 from keytrail.persistence import (
     SCHEMA_VERSION,
@@ -723,8 +723,24 @@ class Engine:
                 reason = verdict.reason if dest is State.Prompted else None
                 reason_value = None if reason is None else reason.value
                 new_version = version + 1
-                pending = PendingEvent(trigger.value, state, dest.value, reason_value, data, actor, now, None)
-                digest = event_hash(head_hash, pending.hashed_fields(stream, new_version, SCHEMA_VERSION))
+                # The new row's columns in EVENT_COLUMNS order (no position yet), hashed as every writer and checker does.
+                fields = hashed_fields(
+                    (
+                        None,
+                        stream,
+                        new_version,
+                        trigger.value,
+                        state,
+                        dest.value,
+                        reason_value,
+                        data,
+                        actor,
+                        iso_utc(now),
+                        None,
+                        SCHEMA_VERSION,
+                    )
+                )
+                digest = event_hash(head_hash, fields)
                 stored_now = hot.time_param(now)
                 dbapi.execute(
                     hot.insert,
