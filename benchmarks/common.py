@@ -33,7 +33,7 @@ os.environ.setdefault("KEYTRAIL_SECRET_KEY", "Lawd5wEMcRZcJxuSpep92xKYEuR5m9c5ax
 import sqlalchemy as sa  # noqa: E402
 
 from keytrail.crypto import SecretBox, fingerprint, hint, load_secret_keys  # noqa: E402
-from keytrail.persistence.hashing import GENESIS_HASH, chain_hash, iso_utc  # noqa: E402
+from keytrail.events import GENESIS_HASH, event_hash, iso_utc  # noqa: E402
 from keytrail.persistence.store import config_table, events_table, sqlite_time, streams_table  # noqa: E402
 from keytrail.persistence.tables import SCHEMA_VERSION  # noqa: E402
 from keytrail.portal.authority import accounts, api_keys  # noqa: E402
@@ -242,7 +242,7 @@ def build_log(url: str, stores: int, *, accesses: int = 0, prefix: str = "store"
         prev = GENESIS_HASH
         last: dict[str, Any] = {}
         for fields in onboarded_rows(stream, i, at, accesses):
-            digest = chain_hash(prev, fields)
+            digest = event_hash(prev, {**fields, "occurred_at": iso_utc(fields["occurred_at"])})
             events.append({**fields, "prev_hash": prev, "hash": digest})
             prev, last = digest, fields
             count += 1

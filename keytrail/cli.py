@@ -34,8 +34,8 @@ from keytrail import diagrams, inputs
 from keytrail.engine import Engine, KeyOutcome, Outcome, reports
 from keytrail.engine.core import database_files
 from keytrail.errors import InvalidInput, KeytrailError
+from keytrail.events import iso_utc
 from keytrail.logs import configure_logging
-from keytrail.persistence.hashing import iso_utc
 from keytrail.portal import ApiKey
 
 __all__ = ["app", "main", "parse_duration"]

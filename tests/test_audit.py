@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from keytrail import Engine, State
 from keytrail.errors import ConcurrencyConflict
-from keytrail.persistence.hashing import GENESIS_HASH, chain_hash
+from keytrail.events import GENESIS_HASH, RecordedEvent, event_hash
 from keytrail.persistence.store import events_table, streams_table
 from tests.conftest import MovableClock
 from tests.helpers import drive_to
@@ -46,7 +46,7 @@ def test_an_edited_row_with_a_recomputed_hash_is_found(logged: Engine) -> None:
     with logged.database.read() as conn:
         row = conn.execute(sa.select(events_table).where(_where("store-a", 5))).one()._asdict()
     row["actor"] = "mallory"
-    new_hash = chain_hash(row["prev_hash"], row)
+    new_hash = event_hash(row["prev_hash"], RecordedEvent(**row).hashed_fields())
     _tamper(
         logged,
         lambda c: c.execute(sa.update(events_table).where(_where("store-a", 5)).values(actor="mallory", hash=new_hash)),
@@ -131,7 +131,7 @@ def test_an_illegal_step_with_a_valid_chain_is_found(logged: Engine) -> None:
         rows[1]["dest"] = "StoreIntegration"
         prev = GENESIS_HASH
         for row in rows:
-            row["prev_hash"], row["hash"] = prev, chain_hash(prev, row)
+            row["prev_hash"], row["hash"] = prev, event_hash(prev, RecordedEvent(**row).hashed_fields())
             prev = row["hash"]
             conn.execute(
                 sa.update(events_table)

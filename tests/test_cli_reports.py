@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from keytrail import Engine, State
 from keytrail.engine import reports
 from keytrail.errors import InvalidInput, UnknownDatabase, UnknownOnboarding
-from keytrail.persistence.hashing import chain_hash
+from keytrail.events import event_hash
 from tests.conftest import MovableClock
 from tests.helpers import PASSWORD, drive_to
 
@@ -24,7 +24,7 @@ def test_digest_is_the_documented_running_hash(engine: Engine) -> None:
     expected = hashlib.sha256(b"keytrail-digest-v1").hexdigest()
     rows = sorted(engine.events(), key=lambda e: e.position)
     for row in rows:
-        expected = hashlib.sha256((expected + chain_hash(row.prev_hash, row.hashed_fields())).encode()).hexdigest()
+        expected = hashlib.sha256((expected + event_hash(row.prev_hash, row.hashed_fields())).encode()).hexdigest()
     found = reports.digest(engine)
     assert (found.events, found.digest, found.last_position) == (len(rows), expected, rows[-1].position)
     assert found.token == f"{len(rows)}:{expected}"
@@ -53,11 +53,11 @@ def test_digest_check_fails_on_a_consistently_rewritten_stream(engine: Engine) -
     with engine.database.write() as conn:
         conn.execute(
             sa.text("UPDATE events SET actor = 'mallory', hash = :h WHERE position = :p"),
-            {"h": chain_hash(event.prev_hash, forged), "p": event.position},
+            {"h": event_hash(event.prev_hash, forged), "p": event.position},
         )
         conn.execute(
             sa.text("UPDATE streams SET head_hash = :h WHERE stream_id = 'acme'"),
-            {"h": chain_hash(event.prev_hash, forged)},
+            {"h": event_hash(event.prev_hash, forged)},
         )
     assert engine.verify().ok  # an unkeyed chain cannot see a consistent rewrite
     result = reports.check_digest(engine, kept.token)

@@ -10,7 +10,14 @@ import pytest
 import keytrail
 from keytrail import errors
 
-PUBLIC_MODULES = ["keytrail", "keytrail.errors", "keytrail.states", "keytrail.testing", "keytrail.logs"]
+PUBLIC_MODULES = [
+    "keytrail",
+    "keytrail.errors",
+    "keytrail.events",
+    "keytrail.states",
+    "keytrail.testing",
+    "keytrail.logs",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)

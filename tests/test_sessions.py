@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from keytrail import Engine, State
 from keytrail.cli import app
 from keytrail.errors import AccountLocked, AuthenticationFailed, KeyUnusable, StorageError
+from keytrail.events import iso_utc
 from keytrail.persistence import EventStore, PendingEvent
-from keytrail.persistence.hashing import iso_utc
 from keytrail.pgcluster import scratch_database
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account, snapshot

@@ -29,7 +29,7 @@ from keytrail import Engine, Reason, SavedKey, State, Verdict
 from keytrail.cli import app
 from keytrail.engine import reports
 from keytrail.errors import CorruptEvent, CorruptProjection, IntegrityViolation
-from keytrail.persistence.hashing import GENESIS_HASH, chain_hash
+from keytrail.events import GENESIS_HASH, RecordedEvent, event_hash
 from keytrail.persistence.store import events_table, streams_table
 from tests.conftest import START, MovableClock
 from tests.helpers import drive_to
@@ -71,7 +71,7 @@ def _rechain(engine: Engine, stream: str, change: Callable[[dict[str, Any]], Non
         prev = GENESIS_HASH
         for row in rows:
             change(row)
-            row["prev_hash"], row["hash"] = prev, chain_hash(prev, row)
+            row["prev_hash"], row["hash"] = prev, event_hash(prev, RecordedEvent(**row).hashed_fields())
             prev = row["hash"]
             conn.execute(
                 sa.update(events_table)

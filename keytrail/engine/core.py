@@ -53,6 +53,7 @@ from keytrail.errors import (
     StorageError,
     UnknownOnboarding,
 )
+from keytrail.events import IDEMPOTENCY_PREFIX, event_hash, hashed_fields, idempotency_digest, iso_utc
 from keytrail.logs import ensure_logging
 from keytrail.persistence import (
     SCHEMA_VERSION,
@@ -64,7 +65,6 @@ from keytrail.persistence import (
     SavedConfig,
     StreamHead,
 )
-from keytrail.persistence.hashing import IDEMPOTENCY_PREFIX, chain_hash_iso, idempotency_digest, iso_utc
 from keytrail.persistence.store import AuditRow, config_table, hot_path_for, sqlite_time
 from keytrail.persistence.stored import SQLITE_TIME_SHAPE
 from keytrail.persistence.tables import MetaRow
@@ -722,22 +722,24 @@ class Engine:
                 reason = verdict.reason if dest is State.Prompted else None
                 reason_value = None if reason is None else reason.value
                 new_version = version + 1
-                digest = chain_hash_iso(
-                    head_hash,
-                    {
-                        "stream_id": stream,
-                        "version": new_version,
-                        "trigger": trigger.value,
-                        "source": state,
-                        "dest": dest.value,
-                        "reason": reason_value,
-                        "data": data,
-                        "actor": actor,
-                        "occurred_at": iso_utc(now),
-                        "idempotency_key": None,
-                        "schema_version": SCHEMA_VERSION,
-                    },
+                # The new row's columns in EVENT_COLUMNS order (no position yet), hashed as every writer and checker does.
+                fields = hashed_fields(
+                    (
+                        None,
+                        stream,
+                        new_version,
+                        trigger.value,
+                        state,
+                        dest.value,
+                        reason_value,
+                        data,
+                        actor,
+                        iso_utc(now),
+                        None,
+                        SCHEMA_VERSION,
+                    )
                 )
+                digest = event_hash(head_hash, fields)
                 stored_now = hot.time_param(now)
                 dbapi.execute(
                     hot.insert,

@@ -39,8 +39,8 @@ from typing import Any
 
 from keytrail.engine.core import Engine
 from keytrail.errors import CorruptEvent, InvalidInput
+from keytrail.events import EVENT_COLUMNS, event_hash, hashed_fields, iso_utc
 from keytrail.persistence import EventStore
-from keytrail.persistence.hashing import EVENT_COLUMNS, chain_hash_iso, iso_utc
 from keytrail.persistence.store import AuditRow
 from keytrail.persistence.stored import Flaw, data_flaw, shown
 
@@ -99,13 +99,13 @@ class DigestCheck:
         }
 
 
-def _step(running: str, event_hash: str) -> str:
-    return hashlib.sha256((running + event_hash).encode("ascii")).hexdigest()
+def _step(running: str, hashed: str) -> str:
+    return hashlib.sha256((running + hashed).encode("ascii")).hexdigest()
 
 
 def _hash_row(row: AuditRow) -> str:
     """The chain hash recomputed from a row; CorruptEvent when the row is not as keytrail writes it."""
-    (position, stream_id, version, trigger, source, dest, reason, data, actor, occurred, idem, schema, prev, _) = row
+    position, stream_id, version, data, occurred, prev = row[0], row[1], row[2], row[7], row[9], row[-2]
     flaw: Flaw | None = None
     if type(version) is not int or type(position) is not int:
         flaw = Flaw("malformed", f"its version or position is stored as {shown(version)}, {shown(position)}.")
@@ -115,21 +115,8 @@ def _hash_row(row: AuditRow) -> str:
         flaw = data if type(data) is Flaw else data_flaw(data)
     if flaw is not None:
         raise CorruptEvent(stream_id, version, flaw.message, position=position)
-    body = {
-        "stream_id": stream_id,
-        "version": version,
-        "trigger": trigger,
-        "source": source,
-        "dest": dest,
-        "reason": reason,
-        "data": data,
-        "actor": actor,
-        "occurred_at": occurred,
-        "idempotency_key": idem,
-        "schema_version": schema,
-    }
     try:
-        return chain_hash_iso(prev, body)
+        return event_hash(prev, hashed_fields(row))
     except (TypeError, ValueError):
         raise CorruptEvent(
             stream_id, version, "a column holds a value keytrail never writes (it cannot be hashed).", position=position
@@ -146,8 +133,8 @@ def _hashes(engine: Engine) -> Iterator[tuple[int, str, AuditRow]]:
 def digest(engine: Engine) -> Digest:
     """The digest of the whole log as it stands."""
     running, count, last = DIGEST_SEED, 0, 0
-    for position, event_hash, _ in _hashes(engine):
-        running, count, last = _step(running, event_hash), count + 1, position
+    for position, hashed, _ in _hashes(engine):
+        running, count, last = _step(running, hashed), count + 1, position
     return Digest(count, running, last)
 
 
@@ -180,7 +167,7 @@ def check_digest(engine: Engine, token: str) -> DigestCheck:
     covered: str | None = "" if matched is not None else None  # the newest one the digest covers, once passed
     backdated: str | None = None
     try:
-        for position, event_hash, row in _hashes(engine):
+        for position, hashed, row in _hashes(engine):
             occurred = row[9]
             if covered is not None and backdated is None and occurred < covered:
                 backdated = (
@@ -188,7 +175,7 @@ def check_digest(engine: Engine, token: str) -> DigestCheck:
                     f"dated {occurred}, before {covered}, the newest event the digest covers: it changes what the "
                     "log says about an instant the digest vouched for."
                 )
-            running, seen, last = _step(running, event_hash), seen + 1, position
+            running, seen, last = _step(running, hashed), seen + 1, position
             newest = max(newest, occurred)
             if count is None and matched is None and running == wanted:
                 matched = Digest(seen, running, last)

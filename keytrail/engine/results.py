@@ -7,8 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from keytrail.errors import CorruptEvent
-from keytrail.persistence import RecordedEvent
-from keytrail.persistence.hashing import iso_utc
+from keytrail.events import RecordedEvent, iso_utc
 from keytrail.states import Reason, State, Trigger
 
 __all__ = ["Event", "KeyOutcome", "Outcome", "Problem", "Replay", "VerifyReport"]

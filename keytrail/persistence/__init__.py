@@ -1,8 +1,8 @@
 """Storage: the SQLModel schema, the event store and database URLs. Knows no machine logic."""
 
+from keytrail.events import GENESIS_HASH, PendingEvent, RecordedEvent, canonical_json, event_hash
 from keytrail.persistence.database import Database, Durability, translate_error
-from keytrail.persistence.hashing import GENESIS_HASH, canonical_json, chain_hash
-from keytrail.persistence.store import EventStore, PendingEvent, RecordedEvent, SavedConfig, StreamHead
+from keytrail.persistence.store import EventStore, SavedConfig, StreamHead
 from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable
 
 __all__ = [
@@ -17,6 +17,6 @@ __all__ = [
     "SavedConfig",
     "StreamHead",
     "canonical_json",
-    "chain_hash",
+    "event_hash",
     "translate_error",
 ]

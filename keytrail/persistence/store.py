@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from keytrail.errors import ConcurrencyConflict, CorruptEvent, CorruptProjection
-from keytrail.persistence.hashing import EVENT_COLUMNS, GENESIS_HASH, chain_hash, iso_utc
+from keytrail.events import EVENT_COLUMNS, GENESIS_HASH, PendingEvent, RecordedEvent, event_hash, iso_utc
 from keytrail.persistence.stored import (
     SQLITE_TIME_SHAPE,
     WELL_TYPED_ROWS,
@@ -41,8 +41,6 @@ __all__ = [
     "AuditRow",
     "EventStore",
     "HotPath",
-    "PendingEvent",
-    "RecordedEvent",
     "SavedConfig",
     "StreamHead",
     "hot_path_for",
@@ -88,82 +86,6 @@ class SavedConfig:
     fingerprint: str
     hint: str
     saved_at: datetime
-
-
-@dataclass(frozen=True)
-class PendingEvent:
-    """What the engine asks to append; the store adds version, hashes and position."""
-
-    trigger: str
-    source: str
-    dest: str
-    reason: str | None
-    data: dict[str, Any]
-    actor: str | None
-    occurred_at: datetime
-    idempotency_key: str | None
-    account_id: str | None = None
-    key_id: str | None = None
-
-
-@dataclass(frozen=True)
-class RecordedEvent:
-    """One row of the event log, as auditors see it."""
-
-    position: int
-    stream_id: str
-    version: int
-    trigger: str
-    source: str
-    dest: str
-    reason: str | None
-    data: dict[str, Any] = field(repr=False)
-    actor: str | None
-    occurred_at: datetime
-    idempotency_key: str | None
-    schema_version: int
-    prev_hash: str = field(repr=False)
-    hash: str
-
-    def hashed_fields(self) -> dict[str, Any]:
-        return {
-            "stream_id": self.stream_id,
-            "version": self.version,
-            "trigger": self.trigger,
-            "source": self.source,
-            "dest": self.dest,
-            "reason": self.reason,
-            "data": self.data,
-            "actor": self.actor,
-            "occurred_at": self.occurred_at,
-            "idempotency_key": self.idempotency_key,
-            "schema_version": self.schema_version,
-        }
-
-    def audit_row(self) -> AuditRow:
-        """The event as replay and verify fold it (see :data:`AuditRow`)."""
-        return (
-            self.position,
-            self.stream_id,
-            self.version,
-            self.trigger,
-            self.source,
-            self.dest,
-            self.reason,
-            self.data,
-            self.actor,
-            iso_utc(self.occurred_at),
-            self.idempotency_key,
-            self.schema_version,
-            self.prev_hash,
-            self.hash,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every column, times as ISO strings: the export format."""
-        row = {"position": self.position, **self.hashed_fields(), "prev_hash": self.prev_hash, "hash": self.hash}
-        row["occurred_at"] = iso_utc(self.occurred_at)
-        return row
 
 
 _EVENT_COLUMNS = [events_table.c[name] for name in EVENT_COLUMNS]
@@ -305,10 +227,7 @@ def _hashing_rows(cursor: Any) -> Iterator[AuditRow]:
 
 _HEAD_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams WHERE stream_id = ?"
 _HEADS_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams"
-_AUDIT_SCAN = (
-    "SELECT position, stream_id, version, trigger, source, dest, reason, data, actor, occurred_at, "
-    "idempotency_key, schema_version, prev_hash, hash FROM events"
-)
+_AUDIT_SCAN = "SELECT " + ", ".join(EVENT_COLUMNS) + " FROM events"  # noqa: S608 (constant column names)
 
 
 def _sqlite_scan(dbapi: Any, stream_id: str | None, as_of: datetime | None, after_position: int | None) -> Any:
@@ -418,20 +337,10 @@ class EventStore:
         """Append the next event of the stream and move its projection, or raise ConcurrencyConflict."""
         version = 1 if head is None else head.version + 1
         prev_hash = GENESIS_HASH if head is None else head.head_hash
-        fields: dict[str, Any] = {
-            "stream_id": stream_id,
-            "version": version,
-            "trigger": event.trigger,
-            "source": event.source,
-            "dest": event.dest,
-            "reason": event.reason,
-            "data": event.data,
-            "actor": event.actor,
-            "occurred_at": event.occurred_at,
-            "idempotency_key": event.idempotency_key,
-            "schema_version": SCHEMA_VERSION,
-        }
-        digest = chain_hash(prev_hash, fields)
+        body = event.hashed_fields(stream_id, version, SCHEMA_VERSION)
+        digest = event_hash(prev_hash, body)
+        # The row as stored: the same values, occurred_at as the datetime the column takes.
+        row = {**body, "occurred_at": event.occurred_at, "prev_hash": prev_hash, "hash": digest}
         projection = {
             "state": event.dest,
             "reason": event.reason,
@@ -442,10 +351,7 @@ class EventStore:
             "updated_at": event.occurred_at,
         }
         try:
-            position = conn.execute(
-                sa.insert(events_table).returning(events_table.c.position),
-                {**fields, "prev_hash": prev_hash, "hash": digest},
-            ).scalar_one()
+            position = conn.execute(sa.insert(events_table).returning(events_table.c.position), row).scalar_one()
             if head is None:
                 conn.execute(sa.insert(streams_table), {"stream_id": stream_id, **projection})
             else:
@@ -463,7 +369,7 @@ class EventStore:
             raise ConcurrencyConflict(
                 f"Another writer appended version {version} of {stream_id} first; nothing was written."
             ) from exc
-        return RecordedEvent(position, **fields, prev_hash=prev_hash, hash=digest)
+        return RecordedEvent(position, **row)
 
     def save_config(
         self, conn: Connection, stream_id: str, ciphertext: str, fingerprint: str, hint: str, at: datetime

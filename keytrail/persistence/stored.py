@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keytrail.persistence.hashing import json_encoder
+from keytrail.events import EVENT_COLUMNS, json_encoder
 
 __all__ = [
     "SQLITE_TIME_FORMAT",
@@ -192,22 +192,6 @@ WELL_TYPED_ROWS = frozenset(
     (int, str, int, str, str, str, reason, str, actor, str, idem, int, str, str)
     for reason, actor, idem in itertools.product((str, _NONE), repeat=3)
 )
-_COLUMNS = (
-    "position",
-    "stream_id",
-    "version",
-    "trigger",
-    "source",
-    "dest",
-    "reason",
-    "data",
-    "actor",
-    "occurred_at",
-    "idempotency_key",
-    "schema_version",
-    "prev_hash",
-    "hash",
-)
 _NULLABLE = frozenset(("reason", "actor", "idempotency_key"))
 _INTEGERS = frozenset(("position", "version", "schema_version"))
 
@@ -219,7 +203,7 @@ def well_typed(row: tuple[Any, ...]) -> bool:
 
 def column_flaw(row: tuple[Any, ...]) -> Flaw | None:
     """The first column of an SQLite event row whose type keytrail never writes there (None: all fine)."""
-    for name, value in zip(_COLUMNS, row, strict=True):
+    for name, value in zip(EVENT_COLUMNS, row, strict=True):
         if name in _INTEGERS:
             if type(value) is not int:
                 return Flaw("malformed", f"{name} is stored as {shown(value)}, not a whole number.")

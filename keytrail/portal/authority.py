@@ -27,8 +27,8 @@ from keytrail.errors import (
     KeyUnusable,
     UnknownKey,
 )
+from keytrail.events import iso_utc
 from keytrail.persistence import Database
-from keytrail.persistence.hashing import iso_utc
 from keytrail.portal.passwords import DUMMY_HASH, hash_password, verify_password
 from keytrail.portal.ports import SavedKey, Verdict
 from keytrail.portal.tables import AccountRow, ApiKeyRow, OnboardingSessionRow, SignInAttemptRow

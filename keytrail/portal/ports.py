@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.engine import Connection
 
-from keytrail.persistence.hashing import iso_utc
+from keytrail.events import iso_utc
 from keytrail.states import Reason
 
 __all__ = ["KeyVerifier", "SavedKey", "TransactionalKeyVerifier", "Verdict"]
