@@ -6,12 +6,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from keytrail.errors import CorruptEvent
-from keytrail.persistence import RecordedEvent
+from keytrail.errors import CorruptEvent, CorruptProjection
+from keytrail.persistence import RecordedEvent, StreamHead
 from keytrail.persistence.hashing import iso_utc
 from keytrail.states import Reason, State, Trigger
 
-__all__ = ["Event", "KeyOutcome", "Outcome", "Problem", "Replay", "VerifyReport"]
+__all__ = ["Event", "KeyOutcome", "OnboardingStatus", "Outcome", "Problem", "Replay", "VerifyReport"]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else iso_utc(value)
+
+
+def _value(member: Reason | None) -> str | None:
+    return None if member is None else member.value
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,69 @@ class Event:
                 position=record.position,
             ) from None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The event as ``history --json`` prints it; ``data`` is left to exports (``export_rows``)."""
+        return {
+            "position": self.position,
+            "version": self.version,
+            "occurred_at": iso_utc(self.occurred_at),
+            "trigger": self.trigger.value,
+            "source": self.source.value,
+            "dest": self.dest.value,
+            "reason": _value(self.reason),
+            "actor": self.actor,
+            "idempotency_key": self.idempotency_key,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True)
+class OnboardingStatus:
+    """Where an onboarding stands, from its projection row (no replay): what ``Engine.status`` returns.
+
+    The id is ``stream`` and the state a :class:`State`, as in :class:`Outcome`; ``head_hash`` is
+    the hash of its newest event, ``account_id`` and ``key_id`` what the flow carries so far.
+    """
+
+    stream: str
+    state: State
+    reason: Reason | None
+    version: int
+    head_hash: str
+    account_id: str | None = None
+    key_id: str | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_head(cls, head: StreamHead) -> OnboardingStatus:
+        """The status of a projection row; CorruptProjection when the row is damaged or names an unknown state."""
+        if head.flaw is not None:
+            raise CorruptProjection(head.stream_id, head.flaw)
+        try:
+            state = State(head.state)
+            reason = None if head.reason is None else Reason(head.reason)
+        except ValueError:
+            raise CorruptProjection(
+                head.stream_id,
+                f"its state and reason ({head.state!r:.40}, {head.reason!r:.40}) are not ones keytrail knows.",
+            ) from None
+        return cls(
+            head.stream_id, state, reason, head.version, head.head_hash, head.account_id, head.key_id, head.updated_at
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``status --json`` object."""
+        return {
+            "stream": self.stream,
+            "state": self.state.value,
+            "reason": _value(self.reason),
+            "version": self.version,
+            "account_id": self.account_id,
+            "key_id": self.key_id,
+            "updated_at": _iso(self.updated_at),
+            "head_hash": self.head_hash,
+        }
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -114,6 +185,9 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.stream} v{self.version}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream, "version": self.version, "kind": self.kind, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -135,6 +209,19 @@ class Replay:
     def ok(self) -> bool:
         return not self.problems
 
+    def as_dict(self) -> dict[str, Any]:
+        """The ``replay --json`` object."""
+        return {
+            "stream": self.stream,
+            "state": self.state.value,
+            "reason": _value(self.reason),
+            "version": self.version,
+            "as_of": _iso(self.as_of),
+            "path": [s.value for s in self.path],
+            "ok": self.ok,
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -147,3 +234,12 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``verify --json`` object."""
+        return {
+            "ok": self.ok,
+            "streams": self.streams,
+            "events": self.events,
+            "problems": [p.as_dict() for p in self.problems],
+        }
