@@ -9,7 +9,7 @@ private attributes, so the engine's insides can change without breaking users' t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -168,11 +168,23 @@ class Admin:
             _, config = self._store.read_head(conn, stream)
         return None if config is None else SavedKeyRecord.of(config)
 
-    def saved_keys(self) -> Iterator[SavedKeyRecord]:
+    def saved_keys(self) -> Generator[SavedKeyRecord, None, None]:
         """Every saved configuration, ordered by onboarding id, streamed."""
-        with self._engine.database.read() as conn, closing(iter(self._store.configs(conn))) as configs:
-            for config in configs:
+        with self._engine.database.read() as conn:
+            for config in self._store.configs(conn):
                 yield SavedKeyRecord.of(config)
+
+    def saved_key_verdict(self, stream: str, at: datetime | None = None) -> tuple[SavedKeyRecord | None, Verdict]:
+        """What ``stream``'s store configuration holds and what the engine's verifier says of it at ``at``.
+
+        Like ``Engine.saved_key_status``, for a store keytrail may not track yet; nothing is written.
+        """
+        stream = inputs.check_stream_id(stream)
+        with self._engine.database.read() as conn:
+            _, config = self._store.read_head(conn, stream)
+        when = self._engine.now() if at is None else inputs.check_instant("at", at)
+        record = None if config is None else SavedKeyRecord.of(config)
+        return record, self._engine.verifier.verify(self._saved_key(config), when)
 
     def saved_key_verdicts(self, at: datetime | None = None) -> list[tuple[SavedKeyRecord, Verdict]]:
         """Every saved configuration with what the engine's verifier says of it at ``at`` (default: now).
@@ -188,7 +200,7 @@ class Admin:
 
     # -- the log as stored ----------------------------------------------------------------------
 
-    def log_rows(self) -> Iterator[tuple[Any, ...]]:
+    def log_rows(self) -> Generator[tuple[Any, ...], None, None]:
         """Every event row as stored, in ``position`` order, streamed: what the log digest hashes.
 
         Each row is ``(position, stream_id, version, trigger, source, dest, reason, data, actor,
