@@ -32,6 +32,7 @@ class Revealing:
 
 def test_a_key_saved_from_outside_is_read_back_without_its_ciphertext(engine: Engine, clock: MovableClock) -> None:
     """put_saved_key writes the store configuration as bin/magento config:set would; reads give no ciphertext."""
+    assert isinstance(engine.admin, Admin)
     assert engine.admin.saved_key("acme") is None
     record = engine.admin.put_saved_key("acme", f"  {KEY}\n")
     assert record == SavedKeyRecord("acme", fingerprint(KEY), KEY[-4:], clock.now)
@@ -47,6 +48,7 @@ def test_a_key_saved_from_outside_is_read_back_without_its_ciphertext(engine: En
     assert datetime.fromisoformat(shown["saved_at"]) == record.saved_at
     # No event: the onboarding is not tracked until its first command, which then finds the key.
     assert list(engine.streams()) == []
+    assert engine.admin.saved_key_verdict("acme") == (record, Verdict(False, Reason.invalid))
     assert engine.access("acme").reason is Reason.invalid  # a key the authority never issued
     saved, verdict = engine.saved_key_status("acme")
     assert (saved, verdict.reason) == (record, Reason.invalid)
@@ -56,6 +58,8 @@ def test_saved_keys_lists_every_configuration(engine: Engine) -> None:
     engine.admin.put_saved_key("b-store", KEY)
     engine.admin.put_saved_key("a-store", "kt_" + "b" * 43)
     assert [r.stream for r in engine.admin.saved_keys()] == ["a-store", "b-store"]
+    checked = engine.admin.saved_key_verdicts()
+    assert [(r.stream, v.reason) for r, v in checked] == [("a-store", Reason.invalid), ("b-store", Reason.invalid)]
 
 
 def test_put_saved_key_refuses_bad_input_and_writes_nothing(engine: Engine) -> None:
