@@ -42,6 +42,7 @@ from keytrail.errors import CorruptEvent, InvalidInput
 from keytrail.persistence.hashing import EVENT_COLUMNS, chain_hash_iso, iso_utc
 from keytrail.persistence.store import AuditRow
 from keytrail.persistence.stored import Flaw, data_flaw, shown
+from keytrail.states import State, initial_state
 
 __all__ = [
     "DIGEST_SEED",
@@ -252,7 +253,7 @@ class ExpiringKey:
     """An onboarding whose saved key expires (or expired) by the end of the window."""
 
     stream: str
-    state: str
+    state: State
     key_id: str | None
     hint: str
     expires_at: datetime
@@ -262,7 +263,7 @@ class ExpiringKey:
     def as_dict(self) -> dict[str, Any]:
         return {
             "stream": self.stream,
-            "state": self.state,
+            "state": self.state.value,
             "key_id": self.key_id,
             "hint": self.hint,
             "expires_at": iso_utc(self.expires_at),
@@ -281,7 +282,7 @@ def expiring(engine: Engine, within: timedelta) -> list[ExpiringKey]:
         raise InvalidInput(f"The window must not be negative, not {within}.")
     at = engine.now()
     checked = engine.admin.saved_key_verdicts(at)
-    states = {status.stream: status.state.value for status in engine.streams()}
+    states = {status.stream: status.state for status in engine.streams()}
     found: list[ExpiringKey] = []
     for saved, verdict in checked:
         if verdict.expires_at is None or verdict.expires_at > at + within:
@@ -289,7 +290,7 @@ def expiring(engine: Engine, within: timedelta) -> list[ExpiringKey]:
         found.append(
             ExpiringKey(
                 saved.stream,
-                states.get(saved.stream, "Unverified"),
+                states.get(saved.stream, initial_state()),
                 verdict.key_id,
                 saved.hint,
                 verdict.expires_at,
