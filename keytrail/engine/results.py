@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from keytrail.errors import CorruptEvent, CorruptProjection
 from keytrail.persistence import RecordedEvent, StreamHead
@@ -12,6 +12,10 @@ from keytrail.persistence.hashing import iso_utc
 from keytrail.states import Reason, State, Trigger
 
 __all__ = ["Event", "KeyOutcome", "OnboardingStatus", "Outcome", "Problem", "Replay", "VerifyReport"]
+
+
+_STATES = {state.value: state for state in State}
+_REASONS = {reason.value: reason for reason in Reason}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -126,12 +130,12 @@ class Event:
         }
 
 
-@dataclass(frozen=True)
-class OnboardingStatus:
+class OnboardingStatus(NamedTuple):
     """Where an onboarding stands, from its projection row (no replay): what ``Engine.status`` returns.
 
     The id is ``stream`` and the state a :class:`State`, as in :class:`Outcome`; ``head_hash`` is
     the hash of its newest event, ``account_id`` and ``key_id`` what the flow carries so far.
+    (A named tuple, not a dataclass: status reads are hot, and a tuple is built in a third of the time.)
     """
 
     stream: str
@@ -149,9 +153,9 @@ class OnboardingStatus:
         if head.flaw is not None:
             raise CorruptProjection(head.stream_id, head.flaw)
         try:
-            state = State(head.state)
-            reason = None if head.reason is None else Reason(head.reason)
-        except ValueError:
+            state = _STATES[head.state]
+            reason = None if head.reason is None else _REASONS[head.reason]
+        except KeyError:
             raise CorruptProjection(
                 head.stream_id,
                 f"its state and reason ({head.state!r:.40}, {head.reason!r:.40}) are not ones keytrail knows.",
