@@ -20,10 +20,14 @@ demo: $(STAMP)
 	rm -rf demo-output && mkdir -p demo-output
 	$(BIN)/keytrail --db sqlite:///demo-output/keytrail.db demo
 
+# Style, types, and the invariants of issue 10: no private attribute of another object (ruff SLF001),
+# the layering contracts (lint-imports, [tool.importlinter] in pyproject.toml), no module over 400 lines.
 lint: $(STAMP)
-	$(BIN)/ruff check keytrail tests $(wildcard benchmarks)
-	$(BIN)/ruff format --check keytrail tests $(wildcard benchmarks)
+	$(BIN)/ruff check keytrail tests scripts $(wildcard benchmarks)
+	$(BIN)/ruff format --check keytrail tests scripts $(wildcard benchmarks)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_module_size.py
 
 pytest: $(STAMP) system-deps
 	$(BIN)/pytest

@@ -3,7 +3,18 @@
 Users import from here; everything else may change between releases.
 """
 
-from keytrail.engine import Engine, Event, KeyOutcome, Outcome, Problem, Replay, VerifyReport
+from keytrail.engine import (
+    Admin,
+    Engine,
+    Event,
+    KeyOutcome,
+    OnboardingStatus,
+    Outcome,
+    Problem,
+    Replay,
+    SavedKeyRecord,
+    VerifyReport,
+)
 from keytrail.errors import KeytrailError
 from keytrail.portal import Account, ApiKey, KeyVerifier, SavedKey, Verdict
 from keytrail.states import Reason, State, Trigger
@@ -12,17 +23,20 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Account",
+    "Admin",
     "ApiKey",
     "Engine",
     "Event",
     "KeyOutcome",
     "KeyVerifier",
     "KeytrailError",
+    "OnboardingStatus",
     "Outcome",
     "Problem",
     "Reason",
     "Replay",
     "SavedKey",
+    "SavedKeyRecord",
     "State",
     "Trigger",
     "Verdict",

@@ -36,7 +36,6 @@ from keytrail.engine.core import database_files
 from keytrail.errors import InvalidInput, KeytrailError
 from keytrail.events import iso_utc
 from keytrail.logs import configure_logging
-from keytrail.portal import ApiKey
 
 __all__ = ["app", "main", "parse_duration"]
 
@@ -497,29 +496,9 @@ def account_create(
         password = _secret("password", "--password-stdin", password_stdin, confirm=True)
         account = engine.portal.create_account(email, password, company)
     if as_json:
-        _emit_json(
-            {
-                "account_id": account.account_id,
-                "email": account.email,
-                "company": account.company,
-                "created_at": iso_utc(account.created_at),
-            }
-        )
+        _emit_json(account.as_dict())
         return
     _say(f"account {account.account_id}: {account.email} ({account.company})")
-
-
-def _key_dict(key: ApiKey, now: datetime) -> dict[str, Any]:
-    return {
-        "key_id": key.key_id,
-        "description": key.description,
-        "hint": key.hint,
-        "fingerprint": key.fingerprint,
-        "created_at": iso_utc(key.created_at),
-        "expires_at": iso_utc(key.expires_at),
-        "revoked_at": _when(key.revoked_at) or None,
-        "status": key.status(now),
-    }
 
 
 @keys_app.command("list")
@@ -531,7 +510,7 @@ def keys_list(email: EmailOpt, as_json: JsonOpt = False) -> None:
         if account is None:
             raise InvalidInput(f"There is no account with the email {email}.")
         now = engine.now()
-        found = [_key_dict(key, now) for key in engine.portal.list_keys(email)]
+        found = [key.as_dict(now) for key in engine.portal.list_keys(email)]
     if as_json:
         _emit_json({"email": account.email, "keys": found})
         return
@@ -548,7 +527,7 @@ def keys_revoke(
     """Revoke a key: from now on it verifies as invalid, and the next access prompts."""
     with _open() as engine:
         key = engine.portal.revoke_key(key_id)
-        shown = _key_dict(key, engine.now())
+        shown = key.as_dict(engine.now())
     if as_json:
         _emit_json(shown)
         return
@@ -556,19 +535,6 @@ def keys_revoke(
 
 
 # -- reading -----------------------------------------------------------------------------------------
-
-
-def _status_dict(head: Any) -> dict[str, Any]:
-    return {
-        "stream": head.stream_id,
-        "state": head.state,
-        "reason": head.reason,
-        "version": head.version,
-        "account_id": head.account_id,
-        "key_id": head.key_id,
-        "updated_at": _when(head.updated_at) or None,
-        "head_hash": head.head_hash,
-    }
 
 
 @app.command()
@@ -582,14 +548,14 @@ def status(
     """Where one onboarding stands, or all of them as a table (from the projection, no replay)."""
     with _open() as engine:
         if stream is not None:
-            shown = _status_dict(engine.status(stream))
+            shown = engine.status(stream).as_dict()
             if as_json:
                 _emit_json(shown)
             else:
                 reason = f" (reason: {shown['reason']})" if shown["reason"] else ""
                 _say(f"{shown['stream']}: {shown['state']}{reason}, version {shown['version']}")
             return
-        heads = (_status_dict(head) for head in engine.streams())
+        heads = (status.as_dict() for status in engine.streams())
         if as_json:
             # Streamed as a JSON array, one onboarding per line, so memory stays flat.
             print("[", end="")
@@ -608,26 +574,7 @@ def history(stream: StreamArg, as_json: JsonOpt = False) -> None:
     with _open() as engine:
         events = engine.history(stream)
     if as_json:
-        _emit_json(
-            {
-                "stream": stream,
-                "events": [
-                    {
-                        "position": e.position,
-                        "version": e.version,
-                        "occurred_at": iso_utc(e.occurred_at),
-                        "trigger": e.trigger.value,
-                        "source": e.source.value,
-                        "dest": e.dest.value,
-                        "reason": None if e.reason is None else e.reason.value,
-                        "actor": e.actor,
-                        "idempotency_key": e.idempotency_key,
-                        "hash": e.hash,
-                    }
-                    for e in events
-                ],
-            }
-        )
+        _emit_json({"stream": stream, "events": [e.as_dict() for e in events]})
         return
     columns = ("version", "time (UTC)", "trigger", "from", "to", "reason", "actor")
     rows = (
@@ -645,10 +592,6 @@ def history(stream: StreamArg, as_json: JsonOpt = False) -> None:
     _table(f"History of {stream}", columns, rows)
 
 
-def _problem_dict(problem: Any) -> dict[str, Any]:
-    return {"stream": problem.stream, "version": problem.version, "kind": problem.kind, "message": problem.message}
-
-
 @app.command()
 @_errors_to_exit
 def replay(
@@ -664,18 +607,7 @@ def replay(
     with _open() as engine, _progress("replaying") as advance:
         rebuilt = engine.replay(stream, instant, progress=advance)
     if as_json:
-        _emit_json(
-            {
-                "stream": rebuilt.stream,
-                "state": rebuilt.state.value,
-                "reason": None if rebuilt.reason is None else rebuilt.reason.value,
-                "version": rebuilt.version,
-                "as_of": _when(rebuilt.as_of) or None,
-                "path": [s.value for s in rebuilt.path],
-                "ok": rebuilt.ok,
-                "problems": [_problem_dict(p) for p in rebuilt.problems],
-            }
-        )
+        _emit_json(rebuilt.as_dict())
     else:
         when = f" as of {_when(rebuilt.as_of)}" if rebuilt.as_of is not None else ""
         reason = f" (reason: {rebuilt.reason.value})" if rebuilt.reason is not None else ""
@@ -733,14 +665,7 @@ def verify(
     with _open() as engine, _progress("verifying") as advance:
         report = engine.verify(stream, progress=advance)
     if as_json:
-        _emit_json(
-            {
-                "ok": report.ok,
-                "streams": report.streams,
-                "events": report.events,
-                "problems": [_problem_dict(p) for p in report.problems],
-            }
-        )
+        _emit_json(report.as_dict())
     else:
         verdict = "ok" if report.ok else "PROBLEMS"
         _say(

@@ -33,10 +33,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
-from keytrail.crypto import fingerprint, hint
-from keytrail.engine import Engine, Outcome
+from keytrail.engine import Engine, OnboardingStatus, Outcome
 from keytrail.errors import UnknownOnboarding
-from keytrail.persistence import EventStore, SavedConfig, StreamHead
 from keytrail.states import State, Trigger, initial_state
 from keytrail.states.paths import (
     Env,
@@ -250,14 +248,15 @@ class Driver:
         self.password = password
         self.actor = actor
         self.plaintexts: set[str] = {password}
-        self._store = EventStore()
 
     # The few reads and writes below reach past the engine's commands on purpose: they are what
     # happens outside keytrail (a config written by hand, the authority's own records).
 
-    def _read(self, stream: str) -> tuple[StreamHead | None, SavedConfig | None]:
-        with self.engine.database.read() as conn:
-            return self._store.read_head(conn, stream)
+    def _read(self, stream: str) -> OnboardingStatus | None:
+        try:
+            return self.engine.status(stream)
+        except UnknownOnboarding:
+            return None
 
     def _now(self) -> datetime:
         return self.engine.now()
@@ -266,14 +265,14 @@ class Driver:
         if self.engine.portal.find_account(self.email) is None:
             self.engine.portal.create_account(self.email, self.password, company=DRIVER_COMPANY)
 
-    def _account_email(self, head: StreamHead | None) -> str:
+    def _account_email(self, head: OnboardingStatus | None) -> str:
         if head is not None and head.account_id is not None:
             with self.engine.database.read() as conn:
                 return self.engine.portal.account(conn, head.account_id).email
         self._ensure_account()
         return self.email
 
-    def _key_in_hand(self, stream: str, head: StreamHead | None) -> str:
+    def _key_in_hand(self, stream: str, head: OnboardingStatus | None) -> str:
         if head is None or head.key_id is None:
             raise DriveError(f"{stream} has no key in hand: no key was generated or copied on it yet.")
         with self.engine.database.read() as conn:
@@ -282,7 +281,7 @@ class Driver:
     def _advance(self, delta: timedelta) -> None:
         clock = self.clock
         if clock is None:
-            engine_clock = getattr(self.engine, "_clock", None)
+            engine_clock: Any = self.engine.clock
             clock = engine_clock if callable(getattr(engine_clock, "advance", None)) else None
         if clock is None:
             raise DriveError(
@@ -296,9 +295,7 @@ class Driver:
             # Every key issued so far expires at or before now + key_lifetime.
             self._advance(self.engine.portal.key_lifetime)
         elif env is Env.revoke_saved_key:
-            _, config = self._read(stream)
-            saved = self.engine._saved_key(config)
-            verdict = self.engine.verifier.verify(saved, self._now())
+            _, verdict = self.engine.admin.saved_key_verdict(stream)
             if verdict.key_id is None:
                 raise DriveError(f"{stream} has no saved key the authority issued, so there is nothing to revoke.")
             self.engine.portal.revoke_key(verdict.key_id)
@@ -307,14 +304,14 @@ class Driver:
             self._ensure_account()
             account = self.engine.portal.find_account(self.email)
             assert account is not None
-            now = self._now()
             with self.engine.database.write() as conn:
-                issued = self.engine.portal.generate_key_in(conn, account.account_id, "Saved outside keytrail", now)
-                sealed = self.engine._box.seal(issued.key)
-                self._store.save_config(conn, stream, sealed, fingerprint(issued.key), hint(issued.key), now)
+                issued = self.engine.portal.generate_key_in(
+                    conn, account.account_id, "Saved outside keytrail", self._now()
+                )
             self.plaintexts.add(issued.key)
+            self.engine.admin.put_saved_key(stream, issued.key)
 
-    def _paste(self, stream: str, head: StreamHead | None, paste: Paste) -> str:
+    def _paste(self, stream: str, head: OnboardingStatus | None, paste: Paste) -> str:
         if paste is Paste.asterisks:
             return MASK
         if paste is Paste.never_issued:
@@ -325,7 +322,7 @@ class Driver:
 
     def _command(self, stream: str, step: Step, trigger: Trigger, options: dict[str, Any]) -> Outcome:
         engine = self.engine
-        head, _ = self._read(stream)
+        head = self._read(stream)
         if trigger is Trigger.sign_in:
             return engine.sign_in(stream, email=self._account_email(head), password=self.password, **options)
         if trigger is Trigger.register:
@@ -334,7 +331,7 @@ class Driver:
         if trigger is Trigger.generate_key:
             return engine.generate_key(stream, description=KEY_DESCRIPTION, **options)
         if trigger is Trigger.copy_key:
-            from_hand = head is not None and head.state != State.KeyGenerated.value and head.key_id is not None
+            from_hand = head is not None and head.state is not State.KeyGenerated and head.key_id is not None
             key_id = head.key_id if from_hand and head is not None else None
             return engine.copy_key(stream, key_id=key_id, **options)
         if trigger is Trigger.save_config:

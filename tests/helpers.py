@@ -7,8 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from keytrail import Engine, State
-from keytrail.crypto import fingerprint, hint
-from keytrail.persistence import EventStore, KeytrailTable
+from keytrail.persistence import KeytrailTable
 
 EMAIL = "ops@acme.test"
 PASSWORD = "correct horse battery"
@@ -50,10 +49,7 @@ def drive_to(engine: Engine, stream: str, target: State) -> str | None:
 
 def put_saved_key(engine: Engine, stream: str, key: str) -> None:
     """Write the store configuration directly, as a store configured before keytrail tracked it."""
-    with engine.database.write() as conn:
-        EventStore().save_config(
-            conn, stream, engine._box.seal(key), fingerprint(key), hint(key), engine.portal._clock()
-        )
+    engine.admin.put_saved_key(stream, key)
 
 
 def snapshot(engine: Engine, *, skip: tuple[str, ...] = ()) -> dict[str, list[tuple[Any, ...]]]:

@@ -222,7 +222,7 @@ def test_the_temporary_key_files_have_unpredictable_names(tmp_path: Path, monkey
     assert not victim.exists()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and not key_file.is_symlink()
     with Engine.open(f"sqlite:///{tmp_path}/k.db") as engine:
-        engine.rotate_secret_key(generate_secret_key())
+        engine.admin.rotate_secret_key(generate_secret_key())
     assert not victim.exists()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 

@@ -184,7 +184,7 @@ class Onboardings(RuleBasedStateMachine):
         for stream, world in self.worlds.items():
             events = self.engine.history(stream) if world.state is not State.Unverified else []
             if not events:
-                assert [h.stream_id for h in self.engine.streams() if h.stream_id == stream] == []
+                assert [h.stream for h in self.engine.streams() if h.stream == stream] == []
                 continue
             assert [e.version for e in events] == list(range(1, len(events) + 1))
             replay, head = self.engine.replay(stream), self.engine.status(stream)

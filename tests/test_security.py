@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import structlog
 from freezegun import freeze_time
 from sqlalchemy.engine import make_url
 
-from keytrail import Engine, Reason, State
+from keytrail import Engine, Reason, SavedKey, State, Verdict
 from keytrail.crypto import SECRET_KEY_ENV, SECRET_KEY_FILE_ENV, fingerprint, generate_secret_key, hint
 from keytrail.errors import AccountLocked, AuthenticationFailed, IllegalTransition, KeytrailError, SecretKeyError
 from keytrail.logs import REDACTED, configure_logging, redact_secrets
@@ -60,7 +60,7 @@ def _run_whole_flow(engine: Engine, clock: MovableClock) -> Flow:
     """Every trigger, and every error path the flow can meet, over several onboardings."""
     flow = Flow(plaintexts={PASSWORD, WRONG_PASSWORD, REGISTER_PASSWORD, USER_KEY})
     portal = engine.portal
-    flow.keep(engine, portal, engine.database, engine._box, portal.create_account(EMAIL, PASSWORD, company="Acme"))
+    flow.keep(engine, portal, engine.database, engine.admin, portal.create_account(EMAIL, PASSWORD, company="Acme"))
     flow.expect_error(KeytrailError, lambda: portal.create_account(EMAIL, PASSWORD, company="Acme"))
     flow.keep(engine.access("acme"))
     flow.expect_error(IllegalTransition, lambda: engine.copy_key("acme"))
@@ -123,8 +123,8 @@ def _run_whole_flow(engine: Engine, clock: MovableClock) -> Flow:
     # rotate the encryption key in the middle of it all, and keep going
     new_secret = generate_secret_key()
     flow.plaintexts.add(new_secret)
-    flow.expect_error(SecretKeyError, lambda: engine.rotate_secret_key("not-a-key " + PASSWORD))
-    engine.rotate_secret_key(new_secret)
+    flow.expect_error(SecretKeyError, lambda: engine.admin.rotate_secret_key("not-a-key " + PASSWORD))
+    engine.admin.rotate_secret_key(new_secret)
     fourth = engine.generate_key("acme", description="after rotation")
     flow.plaintexts.add(fourth.key)
     engine.copy_key("acme")
@@ -385,11 +385,24 @@ def _ciphertexts(engine: Engine) -> set[str]:
 
 def _all_secrets_open(engine: Engine, keys: dict[str, str]) -> None:
     """Every saved key still verifies and unseals, and the portal still hands back every key it holds."""
+    revealed: list[str] = []
+
+    class Revealing:
+        """A plug-in verifier unseals the saved key it is handed, as a remote authority's client does."""
+
+        def verify(self, saved: SavedKey | None, at: datetime) -> Verdict:
+            assert saved is not None
+            revealed.append(saved.reveal())
+            return Verdict.missing()
+
     for stream in ("a", "b", "c"):
         assert engine.access(stream).state is State.Validated
-        config, _ = engine.saved_key_status(stream)
-        saved = engine._saved_key(config)
-        assert saved is not None and saved.reveal() in keys.values()
+        embedded, engine.verifier = engine.verifier, Revealing()
+        try:
+            engine.saved_key_status(stream)
+        finally:
+            engine.verifier = embedded
+    assert len(revealed) == 3 and set(revealed) <= set(keys.values())
     for key_id, key in keys.items():
         engine.access("reader")
         engine.sign_in("reader", email=EMAIL, password=PASSWORD)
@@ -405,7 +418,7 @@ def test_rotation_with_a_key_file_reseals_everything(tmp_path: Path, clock: Mova
         old_secret = key_file.read_text().strip()
         before = _ciphertexts(engine)
         new_secret = generate_secret_key()
-        assert engine.rotate_secret_key(new_secret) == 6
+        assert engine.admin.rotate_secret_key(new_secret) == 6
         assert key_file.read_text().split() == [new_secret]
         assert oct(key_file.stat().st_mode & 0o777) == "0o600"
         assert _ciphertexts(engine).isdisjoint(before) and len(_ciphertexts(engine)) == 6
@@ -425,7 +438,7 @@ def test_rotation_with_the_environment_key(db_url: str, clock: MovableClock, mon
     monkeypatch.setenv(SECRET_KEY_ENV, old_secret)
     with Engine.open(db_url, clock=clock) as engine:
         keys = _three_onboardings(engine)
-        assert engine.rotate_secret_key(new_secret) == 6
+        assert engine.admin.rotate_secret_key(new_secret) == 6
         _all_secrets_open(engine, keys)
     with pytest.raises(SecretKeyError, match="not the one this database was sealed with"):
         Engine.open(db_url, clock=clock)
@@ -448,7 +461,7 @@ def test_a_failed_rotation_changes_nothing_and_loses_nothing(
         before = snapshot(engine)
         file_before = key_file.read_text()
         with pytest.raises(SecretKeyError, match="malformed") as caught:
-            engine.rotate_secret_key("0123456789abcdef-not-a-fernet-key")
+            engine.admin.rotate_secret_key("0123456789abcdef-not-a-fernet-key")
         assert "0123456789abcdef" not in str(caught.value)
         assert snapshot(engine) == before and key_file.read_text() == file_before
 
@@ -458,7 +471,7 @@ def test_a_failed_rotation_changes_nothing_and_loses_nothing(
         monkeypatch.setattr(engine.portal, "reseal_keys_in", crash)
         new_secret = generate_secret_key()
         with pytest.raises(OSError, match="disk went away"):
-            engine.rotate_secret_key(new_secret)
+            engine.admin.rotate_secret_key(new_secret)
         assert snapshot(engine) == before
         assert key_file.read_text().split() == [new_secret, file_before.strip()]
         _all_secrets_open(engine, keys)

@@ -21,7 +21,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 import structlog
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import Connection
@@ -33,13 +32,11 @@ from keytrail.crypto import (
     SecretBox,
     fingerprint,
     hint,
-    key_file_of,
     load_secret_keys,
-    parse_secret_key,
-    write_key_file,
 )
+from keytrail.engine.admin import Admin, SavedKeyRecord
 from keytrail.engine.audit import StreamFold, carried_ids, verify_streams
-from keytrail.engine.results import Event, KeyOutcome, Outcome, Replay, VerifyReport
+from keytrail.engine.results import Event, KeyOutcome, OnboardingStatus, Outcome, Replay, VerifyReport
 from keytrail.errors import (
     ConcurrencyConflict,
     CorruptProjection,
@@ -49,7 +46,6 @@ from keytrail.errors import (
     IllegalTransition,
     InvalidInput,
     KeytrailError,
-    SecretKeyError,
     StorageError,
     UnknownOnboarding,
 )
@@ -65,9 +61,8 @@ from keytrail.persistence import (
     SavedConfig,
     StreamHead,
 )
-from keytrail.persistence.store import AuditRow, config_table, hot_path_for, sqlite_time
+from keytrail.persistence.store import AuditRow, hot_path_for, sqlite_time
 from keytrail.persistence.stored import SQLITE_TIME_SHAPE
-from keytrail.persistence.tables import MetaRow
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, initial_state
@@ -200,6 +195,7 @@ class Engine:
         )
         self.verifier: KeyVerifier = verifier if verifier is not None else self.portal
         self._hot = hot_path_for(db.dialect)
+        self._admin = Admin(self, self._store, box=lambda: self._box, use_box=self._use_box, saved_key=self._saved_key)
 
     @classmethod
     def open(
@@ -278,60 +274,20 @@ class Engine:
         """Release the database connections; the engine cannot be used afterwards."""
         self._db.close()
 
-    def rotate_secret_key(self, new_key: str) -> int:
-        """Re-seal every saved store key and every authority key under ``new_key``, in one transaction.
+    @property
+    def admin(self) -> Admin:
+        """Operator actions outside the flow: rotate the encryption key, write and read the saved configuration."""
+        return self._admin
 
-        ``new_key`` is a key as ``keytrail.crypto.generate_secret_key()`` makes it. When the
-        current key came from a key file, the file is rewritten too: first holding both keys
-        (so a crash at any moment leaves every secret openable), then, once the database has
-        committed, only the new one. When it came from ``KEYTRAIL_SECRET_KEY``, put the new key
-        there (first, if you keep the old one listed after it) before the next open. Stop other
-        hosts sharing the database while rotating. Returns how many secrets were re-sealed.
-        """
-        fernet = parse_secret_key(new_key)
-        new_key = new_key.strip()
-        key_file = key_file_of(self._box.source)
-        if key_file is not None:
-            try:
-                old_keys = key_file.read_text(encoding="ascii").replace(",", " ").split()
-                write_key_file(key_file, [new_key, *old_keys])
-            except (OSError, UnicodeDecodeError) as exc:
-                raise SecretKeyError(
-                    f"The key file {key_file} cannot be rewritten ({exc.__class__.__name__}); nothing was changed."
-                ) from None
-        rotating = self._box.with_new_key(fernet, self._box.source)
-        # From here on this engine seals under the new key (and opens with both), so a command in
-        # another thread cannot seal a secret under the key that is being retired.
-        retiring = self._box
-        self._box = rotating
-        self.portal.use_box(rotating)
-        try:
-            meta = MetaRow.__table__  # type: ignore[attr-defined]
-            with self._db.write() as conn:
-                if self._db.dialect == "postgresql":  # no save or key creation may slip in under the old key
-                    conn.exec_driver_sql("LOCK TABLE store_config, api_keys IN SHARE ROW EXCLUSIVE MODE")
-                count = 0
-                # Read in full first: each row is updated as we go.
-                saved = conn.execute(sa.select(config_table.c.stream_id, config_table.c.ciphertext)).all()
-                for stream_id, ciphertext in saved:
-                    what = f"The saved key of {stream_id}"
-                    self._store.reseal_config(conn, stream_id, rotating.rotate(ciphertext, what=what))
-                    count += 1
-                count += self.portal.reseal_keys_in(conn, rotating)
-                conn.execute(sa.update(meta).where(meta.c.name == "secret_check").values(value=rotating.check_token()))
-        except BaseException:
-            self._box = retiring  # nothing was re-sealed: seal as before
-            self.portal.use_box(retiring)
-            raise
-        self._box = rotating.only_current()
-        self.portal.use_box(self._box)
-        if key_file is not None:
-            try:
-                write_key_file(key_file, [new_key])
-            except OSError as exc:  # both keys stay listed, newest first: everything still opens
-                _log.warning("key_file_not_trimmed", path=str(key_file), error=exc.__class__.__name__)
-        _log.info("secret_key_rotated", resealed=count, source=self._box.source)
-        return count
+    @property
+    def clock(self) -> Clock:
+        """The clock the engine was opened with (the pytest toolkit moves a ``FrozenClock`` through it)."""
+        return self._clock
+
+    def _use_box(self, box: SecretBox) -> None:
+        """Seal and open with ``box`` from now on, in the commands and in the authority alike (key rotation)."""
+        self._box = box
+        self.portal.use_box(box)
 
     @property
     def database(self) -> Database:
@@ -872,28 +828,27 @@ class Engine:
 
     def state(self, stream: str) -> State:
         """The onboarding's current state, from the projection (no replay)."""
-        return State(self._head(stream).state)
+        return self.status(stream).state
 
-    def status(self, stream: str) -> StreamHead:
-        """The onboarding's projection row: state, reason, version, head hash, account and key."""
-        return self._head(stream)
+    def status(self, stream: str) -> OnboardingStatus:
+        """Where the onboarding stands, from its projection row: state, reason, version, head hash, account and key."""
+        return OnboardingStatus.from_head(self._head(stream))
 
-    def streams(self) -> Iterator[StreamHead]:
-        """Every onboarding's projection row, ordered by id, streamed."""
+    def streams(self) -> Iterator[OnboardingStatus]:
+        """Every onboarding's status, ordered by id, streamed."""
         with self._db.read() as conn, closing(self._store.heads(conn)) as heads:
             for head in heads:
-                if head.flaw is not None:
-                    raise CorruptProjection(head.stream_id, head.flaw)
-                yield head
+                yield OnboardingStatus.from_head(head)
 
-    def saved_key_status(self, stream: str) -> tuple[SavedConfig | None, Verdict]:
-        """The saved key's fingerprint record and what the verifier says of it now (nothing is written)."""
+    def saved_key_status(self, stream: str) -> tuple[SavedKeyRecord | None, Verdict]:
+        """The saved key's record (never its ciphertext) and what the verifier says of it now; nothing is written."""
         stream = inputs.check_stream_id(stream)
         with self._db.read() as conn:
             head, config = self._store.read_head(conn, stream)
         if head is None:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-        return config, self.verifier.verify(self._saved_key(config), self._now())
+        record = None if config is None else SavedKeyRecord.of(config)
+        return record, self.verifier.verify(self._saved_key(config), self._now())
 
     def history(self, stream: str) -> list[Event]:
         """The onboarding's events, oldest first."""

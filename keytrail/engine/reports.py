@@ -40,9 +40,9 @@ from typing import Any
 from keytrail.engine.core import Engine
 from keytrail.errors import CorruptEvent, InvalidInput
 from keytrail.events import EVENT_COLUMNS, event_hash, hashed_fields, iso_utc
-from keytrail.persistence import EventStore
 from keytrail.persistence.store import AuditRow
 from keytrail.persistence.stored import Flaw, data_flaw, shown
+from keytrail.states import State, initial_state
 
 __all__ = [
     "DIGEST_SEED",
@@ -58,7 +58,6 @@ __all__ = [
 ]
 
 DIGEST_SEED = hashlib.sha256(b"keytrail-digest-v1").hexdigest()
-_store = EventStore()
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,8 @@ def _hash_row(row: AuditRow) -> str:
 
 def _hashes(engine: Engine) -> Iterator[tuple[int, str, AuditRow]]:
     """(position, hash recomputed from the row, the row) of every event by position, streamed."""
-    with engine.database.read() as conn, closing(_store.audit_rows_by_position(conn)) as rows:
+    # closing(): a damaged row raises mid-scan, and the scan must end while its connection is open.
+    with closing(engine.admin.log_rows()) as rows:
         for row in rows:
             yield row[0], _hash_row(row), row
 
@@ -240,7 +240,7 @@ class ExpiringKey:
     """An onboarding whose saved key expires (or expired) by the end of the window."""
 
     stream: str
-    state: str
+    state: State
     key_id: str | None
     hint: str
     expires_at: datetime
@@ -250,7 +250,7 @@ class ExpiringKey:
     def as_dict(self) -> dict[str, Any]:
         return {
             "stream": self.stream,
-            "state": self.state,
+            "state": self.state.value,
             "key_id": self.key_id,
             "hint": self.hint,
             "expires_at": iso_utc(self.expires_at),
@@ -267,21 +267,19 @@ def expiring(engine: Engine, within: timedelta) -> list[ExpiringKey]:
     """
     if within < timedelta(0):
         raise InvalidInput(f"The window must not be negative, not {within}.")
-    with engine.database.read() as conn:
-        configs = list(_store.configs(conn))
-        states = {head.stream_id: head.state for head in _store.heads(conn)}
     at = engine.now()
+    checked = engine.admin.saved_key_verdicts(at)
+    states = {status.stream: status.state for status in engine.streams()}
     found: list[ExpiringKey] = []
-    for config in configs:
-        verdict = engine.verifier.verify(engine._saved_key(config), at)
+    for saved, verdict in checked:
         if verdict.expires_at is None or verdict.expires_at > at + within:
             continue
         found.append(
             ExpiringKey(
-                config.stream_id,
-                states.get(config.stream_id, "Unverified"),
+                saved.stream,
+                states.get(saved.stream, initial_state()),
                 verdict.key_id,
-                config.hint,
+                saved.hint,
                 verdict.expires_at,
                 verdict.expires_at <= at,
                 verdict.expires_at - at,

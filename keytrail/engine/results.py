@@ -4,13 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from keytrail.errors import CorruptEvent
+from keytrail.errors import CorruptEvent, CorruptProjection
 from keytrail.events import RecordedEvent, iso_utc
+from keytrail.persistence import StreamHead
 from keytrail.states import Reason, State, Trigger
 
-__all__ = ["Event", "KeyOutcome", "Outcome", "Problem", "Replay", "VerifyReport"]
+__all__ = ["Event", "KeyOutcome", "OnboardingStatus", "Outcome", "Problem", "Replay", "VerifyReport"]
+
+
+_STATES = {state.value: state for state in State}
+_REASONS = {reason.value: reason for reason in Reason}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else iso_utc(value)
+
+
+def _value(member: Reason | None) -> str | None:
+    return None if member is None else member.value
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,69 @@ class Event:
                 position=record.position,
             ) from None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The event as ``history --json`` prints it; ``data`` is left to exports (``export_rows``)."""
+        return {
+            "position": self.position,
+            "version": self.version,
+            "occurred_at": iso_utc(self.occurred_at),
+            "trigger": self.trigger.value,
+            "source": self.source.value,
+            "dest": self.dest.value,
+            "reason": _value(self.reason),
+            "actor": self.actor,
+            "idempotency_key": self.idempotency_key,
+            "hash": self.hash,
+        }
+
+
+class OnboardingStatus(NamedTuple):
+    """Where an onboarding stands, from its projection row (no replay): what ``Engine.status`` returns.
+
+    The id is ``stream`` and the state a :class:`State`, as in :class:`Outcome`; ``head_hash`` is
+    the hash of its newest event, ``account_id`` and ``key_id`` what the flow carries so far.
+    (A named tuple, not a dataclass: status reads are hot, and a tuple is built in a third of the time.)
+    """
+
+    stream: str
+    state: State
+    reason: Reason | None
+    version: int
+    head_hash: str
+    account_id: str | None = None
+    key_id: str | None = None
+    updated_at: datetime | None = None
+
+    @classmethod
+    def from_head(cls, head: StreamHead) -> OnboardingStatus:
+        """The status of a projection row; CorruptProjection when the row is damaged or names an unknown state."""
+        if head.flaw is not None:
+            raise CorruptProjection(head.stream_id, head.flaw)
+        try:
+            state = _STATES[head.state]
+            reason = None if head.reason is None else _REASONS[head.reason]
+        except KeyError:
+            raise CorruptProjection(
+                head.stream_id,
+                f"its state and reason ({head.state!r:.40}, {head.reason!r:.40}) are not ones keytrail knows.",
+            ) from None
+        return cls(
+            head.stream_id, state, reason, head.version, head.head_hash, head.account_id, head.key_id, head.updated_at
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``status --json`` object."""
+        return {
+            "stream": self.stream,
+            "state": self.state.value,
+            "reason": _value(self.reason),
+            "version": self.version,
+            "account_id": self.account_id,
+            "key_id": self.key_id,
+            "updated_at": _iso(self.updated_at),
+            "head_hash": self.head_hash,
+        }
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -113,6 +189,9 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.stream} v{self.version}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream, "version": self.version, "kind": self.kind, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -134,6 +213,19 @@ class Replay:
     def ok(self) -> bool:
         return not self.problems
 
+    def as_dict(self) -> dict[str, Any]:
+        """The ``replay --json`` object."""
+        return {
+            "stream": self.stream,
+            "state": self.state.value,
+            "reason": _value(self.reason),
+            "version": self.version,
+            "as_of": _iso(self.as_of),
+            "path": [s.value for s in self.path],
+            "ok": self.ok,
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -146,3 +238,12 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """The ``verify --json`` object."""
+        return {
+            "ok": self.ok,
+            "streams": self.streams,
+            "events": self.events,
+            "problems": [p.as_dict() for p in self.problems],
+        }

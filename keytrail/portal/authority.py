@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
@@ -51,6 +52,15 @@ class Account:
     company: str
     created_at: datetime
 
+    def as_dict(self) -> dict[str, Any]:
+        """The ``account create --json`` object."""
+        return {
+            "account_id": self.account_id,
+            "email": self.email,
+            "company": self.company,
+            "created_at": iso_utc(self.created_at),
+        }
+
 
 @dataclass(frozen=True)
 class ApiKey:
@@ -69,6 +79,19 @@ class ApiKey:
         if self.revoked_at is not None:
             return "revoked"
         return "expired" if at >= self.expires_at else "active"
+
+    def as_dict(self, at: datetime) -> dict[str, Any]:
+        """The key as ``keys list --json`` prints it, its ``status`` as of ``at``."""
+        return {
+            "key_id": self.key_id,
+            "description": self.description,
+            "hint": self.hint,
+            "fingerprint": self.fingerprint,
+            "created_at": iso_utc(self.created_at),
+            "expires_at": iso_utc(self.expires_at),
+            "revoked_at": None if self.revoked_at is None else iso_utc(self.revoked_at),
+            "status": self.status(at),
+        }
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from keytrail import Engine, Event, KeyOutcome, Outcome, Reason, Replay, State, VerifyReport
+from keytrail import (
+    Engine,
+    Event,
+    KeyOutcome,
+    OnboardingStatus,
+    Outcome,
+    Reason,
+    Replay,
+    SavedKeyRecord,
+    State,
+    Verdict,
+    VerifyReport,
+)
 from keytrail.errors import IllegalTransition, KeytrailError
 
 
@@ -26,6 +38,13 @@ def tour(url: str) -> None:
     replay: Replay = engine.replay("acme", as_of=events[0].occurred_at)
     path: list[State] = replay.path
     report: VerifyReport = engine.verify()
+    status: OnboardingStatus = engine.status("acme")
+    saved: SavedKeyRecord | None
+    verdict: Verdict
+    saved, verdict = engine.saved_key_status("acme")
+    put: SavedKeyRecord = engine.admin.put_saved_key("globex", key)
+    resealed: int = engine.admin.rotate_secret_key("a Fernet key from keytrail.crypto.generate_secret_key()")
+    print(status.state.value, status.as_dict(), saved, verdict.valid, put.hint, resealed)
     try:
         engine.copy_key("acme")
     except IllegalTransition as refused:
