@@ -67,7 +67,7 @@ from keytrail.persistence import (
 )
 from keytrail.persistence.hashing import IDEMPOTENCY_PREFIX, chain_hash_iso, idempotency_digest, iso_utc
 from keytrail.persistence.store import AuditRow, config_table, hot_path_for, sqlite_time
-from keytrail.persistence.stored import SQLITE_TIME_SHAPE
+from keytrail.persistence.stored import SQLITE_TIME_SHAPE, shown
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
@@ -702,6 +702,12 @@ class Engine:
                 if row is None:
                     return None
                 state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at, updated = row
+                if type(version) is not int or type(state) is not str or type(head_hash) is not str:
+                    raise CorruptProjection(
+                        stream,
+                        f"version, state or head_hash is stored as {shown(version)}, {shown(state)}, "
+                        f"{shown(head_hash)}, not as keytrail writes them.",
+                    )
                 if state not in _HOT_SOURCES[trigger] or (expected_version is not None and version != expected_version):
                     self._check_allowed(
                         stream, StreamHead(stream, state, None, version, head_hash), trigger, expected_version
@@ -777,7 +783,10 @@ class Engine:
             raise ConcurrencyConflict(
                 f"{stream} is at version {version}, not the expected version {expected_version}; nothing was written."
             )
-        state = State(head.state) if head is not None else initial_state()
+        try:
+            state = State(head.state) if head is not None else initial_state()
+        except ValueError:
+            raise CorruptProjection(stream, f"state is stored as {shown(head.state)}, which is not a state.") from None
         if trigger not in allowed_triggers(state):
             raise IllegalTransition(
                 stream,

@@ -1,0 +1,113 @@
+"""A second attack on the fixes of issue 9: what a reviewer with database write access tried.
+
+Each test names the hole it closes; each failed on the code as the fixes left it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner, Result
+
+from keytrail import Engine, State
+from keytrail.cli import app
+from keytrail.errors import CorruptProjection
+from keytrail.persistence import KeytrailTable
+from tests.conftest import MovableClock
+from tests.helpers import EMAIL, PASSWORD, drive_to
+
+runner = CliRunner()
+
+
+def cli(db: str, *args: str) -> Result:
+    return runner.invoke(app, ["--db", db, *args])
+
+
+def _write(engine: Engine, statement: str, **params: Any) -> None:
+    with engine.database.write() as conn:
+        conn.execute(sa.text(statement), params)
+
+
+def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table as stored (plain SQL: a damaged time is not parsed)."""
+    with engine.database.read() as conn:
+        return {
+            table.name: sorted(map(repr, conn.execute(sa.text(f"SELECT * FROM {table.name}"))))
+            for table in KeytrailTable.metadata.sorted_tables
+        }
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path, clock: MovableClock) -> Any:
+    with Engine.open(f"sqlite:///{tmp_path}/keytrail.db", clock=clock) as opened:
+        yield opened
+
+
+# -- a damaged projection row met by an ordinary command (general path and hot path) -------------------
+
+DAMAGED_HEADS = {
+    "garbage time": "updated_at = 'garbage'",
+    "time as a number": "updated_at = 12",
+    "respelled time": "updated_at = updated_at || '+05:00'",
+    "version as text": "version = '3x'",
+    "version as a fraction": "version = 2.5",
+    "unknown state": "state = 'Bogus'",
+    "head hash as a blob": "head_hash = X'07'",
+}
+COMMANDS: dict[str, tuple[State, Callable[[Engine], Any]]] = {
+    "sign_in": (State.Prompted, lambda e: e.sign_in("acme", email=EMAIL, password=PASSWORD)),
+    "generate_key": (State.SignedIn, lambda e: e.generate_key("acme", description="x")),
+    "copy_key": (State.KeyGenerated, lambda e: e.copy_key("acme")),
+    "save_config": (State.KeyCopied, lambda e: e.save_config("acme", key="k" * 32)),
+    "access (hot path)": (State.ConfigSaved, lambda e: e.access("acme")),
+    "proceed (hot path)": (State.Validated, lambda e: e.proceed("acme")),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_HEADS.values(), ids=list(DAMAGED_HEADS))
+@pytest.mark.parametrize("command", COMMANDS.values(), ids=list(COMMANDS))
+def test_a_damaged_projection_stops_every_command_cleanly(
+    sqlite_engine: Engine, damage: str, command: tuple[State, Callable[[Engine], Any]]
+) -> None:
+    """Before: ValueError / TypeError from the general path's projection read (exit 70); a
+    fractional version was written on as version 3.5."""
+    state, run = command
+    drive_to(sqlite_engine, "acme", state)
+    _write(sqlite_engine, f"UPDATE streams SET {damage} WHERE stream_id = 'acme'")
+    before = snapshot(sqlite_engine)
+    with pytest.raises(CorruptProjection, match="acme") as caught:
+        run(sqlite_engine)
+    assert caught.value.exit_code == 1
+    assert snapshot(sqlite_engine) == before
+
+
+def test_a_damaged_saved_key_time_stops_a_command_cleanly(sqlite_engine: Engine) -> None:
+    drive_to(sqlite_engine, "acme", State.ConfigSaved)
+    _write(sqlite_engine, "UPDATE store_config SET saved_at = 'garbage' WHERE stream_id = 'acme'")
+    before = snapshot(sqlite_engine)
+    with pytest.raises(CorruptProjection, match="acme"):
+        sqlite_engine.save_config("acme", key="k" * 32)
+    assert snapshot(sqlite_engine) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sign-in", "acme", "--email", EMAIL, "--password-stdin"],
+        ["generate-key", "acme", "--description", "x"],
+        ["access", "acme"],
+        ["status", "acme"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_the_cli_exits_1_on_a_damaged_projection(sqlite_engine: Engine, args: list[str]) -> None:
+    drive_to(sqlite_engine, "acme", State.SignedIn)
+    _write(sqlite_engine, "UPDATE streams SET updated_at = 'garbage' WHERE stream_id = 'acme'")
+    result = runner.invoke(app, ["--db", sqlite_engine.database.url, *args], input=PASSWORD + "\n")
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "acme" in result.stderr
