@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 
 from keytrail import Engine, State
 from keytrail.cli import app
-from keytrail.errors import CorruptProjection
+from keytrail.errors import CorruptEvent, CorruptProjection
 from keytrail.persistence import KeytrailTable
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to
@@ -111,3 +111,60 @@ def test_the_cli_exits_1_on_a_damaged_projection(sqlite_engine: Engine, args: li
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1, (result.stdout, result.stderr)
     assert "Traceback" not in result.stderr and "acme" in result.stderr
+
+
+# -- values no reader can show -----------------------------------------------------------------------
+
+
+def _assert_one_line_exit_1(result: Result, *fragments: str) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
+    said = result.stderr or result.stdout
+    assert "Traceback" not in said
+    for fragment in fragments:
+        assert fragment in said, said
+
+
+LONE_SURROGATE = '{"fingerprint": "\\ud800", "hint": "x"}'
+
+
+@pytest.mark.parametrize("args", [["export"], ["export", "--format", "csv"], ["verify"], ["digest"]], ids=" ".join)
+def test_a_lone_surrogate_in_data_is_named_by_every_reader(sqlite_engine: Engine, args: list[str]) -> None:
+    """``\\ud800`` is valid JSON text but no character: json.dumps keeps it escaped, so the row
+    passes the spelling check, and an export then failed encoding it (UnicodeEncodeError, exit 70)."""
+    drive_to(sqlite_engine, "acme", State.StoreIntegration)
+    _write(sqlite_engine, "UPDATE events SET data = :d WHERE stream_id = 'acme' AND version = 6", d=LONE_SURROGATE)
+    _assert_one_line_exit_1(cli(sqlite_engine.database.url, *args), "acme")
+
+
+def test_a_lone_surrogate_in_data_is_a_corrupt_event(sqlite_engine: Engine) -> None:
+    drive_to(sqlite_engine, "acme", State.StoreIntegration)
+    _write(sqlite_engine, "UPDATE events SET data = :d WHERE stream_id = 'acme' AND version = 6", d=LONE_SURROGATE)
+    with pytest.raises(CorruptEvent, match="version 6 of acme"):
+        sqlite_engine.history("acme")
+
+
+DAMAGED_PORTAL_TIMES = {
+    "key expiry": "UPDATE api_keys SET expires_at = 'garbage'",
+    "key revocation": "UPDATE api_keys SET revoked_at = 'garbage'",
+    "saved key time": "UPDATE store_config SET saved_at = 'garbage'",
+    "account lock": "UPDATE accounts SET locked_until = 'garbage'",
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGED_PORTAL_TIMES.values(), ids=list(DAMAGED_PORTAL_TIMES))
+@pytest.mark.parametrize(
+    "args",
+    [["expiring", "--within", "30d"], ["access", "acme"], ["status", "acme"], ["verify"]],
+    ids=" ".join,
+)
+def test_a_damaged_time_outside_the_log_is_one_error(sqlite_engine: Engine, damage: str, args: list[str]) -> None:
+    """The key authority's and the saved key's times are parsed by SQLAlchemy, which raised a bare
+    ValueError (exit 70) on a time keytrail never writes; now an IntegrityViolation (exit 1) or no effect."""
+    drive_to(sqlite_engine, "acme", State.StoreIntegration)
+    _write(sqlite_engine, damage)
+    result = cli(sqlite_engine.database.url, *args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in (0, 1), (result.exit_code, result.stdout, result.stderr)
+    if result.exit_code == 1 and result.stderr:
+        assert len(result.stderr.strip().splitlines()) == 1 and "garbage" in result.stderr, result.stderr

@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from keytrail.errors import ConcurrencyConflict, CorruptEvent, CorruptProjection
+from keytrail.errors import ConcurrencyConflict, CorruptEvent, CorruptProjection, IntegrityViolation
 from keytrail.persistence.hashing import EVENT_COLUMNS, GENESIS_HASH, chain_hash, iso_utc
 from keytrail.persistence.stored import (
+    SQLITE_TIME_FORMAT,
     SQLITE_TIME_SHAPE,
     WELL_TYPED_ROWS,
     Flaw,
@@ -662,6 +663,11 @@ class SqliteHotPath(HotPath):
         return sqlite_time(instant)
 
     def time_value(self, stored: Any) -> datetime:
+        if not is_sqlite_time(stored):  # as UTCDateTime reads it on SQLite: a finding, not a crash
+            raise IntegrityViolation(
+                f"A stored time is {shown(stored)}, not as keytrail writes a time ({SQLITE_TIME_FORMAT}); "
+                "the database was changed outside keytrail."
+            )
         return parse_sqlite_time(stored)
 
     def previous_time(self, stored: Any) -> datetime:
