@@ -32,7 +32,7 @@ def _write(engine: Engine, statement: str, **params: Any) -> None:
         conn.execute(sa.text(statement), params)
 
 
-def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(engine: Engine) -> dict[str, list[str]]:
     """Every row of every table as stored (plain SQL: a damaged time is not parsed)."""
     with engine.database.read() as conn:
         return {

@@ -786,6 +786,7 @@ class Engine:
         try:
             state = State(head.state) if head is not None else initial_state()
         except ValueError:
+            assert head is not None
             raise CorruptProjection(stream, f"state is stored as {shown(head.state)}, which is not a state.") from None
         if trigger not in allowed_triggers(state):
             raise IllegalTransition(
