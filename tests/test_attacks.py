@@ -15,10 +15,10 @@ from typer.testing import CliRunner, Result
 
 from keytrail import Engine, State
 from keytrail.cli import app
-from keytrail.errors import CorruptEvent, CorruptProjection
+from keytrail.errors import CorruptEvent, CorruptProjection, KeytrailError, UnknownKey
 from keytrail.persistence import KeytrailTable
 from tests.conftest import MovableClock
-from tests.helpers import EMAIL, PASSWORD, drive_to
+from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account
 
 runner = CliRunner()
 
@@ -168,3 +168,26 @@ def test_a_damaged_time_outside_the_log_is_one_error(sqlite_engine: Engine, dama
     assert result.exit_code in (0, 1), (result.exit_code, result.stdout, result.stderr)
     if result.exit_code == 1 and result.stderr:
         assert len(result.stderr.strip().splitlines()) == 1 and "garbage" in result.stderr, result.stderr
+
+
+# -- idempotent retries ------------------------------------------------------------------------------
+
+
+def test_a_retry_after_the_onboarding_switched_account_shows_no_key(engine: Engine) -> None:
+    """The onboarding signed in as another account since: copy_key could not hand the first
+    account's key over now, so neither may a retry (before: the key came back, the first
+    account's session on the onboarding being still live)."""
+    ensure_account(engine)
+    engine.access("acme")
+    engine.sign_in("acme", email=EMAIL, password=PASSWORD)
+    first = engine.generate_key("acme", description="x", idempotency_key="req-1")
+    engine.copy_key("acme")
+    engine.save_config("acme", key="k" * 32)  # not a key the portal issued: access sends it back
+    assert engine.access("acme").state is State.Prompted
+    ensure_account(engine, "other@acme.test")
+    engine.sign_in("acme", email="other@acme.test", password=PASSWORD)
+    with pytest.raises(UnknownKey):
+        engine.copy_key("acme", key_id=first.key_id)
+    with pytest.raises(KeytrailError, match="cannot be shown again") as caught:
+        engine.generate_key("acme", description="x", idempotency_key="req-1")
+    assert first.key not in str(caught.value)

@@ -839,7 +839,9 @@ class Engine:
         issued = None
         if trigger in (Trigger.generate_key, Trigger.copy_key):
             key_id = prior.data["key_id"]
-            refusal = self.portal.reissue_refusal_in(conn, key_id, prior.stream_id, now)
+            head, _ = self._store.read_head(conn, prior.stream_id)
+            account_id = None if head is None else head.account_id
+            refusal = self.portal.reissue_refusal_in(conn, key_id, prior.stream_id, now, account_id=account_id)
             if refusal is not None:
                 raise type(refusal)(
                     f"The idempotency key was already used for {trigger.value} at version {prior.version} of "
