@@ -191,3 +191,31 @@ def test_a_retry_after_the_onboarding_switched_account_shows_no_key(engine: Engi
     with pytest.raises(KeytrailError, match="cannot be shown again") as caught:
         engine.generate_key("acme", description="x", idempotency_key="req-1")
     assert first.key not in str(caught.value)
+
+
+# -- -o and the key file ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("db", ["bogus://x", "sqlite:///k.db?mode=ro"], ids=["unknown scheme", "refused query"])
+def test_o_never_overwrites_the_named_key_file_even_when_the_url_is_refused(tmp_path: Path, db: str) -> None:
+    """diagram needs no database, so it ran with a URL keytrail refuses; the guard then knew no
+    files at all and wrote the diagram over the key file KEYTRAIL_SECRET_KEY_FILE names (exit 0)."""
+    key_file = tmp_path / "k.key"
+    key_file.write_text("the key\n")
+    result = runner.invoke(
+        app, ["--db", db, "diagram", "-o", str(key_file)], env={"KEYTRAIL_SECRET_KEY_FILE": str(key_file)}
+    )
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert "encryption key file" in result.stderr
+    assert key_file.read_text() == "the key\n"
+
+
+def test_o_never_overwrites_the_database_a_refused_url_names(tmp_path: Path) -> None:
+    """Before: ``--db 'sqlite:///k.db?mode=ro' diagram -o k.db`` wrote the diagram over the database (exit 0)."""
+    url = f"sqlite:///{tmp_path}/k.db"
+    with Engine.open(url) as opened:
+        drive_to(opened, "acme", State.Prompted)
+    before = (tmp_path / "k.db").read_bytes()
+    result = runner.invoke(app, ["--db", url + "?mode=ro", "diagram", "-o", str(tmp_path / "k.db")])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert (tmp_path / "k.db").read_bytes() == before

@@ -14,7 +14,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -127,18 +127,27 @@ def database_files(url: str) -> dict[Path, str]:
 
     A URL that names no file (a server database, an unparseable URL) yields only the key file, if any.
     """
+    files: dict[Path, str] = {}
+    named = os.environ.get(SECRET_KEY_FILE_ENV)
+    if named:  # whatever the URL: a command that needs no database still must not write over it
+        files[Path(named)] = "the database's encryption key file"
     try:
         db = Database(url)
-    except KeytrailError:
-        return {}
-    files: dict[Path, str] = {}
+    except KeytrailError:  # a URL keytrail refuses (a query, say) may still name a file SQLite would open
+        with suppress(Exception):
+            parsed = sa.engine.make_url(url)
+            if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+                path = Path(parsed.database)
+                files[path] = "the database"
+                for suffix in ("-wal", "-shm", "-journal"):
+                    files[path.with_name(path.name + suffix)] = f"the database's {suffix} file"
+        return files
     try:
         if db.sqlite_path is not None:
             files[db.sqlite_path] = "the database"
             for suffix in ("-wal", "-shm", "-journal"):
                 files[db.sqlite_path.with_name(db.sqlite_path.name + suffix)] = f"the database's {suffix} file"
-        named = os.environ.get(SECRET_KEY_FILE_ENV)
-        key_file = Path(named) if named else _default_key_file(db)
+        key_file = None if named else _default_key_file(db)
         if key_file is not None:
             files[key_file] = "the database's encryption key file"
     finally:
