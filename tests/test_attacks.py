@@ -5,6 +5,9 @@ Each test names the hole it closes; each failed on the code as the fixes left it
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from typer.testing import CliRunner, Result
 
 from keytrail import Engine, State
 from keytrail.cli import app
-from keytrail.errors import CorruptEvent, CorruptProjection, KeytrailError, UnknownKey
+from keytrail.errors import CorruptEvent, CorruptProjection, InvalidInput, KeytrailError, UnknownKey
 from keytrail.persistence import KeytrailTable
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account
@@ -219,3 +222,45 @@ def test_o_never_overwrites_the_database_a_refused_url_names(tmp_path: Path) -> 
     result = runner.invoke(app, ["--db", url + "?mode=ro", "diagram", "-o", str(tmp_path / "k.db")])
     assert result.exit_code == 2, (result.stdout, result.stderr)
     assert (tmp_path / "k.db").read_bytes() == before
+
+
+# -- inputs that are not text ------------------------------------------------------------------------
+
+UNDECODABLE = "pass\udcffword"  # what Python makes of the byte 0xff in an argument or on stdin
+
+
+def test_a_password_that_is_not_text_is_bad_input(sqlite_engine: Engine) -> None:
+    """Bytes that are no UTF-8 reach Python as lone surrogates; hashing them failed (UnicodeEncodeError, exit 70)."""
+    with pytest.raises(InvalidInput, match="password"):
+        sqlite_engine.portal.create_account(EMAIL, UNDECODABLE, company="Acme")
+    drive_to(sqlite_engine, "acme", State.Prompted)
+    with pytest.raises(InvalidInput, match="password"):
+        sqlite_engine.sign_in("acme", email=EMAIL, password=UNDECODABLE)
+
+
+def test_a_database_url_that_is_not_text_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="database URL"):
+        Engine.open(f"sqlite:///{tmp_path}/k\udcff.db")
+
+
+def test_the_real_process_refuses_undecodable_bytes_with_exit_2(tmp_path: Path) -> None:
+    keytrail = str(Path(sys.executable).parent / "keytrail")
+    url = f"sqlite:///{tmp_path}/k.db"
+    runs = [
+        subprocess.run(
+            [keytrail, "--db", url, "account", "create", "--email", EMAIL, "--company", "x", "--password-stdin"],
+            input=b"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\n",
+            capture_output=True,
+            check=False,
+            timeout=120,
+        ),
+        subprocess.run(
+            [keytrail, "--db", os.fsencode(url[:-4]) + b"\xff.db", "status"],
+            capture_output=True,
+            check=False,
+            timeout=120,
+        ),
+    ]
+    for done in runs:
+        assert done.returncode == 2, done.stderr
+        assert b"unexpected" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -32,7 +32,7 @@ from keytrail.errors import (
     StorageError,
     UnknownDatabase,
 )
-from keytrail.inputs import clipped, quoted
+from keytrail.inputs import clipped, is_text, quoted
 from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable, MetaRow
 
 __all__ = ["APPLICATION", "Database", "Durability", "translate_error"]
@@ -136,6 +136,8 @@ class Database:
             )
         if "\x00" in url:
             raise InvalidInput("A database URL may not contain a NUL character.")
+        if not is_text(url):
+            raise InvalidInput("A database URL must be text: it holds bytes that are not UTF-8.")
         self.url = normalize_url(url)
         try:
             parsed = make_url(self.url)
