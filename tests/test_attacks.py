@@ -264,3 +264,14 @@ def test_the_real_process_refuses_undecodable_bytes_with_exit_2(tmp_path: Path) 
     for done in runs:
         assert done.returncode == 2, done.stderr
         assert b"unexpected" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u@[::1/x", "postgresql+asyncpg://u@db.test/x"], ids=["unclosed bracket", "missing driver"]
+)
+def test_a_database_url_keytrail_cannot_use_is_bad_input(url: str) -> None:
+    """Before: ValueError from the URL parser, ModuleNotFoundError from SQLAlchemy (exit 70)."""
+    with pytest.raises(InvalidInput):
+        Engine.open(url)
+    result = runner.invoke(app, ["--db", url, "status"])
+    assert result.exit_code == 2, (result.exception, result.stderr)
