@@ -20,6 +20,7 @@ from keytrail import Engine, State
 from keytrail.cli import app
 from keytrail.errors import CorruptEvent, CorruptProjection, InvalidInput, KeytrailError, UnknownKey
 from keytrail.persistence import KeytrailTable
+from keytrail.portal.http import HttpKeyVerifier
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account
 
@@ -275,3 +276,25 @@ def test_a_database_url_keytrail_cannot_use_is_bad_input(url: str) -> None:
         Engine.open(url)
     result = runner.invoke(app, ["--db", url, "status"])
     assert result.exit_code == 2, (result.exception, result.stderr)
+
+
+# -- the key gateway's settings --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"timeout": float("nan")},
+        {"timeout": float("inf")},
+        {"backoff": float("nan")},
+        {"retries": 1.5},
+        {"retries": True},
+        {"timeout": "5"},
+    ],
+    ids=["nan timeout", "endless timeout", "nan backoff", "fractional retries", "bool retries", "text timeout"],
+)
+def test_gateway_settings_that_are_no_numbers_are_bad_input(setting: dict[str, Any]) -> None:
+    """Before: accepted, then ValueError ("deadline must not be NaN") or TypeError at the first
+    verification (exit 70), or a deadline that never comes, which no hostile gateway could be cut by."""
+    with pytest.raises(InvalidInput):
+        HttpKeyVerifier("http://127.0.0.1:9", **setting)
