@@ -92,11 +92,11 @@ class HttpKeyVerifier:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not _is_seconds(timeout) or timeout <= 0:
-            raise InvalidInput(f"The gateway timeout must be a positive, finite number of seconds, not {timeout!r}.")
+            raise InvalidInput(f"The gateway timeout must be positive, a finite number of seconds, not {timeout!r}.")
         if type(retries) is not int or not 0 <= retries <= 10:
-            raise InvalidInput(f"The gateway retries must be a whole number from 0 to 10, not {retries!r}.")
+            raise InvalidInput(f"The gateway retries must be 0 to 10, a whole number, not {retries!r}.")
         if not _is_seconds(backoff) or backoff < 0:
-            raise InvalidInput(f"The gateway backoff must be 0 or more seconds (a finite number), not {backoff!r}.")
+            raise InvalidInput(f"The gateway backoff must be 0 or more seconds, a finite number, not {backoff!r}.")
         try:
             url = httpx.URL(base_url)
         except (httpx.InvalidURL, TypeError):
