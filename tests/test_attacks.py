@@ -20,6 +20,7 @@ from keytrail import Engine, State
 from keytrail.cli import app
 from keytrail.errors import CorruptEvent, CorruptProjection, InvalidInput, KeytrailError, UnknownKey
 from keytrail.persistence import KeytrailTable
+from keytrail.persistence.store import events_table
 from keytrail.portal.http import HttpKeyVerifier
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account
@@ -298,3 +299,29 @@ def test_gateway_settings_that_are_no_numbers_are_bad_input(setting: dict[str, A
     verification (exit 70), or a deadline that never comes, which no hostile gateway could be cut by."""
     with pytest.raises(InvalidInput):
         HttpKeyVerifier("http://127.0.0.1:9", **setting)
+
+
+@pytest.mark.parametrize(
+    "data", ['{"description": "x"}', "not json", '{"key_id": 5}', '{"key_id": "k", "key_id": "key_0000000000000000"}']
+)
+def test_a_retry_of_a_damaged_event_is_an_integrity_error(sqlite_engine: Engine, data: str) -> None:
+    """The retry reads the earlier event's key id without the readers' checks: KeyError, TypeError or
+    JSONDecodeError (exit 70) before; a repeated member was read as its last copy."""
+    drive_to(sqlite_engine, "acme", State.SignedIn)
+    sqlite_engine.generate_key("acme", description="x", idempotency_key="req-1")
+    _write(sqlite_engine, "UPDATE events SET data = :d WHERE stream_id = 'acme' AND version = 3", d=data)
+    with pytest.raises(CorruptEvent, match="version 3 of acme"):
+        sqlite_engine.generate_key("acme", description="x", idempotency_key="req-1")
+
+
+def test_a_retry_of_an_event_without_its_key_id_is_an_integrity_error(engine: Engine) -> None:
+    drive_to(engine, "acme", State.SignedIn)
+    engine.generate_key("acme", description="x", idempotency_key="req-1")
+    with engine.database.write() as conn:
+        conn.execute(
+            sa.update(events_table)
+            .where(events_table.c.stream_id == "acme", events_table.c.version == 3)
+            .values(data={"description": "x"})
+        )
+    with pytest.raises(CorruptEvent, match="version 3 of acme"):
+        engine.generate_key("acme", description="x", idempotency_key="req-1")

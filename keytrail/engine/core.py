@@ -43,6 +43,7 @@ from keytrail.engine.machine import machine
 from keytrail.engine.results import Event, KeyOutcome, Outcome, Replay, VerifyReport
 from keytrail.errors import (
     ConcurrencyConflict,
+    CorruptEvent,
     CorruptProjection,
     DatabaseBusy,
     DatabaseUnavailable,
@@ -847,7 +848,14 @@ class Engine:
             )
         issued = None
         if trigger in (Trigger.generate_key, Trigger.copy_key):
-            key_id = prior.data["key_id"]
+            key_id = prior.data.get("key_id")
+            if type(key_id) is not str:
+                raise CorruptEvent(
+                    prior.stream_id,
+                    prior.version,
+                    f"data holds the key id {shown(key_id)}, not the id of the key this {prior.trigger} showed.",
+                    position=prior.position,
+                )
             head, _ = self._store.read_head(conn, prior.stream_id)
             account_id = None if head is None else head.account_id
             refusal = self.portal.reissue_refusal_in(conn, key_id, prior.stream_id, now, account_id=account_id)

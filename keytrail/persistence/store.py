@@ -427,11 +427,22 @@ class EventStore:
         """The event stored under ``idempotency_key`` (a digest), or under ``legacy``: the raw key as
         versions before digests stored it (the caller never passes one shaped like a digest)."""
         stored = [idempotency_key] if legacy is None else [idempotency_key, legacy]
+        if conn.dialect.name == "sqlite":  # read as the readers do: a damaged row is a CorruptEvent
+            dbapi: Any = conn.connection.driver_connection
+            marks = ", ".join("?" for _ in stored)
+            cursor = dbapi.execute(
+                _AUDIT_SCAN + f" WHERE stream_id = ? AND idempotency_key IN ({marks})", (stream_id, *stored)
+            )
+            try:
+                found = cursor.fetchone()
+            finally:
+                _close(cursor)
+            return None if found is None else _strict_sqlite_event(found)
         query = sa.select(*_EVENT_COLUMNS).where(
             events_table.c.stream_id == stream_id, events_table.c.idempotency_key.in_(stored)
         )
         row = conn.execute(query).first()
-        return None if row is None else _event(row)
+        return None if row is None else _checked_event(row)
 
     def append(self, conn: Connection, stream_id: str, head: StreamHead | None, event: PendingEvent) -> RecordedEvent:
         """Append the next event of the stream and move its projection, or raise ConcurrencyConflict."""
