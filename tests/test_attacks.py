@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from typer.testing import CliRunner, Result
 
 from keytrail import Engine, State
 from keytrail.cli import app
+from keytrail.engine import reports
 from keytrail.errors import CorruptEvent, CorruptProjection, InvalidInput, KeytrailError, UnknownKey
 from keytrail.persistence import KeytrailTable
 from keytrail.persistence.store import events_table
@@ -325,3 +327,17 @@ def test_a_retry_of_an_event_without_its_key_id_is_an_integrity_error(engine: En
         )
     with pytest.raises(CorruptEvent, match="version 3 of acme"):
         engine.generate_key("acme", description="x", idempotency_key="req-1")
+
+
+@pytest.mark.parametrize("within", [timedelta.max, 30, None], ids=["largest timedelta", "a number", "None"])
+def test_expiring_refuses_a_window_that_is_no_span(sqlite_engine: Engine, within: Any) -> None:
+    """Before: OverflowError or TypeError (exit 70 for a caller of the report)."""
+    drive_to(sqlite_engine, "acme", State.StoreIntegration)
+    with pytest.raises(InvalidInput):
+        reports.expiring(sqlite_engine, within)
+
+
+@pytest.mark.parametrize("token", [None, b"0:" + b"0" * 64, 5], ids=["None", "bytes", "a number"])
+def test_check_digest_refuses_a_token_that_is_no_text(sqlite_engine: Engine, token: Any) -> None:
+    with pytest.raises(InvalidInput):
+        reports.check_digest(sqlite_engine, token)
