@@ -30,6 +30,7 @@ __all__ = [
     "check_stream_id",
     "clipped",
     "is_masked",
+    "is_text",
     "quoted",
 ]
 
@@ -140,7 +141,19 @@ def check_password(password: object) -> str:
         raise InvalidInput(f"A password must be 8 to 1024 characters long; this one has {len(password)}.")
     if "\x00" in password:
         raise InvalidInput("A password may not contain a NUL character.")
+    if not is_text(password):
+        raise InvalidInput("A password must be text: it holds bytes that are not UTF-8.")
     return password
+
+
+def is_text(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8: bytes that are not UTF-8 (in an argument, on
+    stdin) reach Python as lone surrogates, which hashing, drivers and URLs cannot encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_key_id(key_id: object) -> str:

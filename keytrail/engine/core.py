@@ -14,13 +14,14 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 import structlog
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import Connection
@@ -39,6 +40,7 @@ from keytrail.engine.audit import StreamFold, carried_ids, verify_streams
 from keytrail.engine.results import Event, KeyOutcome, OnboardingStatus, Outcome, Replay, VerifyReport
 from keytrail.errors import (
     ConcurrencyConflict,
+    CorruptEvent,
     CorruptProjection,
     DatabaseBusy,
     DatabaseUnavailable,
@@ -62,7 +64,7 @@ from keytrail.persistence import (
     StreamHead,
 )
 from keytrail.persistence.store import AuditRow, hot_path_for, sqlite_time
-from keytrail.persistence.stored import SQLITE_TIME_SHAPE
+from keytrail.persistence.stored import SQLITE_TIME_SHAPE, shown
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, initial_state
@@ -124,18 +126,27 @@ def database_files(url: str) -> dict[Path, str]:
 
     A URL that names no file (a server database, an unparseable URL) yields only the key file, if any.
     """
+    files: dict[Path, str] = {}
+    named = os.environ.get(SECRET_KEY_FILE_ENV)
+    if named:  # whatever the URL: a command that needs no database still must not write over it
+        files[Path(named)] = "the database's encryption key file"
     try:
         db = Database(url)
-    except KeytrailError:
-        return {}
-    files: dict[Path, str] = {}
+    except KeytrailError:  # a URL keytrail refuses (a query, say) may still name a file SQLite would open
+        with suppress(Exception):
+            parsed = sa.engine.make_url(url)
+            if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+                path = Path(parsed.database)
+                files[path] = "the database"
+                for suffix in ("-wal", "-shm", "-journal"):
+                    files[path.with_name(path.name + suffix)] = f"the database's {suffix} file"
+        return files
     try:
         if db.sqlite_path is not None:
             files[db.sqlite_path] = "the database"
             for suffix in ("-wal", "-shm", "-journal"):
                 files[db.sqlite_path.with_name(db.sqlite_path.name + suffix)] = f"the database's {suffix} file"
-        named = os.environ.get(SECRET_KEY_FILE_ENV)
-        key_file = Path(named) if named else _default_key_file(db)
+        key_file = None if named else _default_key_file(db)
         if key_file is not None:
             files[key_file] = "the database's encryption key file"
     finally:
@@ -657,6 +668,12 @@ class Engine:
                 if row is None:
                     return None
                 state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at, updated = row
+                if type(version) is not int or type(state) is not str or type(head_hash) is not str:
+                    raise CorruptProjection(
+                        stream,
+                        f"version, state or head_hash is stored as {shown(version)}, {shown(state)}, "
+                        f"{shown(head_hash)}, not as keytrail writes them.",
+                    )
                 if state not in _HOT_SOURCES[trigger] or (expected_version is not None and version != expected_version):
                     self._check_allowed(
                         stream, StreamHead(stream, state, None, version, head_hash), trigger, expected_version
@@ -734,7 +751,11 @@ class Engine:
             raise ConcurrencyConflict(
                 f"{stream} is at version {version}, not the expected version {expected_version}; nothing was written."
             )
-        state = State(head.state) if head is not None else initial_state()
+        try:
+            state = State(head.state) if head is not None else initial_state()
+        except ValueError:
+            assert head is not None
+            raise CorruptProjection(stream, f"state is stored as {shown(head.state)}, which is not a state.") from None
         allowed = _DECISIONS.allowed[state]
         if trigger not in allowed:
             raise IllegalTransition(
@@ -786,8 +807,17 @@ class Engine:
             )
         issued = None
         if trigger in (Trigger.generate_key, Trigger.copy_key):
-            key_id = prior.data["key_id"]
-            refusal = self.portal.reissue_refusal_in(conn, key_id, prior.stream_id, now)
+            key_id = prior.data.get("key_id")
+            if type(key_id) is not str:
+                raise CorruptEvent(
+                    prior.stream_id,
+                    prior.version,
+                    f"data holds the key id {shown(key_id)}, not the id of the key this {prior.trigger} showed.",
+                    position=prior.position,
+                )
+            head, _ = self._store.read_head(conn, prior.stream_id)
+            account_id = None if head is None else head.account_id
+            refusal = self.portal.reissue_refusal_in(conn, key_id, prior.stream_id, now, account_id=account_id)
             if refusal is not None:
                 raise type(refusal)(
                     f"The idempotency key was already used for {trigger.value} at version {prior.version} of "

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from keytrail import inputs
 from keytrail.engine.core import Engine
 from keytrail.errors import CorruptEvent, InvalidInput
 from keytrail.events import EVENT_COLUMNS, event_hash, hashed_fields, iso_utc
@@ -140,6 +141,8 @@ def digest(engine: Engine) -> Digest:
 
 def parse_digest(token: str) -> tuple[int | None, str]:
     """``N:HEX`` (as printed by ``digest``) or a bare ``HEX``."""
+    if not isinstance(token, str):
+        raise InvalidInput(f"A digest is text (N:HEX as printed by `keytrail digest`), not a {type(token).__name__}.")
     count_text, _, hex_text = token.strip().rpartition(":")
     hex_text = hex_text.lower()
     if len(hex_text) != 64 or any(c not in "0123456789abcdef" for c in hex_text):
@@ -265,8 +268,14 @@ def expiring(engine: Engine, within: timedelta) -> list[ExpiringKey]:
     Keys already expired are listed too (``expired``); missing, unknown and revoked keys have
     no expiry and are left to ``status``. Soonest first.
     """
+    if not isinstance(within, timedelta):
+        raise InvalidInput(f"The window must be a datetime.timedelta, not a {type(within).__name__}.")
     if within < timedelta(0):
         raise InvalidInput(f"The window must not be negative, not {within}.")
+    if within > inputs.MAX_SPAN:  # now + the window must still be a date
+        raise InvalidInput(
+            f"The window must be at most 100 years ({inputs.MAX_SPAN.days} days), not {within.days} days."
+        )
     at = engine.now()
     checked = engine.admin.saved_key_verdicts(at)
     states = {status.stream: status.state for status in engine.streams()}

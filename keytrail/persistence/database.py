@@ -32,7 +32,7 @@ from keytrail.errors import (
     StorageError,
     UnknownDatabase,
 )
-from keytrail.inputs import clipped, quoted
+from keytrail.inputs import clipped, is_text, quoted
 from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable, MetaRow
 
 __all__ = ["APPLICATION", "Database", "Durability", "translate_error"]
@@ -56,7 +56,7 @@ def redact_url(url: str) -> str:
     """The URL with any password hidden, for messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparseable URL>"
 
 
@@ -136,10 +136,12 @@ class Database:
             )
         if "\x00" in url:
             raise InvalidInput("A database URL may not contain a NUL character.")
+        if not is_text(url):
+            raise InvalidInput("A database URL must be text: it holds bytes that are not UTF-8.")
         self.url = normalize_url(url)
         try:
             parsed = make_url(self.url)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a port that is no number ("[::1/x")
             raise InvalidInput(
                 f"{quoted(redact_url(url))} is not a database URL; use sqlite:///path/to/keytrail.db or "
                 "postgresql+psycopg://..."
@@ -172,7 +174,13 @@ class Database:
         if self.dialect == "sqlite" and not self.in_memory:
             self.sqlite_path = Path(database)
         self._busy_timeout = busy_timeout
-        self.engine = self._make_engine(busy_timeout)
+        try:
+            self.engine = self._make_engine(busy_timeout)
+        except ImportError as exc:  # postgresql+asyncpg://, say: a driver keytrail does not ship with
+            raise InvalidInput(
+                f"{self.shown} names a database driver that is not installed ({exc.name or exc}); "
+                "use sqlite:///path/to/keytrail.db or postgresql+psycopg://..."
+            ) from None
         # The hot paths' connections, each checked out of the pool once (see _borrow).
         self._write_pin, self._read_pin = _Pin(), _Pin()
         # An in-memory database is one shared connection (StaticPool): its users take turns.

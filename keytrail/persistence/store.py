@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from keytrail.errors import ConcurrencyConflict, CorruptEvent, CorruptProjection
+from keytrail.errors import ConcurrencyConflict, CorruptEvent, CorruptProjection, IntegrityViolation
 from keytrail.events import EVENT_COLUMNS, GENESIS_HASH, PendingEvent, RecordedEvent, event_hash, iso_utc
 from keytrail.persistence.stored import (
+    SQLITE_TIME_FORMAT,
     SQLITE_TIME_SHAPE,
     WELL_TYPED_ROWS,
     Flaw,
@@ -252,17 +253,24 @@ class EventStore:
 
     def __init__(self) -> None:
         self._query = self._head_and_config_query()
+        # SQLite: the times as stored, checked here (SQLAlchemy's parser fails on a damaged one).
+        self._sqlite_query = self._head_and_config_query(raw_times=True)
 
-    def _head_and_config_query(self) -> sa.Select[Any]:
+    def _head_and_config_query(self, *, raw_times: bool = False) -> sa.Select[Any]:
         # One row even when the stream has no projection yet: its config may exist already
         # (a store whose key was saved before keytrail tracked it).
         wanted = sa.select(sa.bindparam("stream_id", type_=sa.String()).label("sid")).subquery("wanted")
+        head_columns: list[Any] = list(_HEAD_COLUMNS)
+        saved_at: Any = config_table.c.saved_at
+        if raw_times:
+            head_columns[-1] = sa.type_coerce(streams_table.c.updated_at, sa.String()).label("updated_at")
+            saved_at = sa.type_coerce(saved_at, sa.String()).label("saved_at")
         return sa.select(
-            *_HEAD_COLUMNS,
+            *head_columns,
             config_table.c.ciphertext,
             config_table.c.fingerprint,
             config_table.c.hint,
-            config_table.c.saved_at,
+            saved_at,
         ).select_from(
             wanted.outerjoin(streams_table, streams_table.c.stream_id == wanted.c.sid).outerjoin(
                 config_table, config_table.c.stream_id == wanted.c.sid
@@ -283,10 +291,21 @@ class EventStore:
             conn.execute(_LOCK_STREAM, {"stream_id": stream_id})
 
     def read_head(self, conn: Connection, stream_id: str) -> tuple[StreamHead | None, SavedConfig | None]:
-        """The stream's projection and its saved key, in one statement."""
-        row = conn.execute(self._query, {"stream_id": stream_id}).one()
-        head = None if row[0] is None else StreamHead(*row[:8])
-        config = None if row[8] is None else SavedConfig(stream_id, row[8], row[9], row[10], row[11])
+        """The stream's projection and its saved key, in one statement; CorruptProjection if damaged."""
+        if conn.dialect.name != "sqlite":
+            row = conn.execute(self._query, {"stream_id": stream_id}).one()
+            head = None if row[0] is None else StreamHead(*row[:8])
+            config = None if row[8] is None else SavedConfig(stream_id, row[8], row[9], row[10], row[11])
+            return head, config
+        row = conn.execute(self._sqlite_query, {"stream_id": stream_id}).one()
+        head = None if row[0] is None else _sqlite_head(tuple(row[:8]))
+        if head is not None and head.flaw is not None:
+            raise CorruptProjection(stream_id, head.flaw)
+        config = None
+        if row[8] is not None:
+            if not is_sqlite_time(row[11]):
+                raise CorruptProjection(stream_id, "its saved key's " + time_flaw(row[11], "saved_at").message)
+            config = SavedConfig(stream_id, row[8], row[9], row[10], parse_sqlite_time(row[11]))
         return head, config
 
     def sqlite_head(self, dbapi: Any, stream_id: str) -> StreamHead | None:
@@ -327,11 +346,22 @@ class EventStore:
         """The event stored under ``idempotency_key`` (a digest), or under ``legacy``: the raw key as
         versions before digests stored it (the caller never passes one shaped like a digest)."""
         stored = [idempotency_key] if legacy is None else [idempotency_key, legacy]
+        if conn.dialect.name == "sqlite":  # read as the readers do: a damaged row is a CorruptEvent
+            dbapi: Any = conn.connection.driver_connection
+            marks = ", ".join("?" for _ in stored)
+            cursor = dbapi.execute(
+                _AUDIT_SCAN + f" WHERE stream_id = ? AND idempotency_key IN ({marks})", (stream_id, *stored)
+            )
+            try:
+                found = cursor.fetchone()
+            finally:
+                _close(cursor)
+            return None if found is None else _strict_sqlite_event(found)
         query = sa.select(*_EVENT_COLUMNS).where(
             events_table.c.stream_id == stream_id, events_table.c.idempotency_key.in_(stored)
         )
         row = conn.execute(query).first()
-        return None if row is None else _event(row)
+        return None if row is None else _checked_event(row)
 
     def append(self, conn: Connection, stream_id: str, head: StreamHead | None, event: PendingEvent) -> RecordedEvent:
         """Append the next event of the stream and move its projection, or raise ConcurrencyConflict."""
@@ -550,6 +580,11 @@ class SqliteHotPath(HotPath):
         return sqlite_time(instant)
 
     def time_value(self, stored: Any) -> datetime:
+        if not is_sqlite_time(stored):  # as UTCDateTime reads it on SQLite: a finding, not a crash
+            raise IntegrityViolation(
+                f"A stored time is {shown(stored)}, not as keytrail writes a time ({SQLITE_TIME_FORMAT}); "
+                "the database was changed outside keytrail."
+            )
         return parse_sqlite_time(stored)
 
     def previous_time(self, stored: Any) -> datetime:

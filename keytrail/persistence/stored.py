@@ -146,13 +146,25 @@ def _read(text: Any) -> Any:
         raise ValueError(f"data is stored as {shown(text)}, which is not JSON.") from None
 
 
+# An escaped UTF-16 surrogate: valid JSON text, but alone it is no character and cannot be written as UTF-8.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]").search
+_utf8_dumps = json_encoder(sort_keys=False, separators=(",", ":"), ensure_ascii=False)
+
+
 def read_sqlite_json(text: Any) -> dict[str, Any]:
     """``data`` as SQLite stores it, for a reader (history, exports, replay): a JSON object
-    without repeated members, or ValueError naming what is wrong."""
+    without repeated members or lone surrogates, or ValueError naming what is wrong."""
     value = _read(text)
     flaw = data_flaw(value)
     if flaw is not None:
         raise ValueError(flaw.message)
+    if _SURROGATE_ESCAPE(text) is not None:
+        try:
+            _utf8_dumps(value).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"data is stored as {shown(text)}, which holds a lone surrogate (\\ud800-\\udfff), not text."
+            ) from None
     return value  # type: ignore[no-any-return]
 
 

@@ -27,6 +27,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from keytrail.errors import IntegrityViolation
+from keytrail.persistence.stored import SQLITE_TIME_FORMAT, is_sqlite_time, shown
+
 __all__ = [
     "SCHEMA_VERSION",
     "ConfigRow",
@@ -53,6 +56,24 @@ class UTCDateTime(TypeDecorator[datetime]):
             raise ValueError("keytrail stores only timezone-aware datetimes.")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        """On SQLite, the stored text is checked to be a time as keytrail writes it: SQLAlchemy's own
+        parser raises a bare ValueError on anything else, a crash instead of a finding."""
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            if not is_sqlite_time(value):
+                raise IntegrityViolation(
+                    f"A stored time is {shown(value)}, not as keytrail writes a time ({SQLITE_TIME_FORMAT}); "
+                    "the database was changed outside keytrail."
+                )
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+        return process
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -422,16 +422,22 @@ class KeyAuthority:
         key = self._box.open(row.ciphertext, what=f"Key {key_id}")
         return IssuedKey(key_id, key, row.fingerprint, row.hint, row.description, row.expires_at)
 
-    def reissue_refusal_in(self, conn: Connection, key_id: str, stream_id: str, at: datetime) -> KeytrailError | None:
+    def reissue_refusal_in(
+        self, conn: Connection, key_id: str, stream_id: str, at: datetime, *, account_id: str | None
+    ) -> KeytrailError | None:
         """Why a retry on ``stream_id`` may not be shown key ``key_id`` again at ``at``, or None.
 
-        A retry gets no more than copy_key would give now: a live session of the key's account
-        on that onboarding, and a key neither revoked nor expired. The error's message is the
-        reason alone, for the engine to put in its sentence.
+        A retry gets no more than copy_key would give now: the onboarding still signed in to the
+        key's account (``account_id``, its current one: it may have signed in to another since,
+        while the first session lasts), a live session of that account on that onboarding, and a
+        key neither revoked nor expired. The error's message is the reason alone, for the engine
+        to put in its sentence.
         """
         row = self._key_row(conn, key_id)
         if row is None:
             return UnknownKey(f"there is no key {key_id}")
+        if row.account_id != account_id:
+            return UnknownKey(f"{stream_id} is now signed in to another account than the one of key {key_id}")
         problem = self.session_problem_in(conn, row.account_id, stream_id, at)
         if problem is not None:
             return AuthenticationFailed(problem)

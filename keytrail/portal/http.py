@@ -17,6 +17,7 @@ httpx's async client under ``asyncio.timeout``, in an event loop of the verifica
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -62,6 +63,11 @@ def _run_to_end(coroutine: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+def _is_seconds(value: object) -> bool:
+    """A finite int or float: NaN makes a deadline that asyncio refuses, infinity one that never comes."""
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
 def _shown_url(url: httpx.URL) -> str:
     """The URL without credentials, for messages."""
     return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
@@ -85,12 +91,12 @@ class HttpKeyVerifier:
         backoff: float = 0.2,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if timeout <= 0:
-            raise InvalidInput(f"The gateway timeout must be positive, not {timeout}.")
-        if retries < 0 or retries > 10:
-            raise InvalidInput(f"The gateway retries must be 0 to 10, not {retries}.")
-        if backoff < 0:
-            raise InvalidInput(f"The gateway backoff must be 0 or more seconds, not {backoff}.")
+        if not _is_seconds(timeout) or timeout <= 0:
+            raise InvalidInput(f"The gateway timeout must be positive, a finite number of seconds, not {timeout!r}.")
+        if type(retries) is not int or not 0 <= retries <= 10:
+            raise InvalidInput(f"The gateway retries must be 0 to 10, a whole number, not {retries!r}.")
+        if not _is_seconds(backoff) or backoff < 0:
+            raise InvalidInput(f"The gateway backoff must be 0 or more seconds, a finite number, not {backoff!r}.")
         try:
             url = httpx.URL(base_url)
         except (httpx.InvalidURL, TypeError):
