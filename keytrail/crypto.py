@@ -91,6 +91,16 @@ def _read_key_file(path: Path) -> str:
         return handle.read().decode("ascii")
 
 
+def _read_key_file_or_fail(path: Path) -> str:
+    """:func:`_read_key_file`, with a failure to read as one clear error."""
+    try:
+        return _read_key_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretKeyError(
+            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
+        ) from None
+
+
 def load_secret_keys(default_file: Path | None, *, create: bool) -> tuple[list[Fernet], str]:
     """Find the encryption key(s): the environment, then a key file, else (when allowed) a new file.
 
@@ -195,12 +205,7 @@ def _create_key_file(path: Path) -> str:
             f"The encryption key file {_named(path)} is a symbolic link that keytrail did not make; keytrail writes no "
             f"key through a link. Remove it, or name the key file with {SECRET_KEY_FILE_ENV}."
         )
-    try:
-        return _read_key_file(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SecretKeyError(
-            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
-        ) from None
+    return _read_key_file_or_fail(path)
 
 
 def _replace_empty_key_file(path: Path) -> str:
@@ -220,12 +225,7 @@ def _replace_empty_key_file(path: Path) -> str:
             _fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
-    try:
-        return _read_key_file(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SecretKeyError(
-            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
-        ) from None
+    return _read_key_file_or_fail(path)
 
 
 def parse_secret_key(text: str) -> Fernet:
