@@ -15,8 +15,7 @@ from freezegun import freeze_time
 from typer.testing import CliRunner, Result
 
 from keytrail import Engine, State
-from keytrail import cli as cli_module
-from keytrail.cli import app, parse_duration
+from keytrail.cli import app, driving, parse_duration, rendering
 from keytrail.errors import InvalidInput
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to
@@ -522,7 +521,7 @@ def test_usage_errors_exit_2(sqlite_db: str) -> None:
 
 def test_hidden_prompt_reads_the_secret(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a terminal the password is asked twice, hidden, and never echoed to stdout."""
-    monkeypatch.setattr(cli_module, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(driving, "_stdin_is_terminal", lambda: True)
     result = run(
         sqlite_db,
         "account",
@@ -551,7 +550,7 @@ def test_logs_go_to_stderr_only(sqlite_db: str) -> None:
 def test_rich_table_on_a_terminal(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a terminal, tables are drawn with rich; piped, they are tab-separated (checked above)."""
     run(sqlite_db, "access", "acme", "--actor", "[b]ops")
-    monkeypatch.setattr(cli_module, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(rendering, "_stdout_is_terminal", lambda: True)
     result = run(sqlite_db, "history", "acme")
     assert "History of acme" in result.stdout
     assert "[b]ops" in result.stdout  # an actor is shown as given, never read as markup
@@ -579,7 +578,7 @@ def test_progress_on_a_terminal_leaves_stdout_alone(sqlite_db: str, monkeypatch:
     """With stderr on a terminal, verify, replay and export draw progress there; stdout is unchanged."""
     drive_flow(sqlite_db)
     piped = {args: run(sqlite_db, *args).stdout for args in (("verify",), ("replay", "acme"), ("export",))}
-    monkeypatch.setattr(cli_module, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(rendering, "_stderr_is_terminal", lambda: True)
     for args, expected in piped.items():
         result = run(sqlite_db, *args)
         assert (result.exit_code, result.stdout) == (0, expected), args
