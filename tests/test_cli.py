@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from freezegun import freeze_time
 from typer.testing import CliRunner, Result
 
@@ -545,6 +546,20 @@ def test_logs_go_to_stderr_only(sqlite_db: str) -> None:
     result = run(sqlite_db, "access", "acme", "--json", env={"KEYTRAIL_LOG_LEVEL": "info"})
     assert json.loads(result.stdout)["state"] == "Prompted"
     assert '"transition"' in result.stderr
+
+
+def test_help_lists_the_commands_in_the_flows_order() -> None:
+    """The flow's commands first, in its order, then the audit commands, the demo, the authority's groups.
+
+    The order is the order the command modules register on the app (keytrail/cli/__init__.py).
+    """
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    assert group.list_commands(typer.Context(group)) == [
+        *("access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
+        *("status", "history", "replay", "expiring", "verify", "export", "digest", "diagram"),
+        *("demo", "account", "keys"),
+    ]
 
 
 def test_rich_table_on_a_terminal(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
