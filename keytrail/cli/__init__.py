@@ -15,7 +15,7 @@ and ``demo``. Importing this package registers every command on ``app``, in the 
 """
 
 from keytrail.cli.root import app, main  # isort: skip  (the app first: the commands register on it)
-from keytrail.cli import driving, audit, demo  # isort: skip  (in --help's order)
+from keytrail.cli import driving, audit, demo  # noqa: F401  # isort: skip  (registered, in --help's order)
 from keytrail.cli.audit import parse_duration
 
-__all__ = ["app", "audit", "demo", "driving", "main", "parse_duration", "rendering", "root"]
+__all__ = ["app", "main", "parse_duration"]
