@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from freezegun import freeze_time
 from typer.testing import CliRunner, Result
 
 from keytrail import Engine, State
-from keytrail import cli as cli_module
-from keytrail.cli import app, parse_duration
+from keytrail.cli import app, driving, parse_duration, rendering
 from keytrail.errors import InvalidInput
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to
@@ -522,7 +522,7 @@ def test_usage_errors_exit_2(sqlite_db: str) -> None:
 
 def test_hidden_prompt_reads_the_secret(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a terminal the password is asked twice, hidden, and never echoed to stdout."""
-    monkeypatch.setattr(cli_module, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(driving, "_stdin_is_terminal", lambda: True)
     result = run(
         sqlite_db,
         "account",
@@ -548,10 +548,24 @@ def test_logs_go_to_stderr_only(sqlite_db: str) -> None:
     assert '"transition"' in result.stderr
 
 
+def test_help_lists_the_commands_in_the_flows_order() -> None:
+    """The flow's commands first, in its order, then the audit commands, the demo, the authority's groups.
+
+    The order is the order the command modules register on the app (keytrail/cli/__init__.py).
+    """
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    assert group.list_commands(typer.Context(group)) == [
+        *("access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
+        *("status", "history", "replay", "expiring", "verify", "export", "digest", "diagram"),
+        *("demo", "account", "keys"),
+    ]
+
+
 def test_rich_table_on_a_terminal(sqlite_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a terminal, tables are drawn with rich; piped, they are tab-separated (checked above)."""
     run(sqlite_db, "access", "acme", "--actor", "[b]ops")
-    monkeypatch.setattr(cli_module, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(rendering, "_stdout_is_terminal", lambda: True)
     result = run(sqlite_db, "history", "acme")
     assert "History of acme" in result.stdout
     assert "[b]ops" in result.stdout  # an actor is shown as given, never read as markup
@@ -579,7 +593,7 @@ def test_progress_on_a_terminal_leaves_stdout_alone(sqlite_db: str, monkeypatch:
     """With stderr on a terminal, verify, replay and export draw progress there; stdout is unchanged."""
     drive_flow(sqlite_db)
     piped = {args: run(sqlite_db, *args).stdout for args in (("verify",), ("replay", "acme"), ("export",))}
-    monkeypatch.setattr(cli_module, "_stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(rendering, "_stderr_is_terminal", lambda: True)
     for args, expected in piped.items():
         result = run(sqlite_db, *args)
         assert (result.exit_code, result.stdout) == (0, expected), args

@@ -130,3 +130,24 @@ def test_a_huge_unknown_option_or_command_is_one_short_line(keytrail: Any, args:
     assert done.returncode == 2 and done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and len(lines[0]) < 400, done.stderr[:500]
+
+
+def test_python_dash_m_runs_the_same_command(keytrail: Any, tmp_path: Path) -> None:
+    """``python -m keytrail.cli`` runs the console script's ``main``: its help, its errors and exit codes."""
+    env = {**os.environ, "KEYTRAIL_DATABASE_URL": f"sqlite:///{tmp_path}/real.db"}
+
+    def module(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "keytrail.cli", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
+
+    shown = module("--help")
+    assert shown.returncode == 0 and "python -m keytrail.cli" in shown.stdout and "sign-in" in shown.stdout
+    script, by_module = keytrail("status", "--bogus"), module("status", "--bogus")
+    assert (by_module.returncode, by_module.stdout, by_module.stderr) == (script.returncode, "", script.stderr)

@@ -1,0 +1,274 @@
+"""The commands that read and audit the log: status, history, replay, expiring, verify, export, digest, diagram.
+
+Exit 1 means the audit found a problem (a replay or verify that fails, a digest the log no longer
+extends); nothing here writes to the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keytrail import diagrams, inputs
+from keytrail.cli import rendering
+from keytrail.cli.rendering import emit_json, progress, say, short_time, table
+from keytrail.cli.root import JsonOpt, StreamArg, app, destination, errors_to_exit, open_engine
+from keytrail.engine import reports
+from keytrail.errors import InvalidInput
+from keytrail.events import iso_utc
+
+__all__ = ["diagram", "digest", "expiring", "export", "history", "parse_duration", "replay", "status", "verify"]
+
+_DURATION = re.compile(r"(\d+)([wdhms])", re.ASCII)
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``2w``, ``12h``, ``1d12h``, ``90m``, ``45s``: a window for ``expiring``, at most 100 years."""
+    compact = text.strip().lower()
+    if not compact or _DURATION.sub("", compact):
+        raise InvalidInput(
+            f"{inputs.quoted(text)} is not a duration: use a number and a unit (w, d, h, m, s), e.g. 30d or 1d12h."
+        )
+    limit = int(inputs.MAX_SPAN.total_seconds())
+    seconds = 0
+    for amount, unit in _DURATION.findall(compact):
+        # Bounded before int(): a 5,000-digit amount is refused, not parsed (or overflowed into a crash).
+        seconds += int(amount) * _UNIT_SECONDS[unit] if len(amount) <= 12 else limit + 1
+    if seconds > limit:
+        raise InvalidInput(
+            f"{inputs.quoted(text)} is too long a duration: at most 100 years ({inputs.MAX_SPAN.days}d)."
+        )
+    return timedelta(seconds=seconds)
+
+
+def _parse_instant(text: str) -> datetime:
+    """An ISO 8601 instant; without a zone it is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{inputs.quoted(text)} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z.") from None
+    return inputs.check_instant("The instant", value.replace(tzinfo=UTC) if value.tzinfo is None else value)
+
+
+# -- reading -----------------------------------------------------------------------------------------
+
+
+@app.command()
+@errors_to_exit
+def status(
+    stream: Annotated[
+        str | None, typer.Argument(help="One onboarding; all of them when left out.", metavar="[ID]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where one onboarding stands, or all of them as a table (from the projection, no replay)."""
+    with open_engine() as engine:
+        if stream is not None:
+            shown = engine.status(stream).as_dict()
+            if as_json:
+                emit_json(shown)
+            else:
+                reason = f" (reason: {shown['reason']})" if shown["reason"] else ""
+                say(f"{shown['stream']}: {shown['state']}{reason}, version {shown['version']}")
+            return
+        heads = (status.as_dict() for status in engine.streams())
+        if as_json:
+            # Streamed as a JSON array, one onboarding per line, so memory stays flat.
+            print("[", end="")
+            for index, head in enumerate(heads):
+                print(("," if index else "") + "\n" + json.dumps(head, ensure_ascii=False), end="")
+            print("\n]")
+            return
+        columns = ("stream", "state", "reason", "version", "updated_at")
+        table("Onboardings", columns, ([str(h[c] or "") for c in columns] for h in heads))
+
+
+@app.command()
+@errors_to_exit
+def history(stream: StreamArg, as_json: JsonOpt = False) -> None:
+    """The onboarding's timeline: version, time, trigger, from, to, reason, actor."""
+    with open_engine() as engine:
+        events = engine.history(stream)
+    if as_json:
+        emit_json({"stream": stream, "events": [e.as_dict() for e in events]})
+        return
+    columns = ("version", "time (UTC)", "trigger", "from", "to", "reason", "actor")
+    rows = (
+        (
+            str(e.version),
+            short_time(e.occurred_at),
+            e.trigger.value,
+            e.source.value,
+            e.dest.value,
+            e.reason.value if e.reason else "",
+            e.actor or "",
+        )
+        for e in events
+    )
+    table(f"History of {stream}", columns, rows)
+
+
+@app.command()
+@errors_to_exit
+def replay(
+    stream: StreamArg,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Rebuild as the onboarding stood at this ISO 8601 instant (UTC if no zone)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rebuild the onboarding from its events alone (exit 1 when a step is not legal under the machine)."""
+    instant = None if as_of is None else _parse_instant(as_of)
+    with open_engine() as engine, progress("replaying") as advance:
+        rebuilt = engine.replay(stream, instant, progress=advance)
+    if as_json:
+        emit_json(rebuilt.as_dict())
+    else:
+        when = f" as of {rendering.when(rebuilt.as_of)}" if rebuilt.as_of is not None else ""
+        reason = f" (reason: {rebuilt.reason.value})" if rebuilt.reason is not None else ""
+        say(f"{rebuilt.stream}{when}: {rebuilt.state.value}{reason}, version {rebuilt.version}")
+        say("path: " + " -> ".join(s.value for s in rebuilt.path))
+        for problem in rebuilt.problems:
+            say(f"problem: {problem}")
+    if not rebuilt.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@errors_to_exit
+def expiring(
+    within: Annotated[str, typer.Option("--within", help="The window: 30d, 2w, 12h, 1d12h ...")] = "30d",
+    as_json: JsonOpt = False,
+) -> None:
+    """Onboardings whose saved key expires within the window (or already has), per the key authority."""
+    window = parse_duration(within)
+    with open_engine() as engine:
+        now = engine.now()
+        found = reports.expiring(engine, window)
+    if as_json:
+        emit_json(
+            {
+                "as_of": iso_utc(now),
+                "within_seconds": int(window.total_seconds()),
+                "onboardings": [k.as_dict() for k in found],
+            }
+        )
+        return
+    if not found:
+        say(f"No saved key expires within {within}.")
+        return
+    columns = ("stream", "state", "key_id", "hint", "expires_at", "days_left")
+    table(
+        f"Saved keys expiring within {within}",
+        columns,
+        ([str(k.as_dict()[c]) if not (c == "days_left" and k.expired) else "expired" for c in columns] for k in found),
+    )
+
+
+# -- auditing ------------------------------------------------------------------------------------------
+
+
+@app.command()
+@errors_to_exit
+def verify(
+    stream: Annotated[
+        str | None, typer.Argument(help="One onboarding; the whole log when left out.", metavar="[ID]")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute every hash chain, check versions, legality and projections; exit 1 listing each problem."""
+    with open_engine() as engine, progress("verifying") as advance:
+        report = engine.verify(stream, progress=advance)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        verdict = "ok" if report.ok else "PROBLEMS"
+        say(
+            f"verify: {verdict}: {report.streams} onboarding(s), {report.events} event(s), "
+            f"{len(report.problems)} problem(s)."
+        )
+        for problem in report.problems:
+            say(f"problem: {problem}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@errors_to_exit
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="jsonl (one object per event per line) or csv.")] = "jsonl",
+    stream: Annotated[str | None, typer.Option("--stream", help="Only this onboarding.", metavar="ID")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Every event with every column, streamed (events never hold a key or a password)."""
+    if fmt not in ("jsonl", "csv"):
+        raise InvalidInput(f"{inputs.quoted(fmt)} is not an export format; use jsonl or csv.")
+    with destination(output) as handle, open_engine() as engine, progress("exporting") as advance:
+        if stream is not None:
+            engine.status(stream)  # an unknown id is an error (exit 2), not an empty export
+        writer = csv.writer(handle, lineterminator="\n") if fmt == "csv" else None
+        if writer is not None:
+            writer.writerow(reports.EXPORT_COLUMNS)
+        for row in reports.export_rows(engine, stream):
+            if writer is not None:
+                row["data"] = json.dumps(row["data"], sort_keys=True, ensure_ascii=False)
+                writer.writerow(["" if row[c] is None else row[c] for c in reports.EXPORT_COLUMNS])
+            else:
+                handle.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            advance(1)
+
+
+@app.command()
+@errors_to_exit
+def digest(
+    check: Annotated[
+        str | None,
+        typer.Option("--check", help="A digest kept earlier (N:HEX): exit 1 unless the log still extends it."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One hash over the whole log (N:HEX) to keep elsewhere; --check proves the log still extends it."""
+    with open_engine() as engine:
+        if check is None:
+            found = reports.digest(engine)
+            emit_json(found.as_dict()) if as_json else say(found.token)
+            return
+        result = reports.check_digest(engine, check)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        say(("ok: " if result.ok else "CHANGED: ") + result.message)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+# -- diagrams -----------------------------------------------------------------------------------------------
+
+
+@app.command()
+@errors_to_exit
+def diagram(
+    fmt: Annotated[str, typer.Option("--format", help="mermaid, dot or svg (svg needs Graphviz).")] = "mermaid",
+    highlight: Annotated[
+        str | None,
+        typer.Option("--highlight", help="Mark the path this onboarding took and where it stands.", metavar="ID"),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """The machine, drawn from the one transition table."""
+    if fmt not in diagrams.FORMATS:
+        raise InvalidInput(f"{inputs.quoted(fmt)} is not a diagram format; use mermaid, dot or svg.")
+    with destination(output) as handle:
+        marked = None
+        if highlight is not None:
+            with open_engine() as engine:
+                marked = rendering.highlight(engine, highlight)
+        handle.write(diagrams.render(fmt, marked))

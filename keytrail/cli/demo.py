@@ -1,0 +1,110 @@
+"""``keytrail demo``: the source document's flow on a fresh database, then a key expiry and the repeat.
+
+A walk-through for a newcomer, not a tool: it creates an account with a published password, so
+it refuses a database that already holds onboardings or accounts. Only the package imports it
+(a contract in ``make lint``): no command builds on the demo.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import typer
+
+from keytrail import diagrams
+from keytrail.cli.rendering import console, highlight, short_time, table
+from keytrail.cli.root import app, errors_to_exit, settings
+from keytrail.engine import Engine, reports
+from keytrail.errors import InvalidInput
+
+__all__ = ["demo"]
+
+
+class _DemoClock:
+    """A clock the demo can move forward, to show a key expiring."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@app.command()
+@errors_to_exit
+def demo() -> None:
+    """Walk through the source document's flow on a fresh database, then a key expiry and the repeat."""
+    clock = _DemoClock()
+    out = console()
+    with Engine.open(settings.db, clock=clock) as engine:
+        stream, email, password = "acme-store", "ops@acme.test", "correct horse battery staple"
+        if next(iter(engine.streams()), None) is not None or engine.portal.find_account(email) is not None:
+            # The demo creates an account with a published password: never in a database that is in use.
+            raise InvalidInput(
+                f"The demo needs a fresh database, and {engine.database.shown} already holds onboardings or "
+                "accounts; give it another, e.g. keytrail --db sqlite:///demo.db demo."
+            )
+
+        def say(step: str, outcome_text: str) -> None:
+            out.print(f"[bold]{step}[/bold]\n    -> {outcome_text}")
+
+        engine.portal.create_account(email, password, company="Acme")
+        say("The merchant's company has a Commerce account", email)
+        o = engine.access(stream)
+        say("1. Open Marketing > Channels > Amazon Sales Channel", f"{o.state} (reason: {o.reason})")
+        o = engine.sign_in(stream, email=email, password=password)
+        say("2. Sign in to the Commerce account", str(o.state))
+        g = engine.generate_key(stream, description="Amazon Sales Channel")
+        say("3. API Portal: describe the key, Add New", f"{g.state}, key {g.key_id} ending in {g.hint}")
+        c = engine.copy_key(stream)
+        say("4. Copy the key", str(c.state))
+        o = engine.save_config(stream, key=c.key)
+        say("5. Stores > Configuration > Services > Magento Services: paste, Save Config", str(o.state))
+        o = engine.access(stream)
+        say("6. Open the Amazon Sales Channel again: the key is verified", str(o.state))
+        o = engine.proceed(stream)
+        say("7. Go on", str(o.state))
+        clock.now += timedelta(days=366)
+        out.print("\n[bold]A year and a day later, the key has expired.[/bold]")
+        o = engine.access(stream)
+        say("Open the Amazon Sales Channel", f"{o.state} (reason: {o.reason})")
+        o = engine.sign_in(stream, email=email, password=password)
+        say("Sign in again (the session from a year ago is long gone)", str(o.state))
+        g = engine.generate_key(stream, description="Amazon Sales Channel (renewed)")
+        say("Generate a new key", f"{g.state}, key {g.key_id} ending in {g.hint}")
+        c = engine.copy_key(stream)
+        o = engine.save_config(stream, key=c.key)
+        say("Copy it and save it in the configuration", str(o.state))
+        o = engine.access(stream)
+        say("Open the channel again", str(o.state))
+        o = engine.proceed(stream)
+        say("Go on", str(o.state))
+
+        out.print(f"\n[bold]History of {stream}[/bold]")
+        table(
+            None,
+            ("v", "time (UTC)", "trigger", "from", "to", "reason"),
+            (
+                (
+                    str(e.version),
+                    short_time(e.occurred_at),
+                    e.trigger.value,
+                    e.source.value,
+                    e.dest.value,
+                    e.reason.value if e.reason else "",
+                )
+                for e in engine.history(stream)
+            ),
+        )
+        report = engine.verify()
+        out.print(
+            f"verify: {'ok' if report.ok else 'PROBLEMS'}: {report.streams} onboarding(s), {report.events} events, "
+            f"{len(report.problems)} problem(s)"
+        )
+        out.print(
+            f"digest (keep it to check the log later with `keytrail digest --check`): {reports.digest(engine).token}"
+        )
+        out.print(f"\n[bold]The machine, with the path of {stream} highlighted (Mermaid):[/bold]")
+        out.print(diagrams.mermaid(highlight(engine, stream)), markup=False, end="")
+        if not report.ok:
+            raise typer.Exit(1)

@@ -1,0 +1,160 @@
+"""How the ``keytrail`` command shows things: tables, JSON, progress, times, and the ``-o`` writer.
+
+Nothing here knows a command: the driving and audit commands and the demo print through it, so
+a table looks the same wherever it comes from, and a terminal is detected in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from keytrail import diagrams, inputs
+from keytrail.errors import InvalidInput
+from keytrail.events import iso_utc
+
+if TYPE_CHECKING:
+    from keytrail.engine import Engine
+
+__all__ = ["console", "emit_json", "highlight", "output", "progress", "say", "short_time", "table", "when"]
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def console() -> Console:
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def emit_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, sort_keys=False))
+
+
+def say(text: str) -> None:
+    print(text)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A rich table on a terminal; tab-separated lines with a header when piped (easy to cut and awk)."""
+    if _stdout_is_terminal():
+        drawn = Table(title=title)
+        for column in columns:
+            drawn.add_column(column)
+        for row in rows:
+            drawn.add_row(*(Text(value) for value in row))  # data is text, never rich markup
+        console().print(drawn)
+        return
+    print("\t".join(columns))
+    for row in rows:
+        print("\t".join(value.replace("\t", " ").replace("\n", " ") for value in row))
+
+
+@contextmanager
+def progress(description: str) -> Iterator[Callable[[int], None]]:
+    """A progress counter on stderr when it is a terminal; a no-op otherwise (pipes and CI logs stay clean)."""
+    if not _stderr_is_terminal():
+        yield lambda _n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda n: bar.advance(task, n)
+
+
+def when(value: datetime | None) -> str:
+    return "" if value is None else iso_utc(value)
+
+
+def short_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def highlight(engine: Engine, stream: str) -> diagrams.Highlight:
+    """The path ``stream`` took through the machine, for a diagram to mark."""
+    return diagrams.Highlight.from_events((e.trigger, e.source, e.dest) for e in engine.history(stream))
+
+
+def _guarded_as(target: Path, guarded: Mapping[Path, str]) -> str | None:
+    """What ``target`` is, when it is one of the ``guarded`` files (links followed)."""
+    for path, what in guarded.items():
+        if os.path.realpath(path) == str(target):
+            return what
+        try:
+            if target.exists() and path.exists() and os.path.samefile(target, path):
+                return what  # a hard link to it
+        except OSError:
+            continue
+    return None
+
+
+@contextmanager
+def output(output: Path | None, guarded: Callable[[], Mapping[Path, str]]) -> Iterator[TextIO]:
+    """Where a command writes (``-o``, else stdout): the file is replaced whole, or left as it was.
+
+    The output never lands on a ``guarded`` file (the database, its -wal/-shm/-journal, its key
+    file: asked for only when there is a file to write). It is written to a temporary file beside
+    the target, synced, and renamed over the target only once complete, so an error part-way
+    leaves a previous file untouched.
+    """
+    if output is None:
+        yield sys.stdout
+        return
+    target = Path(os.path.realpath(output))
+    shown = inputs.clipped(str(output), 200)
+    what = _guarded_as(target, guarded())
+    if what is not None:
+        raise InvalidInput(
+            f"-o {shown} is {what}, which the output would destroy; name another file. Nothing was written."
+        )
+    if target.is_dir():
+        raise InvalidInput(f"-o {shown} is a folder; name a file in it. Nothing was written.")
+    if output.exists() and not output.is_file():  # /dev/null, /dev/stdout, a FIFO: nothing to replace
+        with output.open("w", encoding="utf-8", newline="") as stream:
+            yield stream
+        return
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:  # named after what the user gave, not the temporary file
+        raise OSError(exc.errno, exc.strerror, shown) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.chmod(mode)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
