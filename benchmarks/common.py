@@ -317,9 +317,12 @@ def fmt(n: float) -> str:
 
 def report_in_scratch(measure: Callable[[Path], dict[str, Any]]) -> None:
     """Run one workload in a scratch folder, print its RESULT line for run.py, and remove the folder."""
+    import keytrail
+
     workdir = Path(tempfile.mkdtemp(prefix="keytrail-bench-"))
     try:
-        print("RESULT " + dump(measure(workdir)))
+        # Which checkout was measured (compare.py checks it).
+        print("RESULT " + dump({**measure(workdir), "keytrail_from": str(Path(keytrail.__file__).parent)}))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
