@@ -3,9 +3,10 @@
 Workloads (see each module's docstring): 1 access hot path (SQLite at both durability settings,
 PostgreSQL), 2 full onboarding, 3 replay and status, 4 verify and export, 5 growth, 6 an
 onboarding-shaped mix of every command on new streams against raw sqlite3 replaying the same
-SQL (both durability settings). Figures are
-medians over interleaved rounds; ratios are medians of same-round ratios. ``--quick`` (what
-``make bench`` runs) keeps to a few minutes; the full run builds a 1,000,000-event log.
+SQL (both durability settings). Figures are medians over interleaved rounds; ratios are
+medians of same-round ratios. ``--quick`` (what ``make bench`` runs) keeps to a few minutes;
+the full run builds a 1,000,000-event log. To measure two checkouts against each other (before
+and after a refactor), use ``benchmarks/compare.py``.
 """
 
 from __future__ import annotations
