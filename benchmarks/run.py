@@ -33,7 +33,7 @@ from common import dump, machine_facts
 QUICK = {
     "access": {"stores": 1000, "calls": 400, "rounds": 7},
     "onboarding": {"stores": 15, "rounds": 3},
-    "mix": {"streams": 24, "rounds": 5},
+    "mix": {"streams": 16, "rounds": 5},
     "replay": {"stores": 1000, "accesses": 23, "rounds": 5},
     "verify": {"stores": 10_000, "accesses": 3, "rounds": 3},
     "growth_access": [10_000, 100_000],
