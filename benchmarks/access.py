@@ -126,11 +126,18 @@ def eventsourcing_app(path: Path, streams: int) -> tuple[Any, list[Any]]:
 
 
 def run(
-    stores: int, calls: int, rounds: int, durability: str, workdir: Path, *, with_es: bool = True
+    stores: int,
+    calls: int,
+    rounds: int,
+    durability: str,
+    workdir: Path,
+    *,
+    with_es: bool = True,
+    template: Path | None = None,
 ) -> dict[str, Any]:
     path = workdir / f"access-{stores}-{durability}.db"
     raw_path = workdir / f"access-raw-{stores}-{durability}.db"
-    template = workdir / f"template-{stores}.db"
+    template = template or workdir / f"template-{stores}.db"
     if not template.exists():  # one build per size, shared by both durability settings
         build_log(f"sqlite:///{template}", stores)
     shutil.copy(template, path)  # the WAL was checkpointed when the builder closed
@@ -189,9 +196,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
     parser.add_argument("--no-es", action="store_true", help="skip the eventsourcing baseline")
+    parser.add_argument("--template", type=Path, help="a log of --stores onboarded stores to copy (built when missing)")
     args = parser.parse_args()
     report_in_scratch(
-        lambda workdir: run(args.stores, args.calls, args.rounds, args.durability, workdir, with_es=not args.no_es)
+        lambda workdir: run(
+            args.stores,
+            args.calls,
+            args.rounds,
+            args.durability,
+            workdir,
+            with_es=not args.no_es,
+            template=args.template,
+        )
     )
 
 

@@ -1,9 +1,12 @@
 """Run every keytrail benchmark against its same-run baselines: ``python benchmarks/run.py [--quick]``.
 
 Workloads (see each module's docstring): 1 access hot path (SQLite at both durability settings,
-PostgreSQL), 2 full onboarding, 3 replay and status, 4 verify and export, 5 growth. Figures are
-medians over interleaved rounds; ratios are medians of same-round ratios. ``--quick`` (what
-``make bench`` runs) keeps to a few minutes; the full run builds a 1,000,000-event log.
+PostgreSQL), 2 full onboarding, 3 replay and status, 4 verify and export, 5 growth, 6 an
+onboarding-shaped mix of every command on new streams against raw sqlite3 replaying the same
+SQL (both durability settings). Figures are medians over interleaved rounds; ratios are
+medians of same-round ratios. ``--quick`` (what ``make bench`` runs) keeps to a few minutes;
+the full run builds a 1,000,000-event log. To measure two checkouts against each other (before
+and after a refactor), use ``benchmarks/compare.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import access
+import mix
 import onboarding
 import postgres
 import replay
@@ -29,6 +33,7 @@ from common import dump, machine_facts
 QUICK = {
     "access": {"stores": 1000, "calls": 400, "rounds": 7},
     "onboarding": {"stores": 15, "rounds": 3},
+    "mix": {"streams": 16, "rounds": 5},
     "replay": {"stores": 1000, "accesses": 23, "rounds": 5},
     "verify": {"stores": 10_000, "accesses": 3, "rounds": 3},
     "growth_access": [10_000, 100_000],
@@ -38,6 +43,7 @@ QUICK = {
 FULL = {
     "access": {"stores": 1000, "calls": 2000, "rounds": 7},
     "onboarding": {"stores": 50, "rounds": 5},
+    "mix": {"streams": 40, "rounds": 7},
     "replay": {"stores": 5000, "accesses": 23, "rounds": 5},
     "verify": {"stores": 10_000, "accesses": 3, "rounds": 3},
     "growth_access": [10_000, 100_000],
@@ -74,6 +80,9 @@ def main() -> None:
         if "onboarding" in only:
             o = sizes["onboarding"]
             results["onboarding"] = onboarding.run(o["stores"], o["rounds"], workdir)
+        if "mix" in only:
+            m = sizes["mix"]
+            results["mix"] = mix.run(m["streams"], m["rounds"], workdir)
         if "replay" in only:
             r = sizes["replay"]
             results["replay"] = replay.run(r["stores"], r["accesses"], r["rounds"], workdir)
