@@ -34,9 +34,9 @@ import sqlalchemy as sa  # noqa: E402
 
 from keytrail.crypto import SecretBox, fingerprint, hint, load_secret_keys  # noqa: E402
 from keytrail.events import GENESIS_HASH, event_hash, iso_utc  # noqa: E402
+from keytrail.persistence.authority_store import accounts, api_keys  # noqa: E402
 from keytrail.persistence.store import config_table, events_table, sqlite_time, streams_table  # noqa: E402
 from keytrail.persistence.tables import SCHEMA_VERSION  # noqa: E402
-from keytrail.portal.authority import accounts, api_keys  # noqa: E402
 
 START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 ACCOUNT_ID = "acct_bench0000000000"

@@ -23,6 +23,7 @@ from keytrail.crypto import SecretBox, fingerprint, hint, key_file_of, parse_sec
 from keytrail.errors import InvalidInput, SecretKeyError
 from keytrail.events import iso_utc
 from keytrail.persistence import EventStore, SavedConfig
+from keytrail.persistence.authority_store import AuthorityRecords
 from keytrail.persistence.store import config_table
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal import SavedKey, Verdict
@@ -125,7 +126,7 @@ class Admin:
                     what = f"The saved key of {stream_id}"
                     self._store.reseal_config(conn, stream_id, rotating.rotate(ciphertext, what=what))
                     count += 1
-                count += portal.reseal_keys_in(conn, rotating)
+                count += portal.reseal_keys_in(AuthorityRecords(conn), rotating)
                 conn.execute(sa.update(meta).where(meta.c.name == "secret_check").values(value=rotating.check_token()))
         except BaseException:
             self._use_box(retiring)  # nothing was re-sealed: seal as before

@@ -63,6 +63,7 @@ from keytrail.persistence import (
     SavedConfig,
     StreamHead,
 )
+from keytrail.persistence.authority_store import AuthorityRecords, AuthorityStore
 from keytrail.persistence.store import AuditRow, hot_path_for, sqlite_time
 from keytrail.persistence.stored import SQLITE_TIME_SHAPE, shown
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
@@ -196,7 +197,7 @@ class Engine:
         self._store = EventStore()
         self._retries = retries
         self.portal = KeyAuthority(
-            db,
+            AuthorityStore(db),
             box,
             self._now,
             key_lifetime=key_lifetime,
@@ -370,7 +371,7 @@ class Engine:
         via = "session" if password is None else "password"
 
         def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
-            self.portal.signed_in_in(conn, account, via=via, stream_id=stream, actor=actor, at=now)
+            self.portal.signed_in_in(AuthorityRecords(conn), account, via=via, stream_id=stream, actor=actor, at=now)
             return _Step({"account_id": account.account_id, "email": account.email, "via": via})
 
         return self._run(Trigger.sign_in, stream, actor, idempotency_key, expected_version, step)
@@ -397,8 +398,10 @@ class Engine:
         password_hash = hash_password(password)
 
         def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
-            account = self.portal.create_account_in(conn, email, password_hash, company, now)
-            self.portal.signed_in_in(conn, account, via="register", stream_id=stream, actor=actor, at=now)
+            account = self.portal.create_account_in(AuthorityRecords(conn), email, password_hash, company, now)
+            self.portal.signed_in_in(
+                AuthorityRecords(conn), account, via="register", stream_id=stream, actor=actor, at=now
+            )
             return _Step({"account_id": account.account_id, "email": email, "company": company})
 
         return self._run(Trigger.register, stream, actor, idempotency_key, expected_version, step)
@@ -419,8 +422,8 @@ class Engine:
             # SignedIn and every later state of a signed-in flow carry the account.
             assert head is not None
             assert head.account_id is not None
-            self.portal.require_session_in(conn, head.account_id, head.stream_id, now)
-            issued = self.portal.generate_key_in(conn, head.account_id, description, now)
+            self.portal.require_session_in(AuthorityRecords(conn), head.account_id, head.stream_id, now)
+            issued = self.portal.generate_key_in(AuthorityRecords(conn), head.account_id, description, now)
             return _Step(
                 {
                     "key_id": issued.key_id,
@@ -452,7 +455,7 @@ class Engine:
         def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             assert head is not None
             assert head.account_id is not None
-            self.portal.require_session_in(conn, head.account_id, head.stream_id, now)
+            self.portal.require_session_in(AuthorityRecords(conn), head.account_id, head.stream_id, now)
             chosen = key_id
             if chosen is None:
                 if head.state != State.KeyGenerated.value or head.key_id is None:
@@ -461,7 +464,7 @@ class Engine:
                         "pass key_id to copy an existing key of the account."
                     )
                 chosen = head.key_id
-            issued = self.portal.copy_key_in(conn, head.account_id, chosen, now)
+            issued = self.portal.copy_key_in(AuthorityRecords(conn), head.account_id, chosen, now)
             return _Step(
                 {"key_id": issued.key_id, "fingerprint": issued.fingerprint, "hint": issued.hint}, issued=issued
             )
@@ -518,7 +521,7 @@ class Engine:
         saved = self._saved_key(config)
         if verdict is None:
             assert isinstance(self.verifier, TransactionalKeyVerifier)
-            verdict = self.verifier.verify_in(conn, saved, now)
+            verdict = self.verifier.verify_in(AuthorityRecords(conn), saved, now)
         if saved is None:
             return _Step(verdict.event_data(None, None), verdict=verdict)
         return _Step(verdict.event_data(saved.fingerprint, saved.hint), verdict=verdict)
@@ -817,13 +820,15 @@ class Engine:
                 )
             head, _ = self._store.read_head(conn, prior.stream_id)
             account_id = None if head is None else head.account_id
-            refusal = self.portal.reissue_refusal_in(conn, key_id, prior.stream_id, now, account_id=account_id)
+            refusal = self.portal.reissue_refusal_in(
+                AuthorityRecords(conn), key_id, prior.stream_id, now, account_id=account_id
+            )
             if refusal is not None:
                 raise type(refusal)(
                     f"The idempotency key was already used for {trigger.value} at version {prior.version} of "
                     f"{prior.stream_id}; the key cannot be shown again because {refusal}. Nothing was written."
                 )
-            issued = self.portal.reissue_in(conn, key_id)
+            issued = self.portal.reissue_in(AuthorityRecords(conn), key_id)
         return self._outcome(prior, issued, replayed=True)
 
     def _outcome(self, recorded: RecordedEvent, issued: IssuedKey | None, *, replayed: bool = False) -> Outcome:
