@@ -21,10 +21,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 import structlog
 from cryptography.fernet import Fernet
-from sqlalchemy.engine import Connection
 
 from keytrail import inputs
 from keytrail.crypto import (
@@ -57,15 +55,14 @@ from keytrail.persistence import (
     SCHEMA_VERSION,
     Database,
     Durability,
-    EventStore,
     PendingEvent,
     RecordedEvent,
     SavedConfig,
     StreamHead,
 )
-from keytrail.persistence.authority_store import AuthorityRecords, AuthorityStore
-from keytrail.persistence.store import AuditRow, hot_path_for, sqlite_time
+from keytrail.persistence.store import AuditRow, sqlite_time
 from keytrail.persistence.stored import SQLITE_TIME_SHAPE, shown
+from keytrail.persistence.units import Storage, Unit, sqlite_files_of
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, initial_state
@@ -135,9 +132,8 @@ def database_files(url: str) -> dict[Path, str]:
         db = Database(url)
     except KeytrailError:  # a URL keytrail refuses (a query, say) may still name a file SQLite would open
         with suppress(Exception):
-            parsed = sa.engine.make_url(url)
-            if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-                path = Path(parsed.database)
+            path = sqlite_files_of(url)
+            if path is not None:
                 files[path] = "the database"
                 for suffix in ("-wal", "-shm", "-journal"):
                     files[path.with_name(path.name + suffix)] = f"the database's {suffix} file"
@@ -194,10 +190,10 @@ class Engine:
         self._idempotency_salt = idempotency_salt
         self._box = box
         self._clock = clock
-        self._store = EventStore()
+        self._storage = Storage(db)
         self._retries = retries
         self.portal = KeyAuthority(
-            AuthorityStore(db),
+            self._storage.authority,
             box,
             self._now,
             key_lifetime=key_lifetime,
@@ -206,8 +202,9 @@ class Engine:
             lockout=lockout,
         )
         self.verifier: KeyVerifier = verifier if verifier is not None else self.portal
-        self._hot = hot_path_for(db.dialect)
-        self._admin = Admin(self, self._store, box=lambda: self._box, use_box=self._use_box, saved_key=self._saved_key)
+        self._admin = Admin(
+            self, self._storage, box=lambda: self._box, use_box=self._use_box, saved_key=self._saved_key
+        )
 
     @classmethod
     def open(
@@ -370,8 +367,8 @@ class Engine:
         account = self.portal.authenticate(email, password, stream_id=stream, actor=inputs.check_actor(actor))
         via = "session" if password is None else "password"
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
-            self.portal.signed_in_in(AuthorityRecords(conn), account, via=via, stream_id=stream, actor=actor, at=now)
+        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+            self.portal.signed_in_in(unit.authority, account, via=via, stream_id=stream, actor=actor, at=now)
             return _Step({"account_id": account.account_id, "email": account.email, "via": via})
 
         return self._run(Trigger.sign_in, stream, actor, idempotency_key, expected_version, step)
@@ -397,11 +394,9 @@ class Engine:
         self._check_allowed_now(stream, Trigger.register)
         password_hash = hash_password(password)
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
-            account = self.portal.create_account_in(AuthorityRecords(conn), email, password_hash, company, now)
-            self.portal.signed_in_in(
-                AuthorityRecords(conn), account, via="register", stream_id=stream, actor=actor, at=now
-            )
+        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+            account = self.portal.create_account_in(unit.authority, email, password_hash, company, now)
+            self.portal.signed_in_in(unit.authority, account, via="register", stream_id=stream, actor=actor, at=now)
             return _Step({"account_id": account.account_id, "email": email, "company": company})
 
         return self._run(Trigger.register, stream, actor, idempotency_key, expected_version, step)
@@ -418,12 +413,12 @@ class Engine:
         """Create a new API key in the portal; the outcome carries the key (the only place it is shown)."""
         description = inputs.check_description(description)
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             # SignedIn and every later state of a signed-in flow carry the account.
             assert head is not None
             assert head.account_id is not None
-            self.portal.require_session_in(AuthorityRecords(conn), head.account_id, head.stream_id, now)
-            issued = self.portal.generate_key_in(AuthorityRecords(conn), head.account_id, description, now)
+            self.portal.require_session_in(unit.authority, head.account_id, head.stream_id, now)
+            issued = self.portal.generate_key_in(unit.authority, head.account_id, description, now)
             return _Step(
                 {
                     "key_id": issued.key_id,
@@ -452,10 +447,10 @@ class Engine:
         if key_id is not None:
             key_id = inputs.check_key_id(key_id)
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             assert head is not None
             assert head.account_id is not None
-            self.portal.require_session_in(AuthorityRecords(conn), head.account_id, head.stream_id, now)
+            self.portal.require_session_in(unit.authority, head.account_id, head.stream_id, now)
             chosen = key_id
             if chosen is None:
                 if head.state != State.KeyGenerated.value or head.key_id is None:
@@ -464,7 +459,7 @@ class Engine:
                         "pass key_id to copy an existing key of the account."
                     )
                 chosen = head.key_id
-            issued = self.portal.copy_key_in(AuthorityRecords(conn), head.account_id, chosen, now)
+            issued = self.portal.copy_key_in(unit.authority, head.account_id, chosen, now)
             return _Step(
                 {"key_id": issued.key_id, "fingerprint": issued.fingerprint, "hint": issued.hint}, issued=issued
             )
@@ -488,13 +483,13 @@ class Engine:
         keep = inputs.is_masked(key.strip())
         plaintext = None if keep else inputs.check_key(key)
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             if plaintext is None:
                 if config is None:
                     raise InvalidInput(f"{stream} has no saved key for the asterisks to keep; paste the key itself.")
                 return _Step({"fingerprint": config.fingerprint, "hint": config.hint, "kept": True})
             digest, tail = fingerprint(plaintext), hint(plaintext)
-            self._store.save_config(conn, stream, self._box.seal(plaintext), digest, tail, now)
+            unit.save_config(stream, self._box.seal(plaintext), digest, tail, now)
             return _Step({"fingerprint": digest, "hint": tail, "kept": False})
 
         return self._run(Trigger.save_config, stream, actor, idempotency_key, expected_version, step)
@@ -511,7 +506,7 @@ class Engine:
 
     def _verify_step(
         self,
-        conn: Connection,
+        unit: Unit,
         head: StreamHead | None,
         config: SavedConfig | None,
         now: datetime,
@@ -521,7 +516,7 @@ class Engine:
         saved = self._saved_key(config)
         if verdict is None:
             assert isinstance(self.verifier, TransactionalKeyVerifier)
-            verdict = self.verifier.verify_in(AuthorityRecords(conn), saved, now)
+            verdict = self.verifier.verify_in(unit.authority, saved, now)
         if saved is None:
             return _Step(verdict.event_data(None, None), verdict=verdict)
         return _Step(verdict.event_data(saved.fingerprint, saved.hint), verdict=verdict)
@@ -533,7 +528,7 @@ class Engine:
         actor: str | None,
         idempotency_key: str | None,
         expected_version: int | None,
-        step: Callable[[Connection, StreamHead | None, SavedConfig | None, datetime], _Step],
+        step: Callable[[Unit, StreamHead | None, SavedConfig | None, datetime], _Step],
     ) -> Outcome:
         stream = inputs.check_stream_id(stream)
         actor = inputs.check_actor(actor)
@@ -543,7 +538,7 @@ class Engine:
         if (
             idempotency_key is None
             and trigger in _VERIFYING
-            and self._hot is not None
+            and self._storage.has_hot_path
             and self.verifier is self.portal
             and type(self.portal) is KeyAuthority
         ):
@@ -562,20 +557,20 @@ class Engine:
                 prior = self._prior_outcome(trigger, stream, idempotency_key)
                 if prior is not None:
                     return prior
-                with self._db.read() as conn:
-                    head, config = self._store.read_head(conn, stream)
+                with self._storage.read() as unit:
+                    head, config = unit.read_head(stream)
                 self._check_allowed(stream, head, trigger, expected_version)
                 now = self._not_before(stream, now, head.updated_at if head else None)
                 verdict = self.verifier.verify(self._saved_key(config), now)
                 remote_fingerprint = config.fingerprint if config else None
                 active_step = partial(self._verify_step, verdict=verdict)
-            with self._db.write() as conn:
-                self._store.lock_stream(conn, stream)  # first: commands on one stream queue here
+            with self._storage.write() as unit:
+                unit.lock_stream(stream)  # first: commands on one stream queue here
                 if idempotency_key is not None:
-                    prior_event = self._find_idempotent(conn, stream, idempotency_key)
+                    prior_event = self._find_idempotent(unit, stream, idempotency_key)
                     if prior_event is not None:
-                        return self._replayed(trigger, prior_event, conn, now)
-                head, config = self._store.read_head(conn, stream)
+                        return self._replayed(trigger, prior_event, unit, now)
+                head, config = unit.read_head(stream)
                 self._check_allowed(stream, head, trigger, expected_version)
                 previous = head.updated_at if head else None
                 if remote:
@@ -585,13 +580,12 @@ class Engine:
                         raise ConcurrencyConflict(f"{stream} moved on while its key was being verified.")
                 else:
                     now = self._not_before(stream, now, previous)
-                done = active_step(conn, head, config, now)
+                done = active_step(unit, head, config, now)
                 source = State(head.state) if head else initial_state()
                 dest = self._fire(trigger, source, done.verdict)
                 reason = done.verdict.reason if done.verdict is not None and dest is State.Prompted else None
                 account_id, key_id = carried_ids(trigger.value, done.data)
-                recorded = self._store.append(
-                    conn,
+                recorded = unit.append(
                     stream,
                     head,
                     PendingEvent(
@@ -659,15 +653,12 @@ class Engine:
         of the projection row comes first). Returns None, having
         written nothing, when the stream has no projection yet: the generic path then runs.
         """
-        hot = self._hot
-        assert hot is not None
 
         def once() -> Outcome | None:
             now = self._now()
-            with self._db.driver_write() as dbapi:
-                if hot.lock is not None:  # first: commands on one stream queue here
-                    dbapi.execute(hot.lock, (stream,))
-                row = dbapi.execute(hot.read, (stream,)).fetchone()
+            with self._storage.hot_write() as unit:
+                hot = unit.spelling
+                row = unit.head_with_key(stream)  # first: commands on one stream queue on its lock
                 if row is None:
                     return None
                 state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at, updated = row
@@ -717,8 +708,7 @@ class Engine:
                 )
                 digest = event_hash(head_hash, fields)
                 stored_now = hot.time_param(now)
-                dbapi.execute(
-                    hot.insert,
+                unit.insert_event(
                     (
                         stream,
                         new_version,
@@ -734,10 +724,7 @@ class Engine:
                         digest,
                     ),
                 )
-                moved = dbapi.execute(
-                    hot.update,
-                    (dest.value, reason_value, new_version, digest, stored_now, stream, version),
-                ).rowcount
+                moved = unit.move((dest.value, reason_value, new_version, digest, stored_now, stream, version))
                 if moved != 1:
                     raise ConcurrencyConflict(
                         f"{stream} moved past version {version} while this command ran; nothing was written."
@@ -771,8 +758,8 @@ class Engine:
 
     def _check_allowed_now(self, stream: str, trigger: Trigger) -> None:
         """Refuse an illegal trigger before slow work (password hashing) or a recorded sign-in attempt."""
-        with self._db.read() as conn:
-            head, _ = self._store.read_head(conn, stream)
+        with self._storage.read() as unit:
+            head, _ = unit.read_head(stream)
         self._check_allowed(stream, head, trigger, None)
 
     def _prior_outcome(self, trigger: Trigger, stream: str, idempotency_key: str | None) -> Outcome | None:
@@ -780,9 +767,9 @@ class Engine:
         if idempotency_key is None:
             return None
         now = self._now()
-        with self._db.read() as conn:
-            prior = self._find_idempotent(conn, stream, idempotency_key)
-            return None if prior is None else self._replayed(trigger, prior, conn, now)
+        with self._storage.read() as unit:
+            prior = self._find_idempotent(unit, stream, idempotency_key)
+            return None if prior is None else self._replayed(trigger, prior, unit, now)
 
     def _idempotency_digest(self, idempotency_key: str) -> str:
         if not self._idempotency_salt:
@@ -792,16 +779,16 @@ class Engine:
             )
         return idempotency_digest(idempotency_key, self._idempotency_salt)
 
-    def _find_idempotent(self, conn: Connection, stream: str, idempotency_key: str) -> RecordedEvent | None:
+    def _find_idempotent(self, unit: Unit, stream: str, idempotency_key: str) -> RecordedEvent | None:
         """The event of an earlier use of the caller's key: stored as its digest, or raw by older versions.
 
         A key shaped like a digest is looked up only as a digest, so a digest printed by an
         export cannot be sent back to replay the event it came from.
         """
         legacy = None if idempotency_key.startswith(IDEMPOTENCY_PREFIX) else idempotency_key
-        return self._store.find_idempotent(conn, stream, self._idempotency_digest(idempotency_key), legacy=legacy)
+        return unit.find_idempotent(stream, self._idempotency_digest(idempotency_key), legacy=legacy)
 
-    def _replayed(self, trigger: Trigger, prior: RecordedEvent, conn: Connection, now: datetime) -> Outcome:
+    def _replayed(self, trigger: Trigger, prior: RecordedEvent, unit: Unit, now: datetime) -> Outcome:
         """The first outcome again; a key again only if copy_key could hand it over at ``now``."""
         if prior.trigger != trigger.value:
             raise IdempotencyMismatch(
@@ -818,17 +805,17 @@ class Engine:
                     f"data holds the key id {shown(key_id)}, not the id of the key this {prior.trigger} showed.",
                     position=prior.position,
                 )
-            head, _ = self._store.read_head(conn, prior.stream_id)
+            head, _ = unit.read_head(prior.stream_id)
             account_id = None if head is None else head.account_id
             refusal = self.portal.reissue_refusal_in(
-                AuthorityRecords(conn), key_id, prior.stream_id, now, account_id=account_id
+                unit.authority, key_id, prior.stream_id, now, account_id=account_id
             )
             if refusal is not None:
                 raise type(refusal)(
                     f"The idempotency key was already used for {trigger.value} at version {prior.version} of "
                     f"{prior.stream_id}; the key cannot be shown again because {refusal}. Nothing was written."
                 )
-            issued = self.portal.reissue_in(AuthorityRecords(conn), key_id)
+            issued = self.portal.reissue_in(unit.authority, key_id)
         return self._outcome(prior, issued, replayed=True)
 
     def _outcome(self, recorded: RecordedEvent, issued: IssuedKey | None, *, replayed: bool = False) -> Outcome:
@@ -852,11 +839,11 @@ class Engine:
     def _head(self, stream: str) -> StreamHead:
         stream = inputs.check_stream_id(stream)
         if self._db.dialect == "sqlite":
-            with self._db.sqlite_read() as dbapi:
-                head = self._store.sqlite_head(dbapi, stream)
+            with self._storage.sqlite_read() as reads:
+                head = reads.head(stream)
         else:
-            with self._db.read() as conn:
-                head, _ = self._store.read_head(conn, stream)
+            with self._storage.read() as unit:
+                head, _ = unit.read_head(stream)
         if head is None:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}; its first command is usually access.")
         return head
@@ -871,15 +858,15 @@ class Engine:
 
     def streams(self) -> Iterator[OnboardingStatus]:
         """Every onboarding's status, ordered by id, streamed."""
-        with self._db.read() as conn, closing(self._store.heads(conn)) as heads:
+        with self._storage.read() as unit, closing(unit.heads()) as heads:
             for head in heads:
                 yield OnboardingStatus.from_head(head)
 
     def saved_key_status(self, stream: str) -> tuple[SavedKeyRecord | None, Verdict]:
         """The saved key's record (never its ciphertext) and what the verifier says of it now; nothing is written."""
         stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn:
-            head, config = self._store.read_head(conn, stream)
+        with self._storage.read() as unit:
+            head, config = unit.read_head(stream)
         if head is None:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
         record = None if config is None else SavedKeyRecord.of(config)
@@ -889,7 +876,7 @@ class Engine:
         """The onboarding's events, oldest first."""
         stream = inputs.check_stream_id(stream)
         # closing(): a damaged row raises mid-scan, and the scan must end while its connection is open.
-        with self._db.read() as conn, closing(self._store.events(conn, stream)) as records:
+        with self._storage.read() as unit, closing(unit.events(stream)) as records:
             events = [Event.from_record(record) for record in records]
         if not events:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
@@ -899,7 +886,7 @@ class Engine:
         """Raw event rows, by stream then version, streamed in constant memory (for exports)."""
         if stream is not None:
             stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn, closing(self._store.events(conn, stream)) as records:
+        with self._storage.read() as unit, closing(unit.events(stream)) as records:
             yield from records
 
     def replay(
@@ -932,13 +919,13 @@ class Engine:
             fold = StreamFold(stream, check_hashes=False, as_of=cut, time_check=SQLITE_TIME_SHAPE)
             # One statement, so autocommit reads one snapshot: no transaction to open and close.
             with (
-                self._db.sqlite_read() as dbapi,
-                closing(self._store.sqlite_audit_rows(dbapi, stream, hashing=False)) as rows,
+                self._storage.sqlite_read() as reads,
+                closing(reads.audit_rows(stream, hashing=False)) as rows,
             ):
                 exists = fold_all(fold, rows)
         else:
             fold = StreamFold(stream, check_hashes=False, as_of=None if as_of is None else iso_utc(as_of))
-            with self._db.read() as conn, closing(self._store.audit_rows(conn, stream)) as rows:
+            with self._storage.read() as unit, closing(unit.audit_rows(stream)) as rows:
                 exists = fold_all(fold, rows)
         if not exists:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
@@ -948,13 +935,13 @@ class Engine:
         """Recompute every hash chain, check versions, legality and the projection; name each first problem."""
         if stream is not None:
             stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn:
+        with self._storage.read() as unit:
             heads: Iterable[StreamHead]
             if stream is None:
-                heads = self._store.heads(conn)
+                heads = unit.heads()
             else:
-                if not self._store.stream_exists(conn, stream):
+                if not unit.stream_exists(stream):
                     raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-                heads = list(self._store.heads(conn, stream))
-            with closing(self._store.audit_rows(conn, stream)) as rows:
+                heads = list(unit.heads(stream))
+            with closing(unit.audit_rows(stream)) as rows:
                 return verify_streams(rows, heads, progress)
