@@ -8,34 +8,28 @@ projection, all in one database transaction. Nothing is written when any step re
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, suppress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
-from cryptography.fernet import Fernet
 
 from keytrail import inputs
 from keytrail.crypto import (
-    SECRET_KEY_ENV,
-    SECRET_KEY_FILE_ENV,
     SecretBox,
     fingerprint,
     hint,
-    load_secret_keys,
 )
-from keytrail.engine.admin import Admin, SavedKeyRecord
-from keytrail.engine.audit import StreamFold, carried_ids, verify_streams
-from keytrail.engine.results import Event, KeyOutcome, OnboardingStatus, Outcome, Replay, VerifyReport
+from keytrail.engine.admin import Admin
+from keytrail.engine.audit import carried_ids
+from keytrail.engine.lifecycle import database_files, secret_keys_for, system_clock
+from keytrail.engine.reads import Reads
+from keytrail.engine.results import KeyOutcome, Outcome
 from keytrail.errors import (
     ConcurrencyConflict,
     CorruptEvent,
@@ -45,9 +39,7 @@ from keytrail.errors import (
     IdempotencyMismatch,
     IllegalTransition,
     InvalidInput,
-    KeytrailError,
     StorageError,
-    UnknownOnboarding,
 )
 from keytrail.events import IDEMPOTENCY_PREFIX, event_hash, hashed_fields, idempotency_digest, iso_utc
 from keytrail.logs import ensure_logging
@@ -60,9 +52,8 @@ from keytrail.persistence import (
     SavedConfig,
     StreamHead,
 )
-from keytrail.persistence.store import AuditRow, sqlite_time
-from keytrail.persistence.stored import SQLITE_TIME_SHAPE, shown
-from keytrail.persistence.units import Storage, Unit, sqlite_files_of
+from keytrail.persistence.stored import shown
+from keytrail.persistence.units import Storage, Unit
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, initial_state
@@ -104,61 +95,6 @@ def _logged(outcome: _O, source: State, actor: str | None) -> _O:
     return outcome
 
 
-def system_clock() -> datetime:
-    """The default clock: now, in UTC (freezegun moves it)."""
-    return datetime.now(UTC)
-
-
-def _default_key_file(db: Database) -> Path | None:
-    if db.in_memory:
-        return None
-    if db.sqlite_path is not None:
-        return db.sqlite_path.with_name(db.sqlite_path.name + ".key")
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    name = hashlib.sha256(db.shown.encode("utf-8")).hexdigest()[:16]
-    return data_home / "keytrail" / f"{name}.key"
-
-
-def database_files(url: str) -> dict[Path, str]:
-    """The files that hold ``url``'s data and its encryption key, each with what it is, for a writer to avoid.
-
-    A URL that names no file (a server database, an unparseable URL) yields only the key file, if any.
-    """
-    files: dict[Path, str] = {}
-    named = os.environ.get(SECRET_KEY_FILE_ENV)
-    if named:  # whatever the URL: a command that needs no database still must not write over it
-        files[Path(named)] = "the database's encryption key file"
-    try:
-        db = Database(url)
-    except KeytrailError:  # a URL keytrail refuses (a query, say) may still name a file SQLite would open
-        with suppress(Exception):
-            path = sqlite_files_of(url)
-            if path is not None:
-                files[path] = "the database"
-                for suffix in ("-wal", "-shm", "-journal"):
-                    files[path.with_name(path.name + suffix)] = f"the database's {suffix} file"
-        return files
-    try:
-        if db.sqlite_path is not None:
-            files[db.sqlite_path] = "the database"
-            for suffix in ("-wal", "-shm", "-journal"):
-                files[db.sqlite_path.with_name(db.sqlite_path.name + suffix)] = f"the database's {suffix} file"
-        key_file = None if named else _default_key_file(db)
-        if key_file is not None:
-            files[key_file] = "the database's encryption key file"
-    finally:
-        db.dispose()
-    return files
-
-
-def _secret_keys_for(db: Database, *, new_database: bool) -> tuple[list[Fernet], str]:
-    """The encryption keys for ``db``; an in-memory database dies with the process, so without a
-    configured key it gets a throwaway one."""
-    if db.in_memory and not (os.environ.get(SECRET_KEY_ENV) or os.environ.get(SECRET_KEY_FILE_ENV)):
-        return [Fernet(Fernet.generate_key())], "an ephemeral key (in-memory database)"
-    return load_secret_keys(_default_key_file(db), create=new_database)
-
-
 @dataclass
 class _Step:
     """What a command's side effects produced, to be recorded in its event."""
@@ -168,7 +104,7 @@ class _Step:
     issued: IssuedKey | None = None
 
 
-class Engine:
+class Engine(Reads):
     """Drives onboardings through the machine and keeps their event log. Open with :meth:`Engine.open`."""
 
     def __init__(
@@ -240,7 +176,7 @@ class Engine:
         db = Database(url, busy_timeout=busy_timeout, durability=durability)
         try:
             status = db.inspect_schema(create=create)
-            box = SecretBox(*_secret_keys_for(db, new_database=not status.exists))
+            box = SecretBox(*secret_keys_for(db, new_database=not status.exists))
             fresh = {"secret_check": box.check_token(), _SALT: secrets.token_hex(32)}
             meta = status.meta if status.exists else db.create_schema(fresh)
             box.confirm(meta.get("secret_check", ""))
@@ -833,115 +769,3 @@ class Engine:
                 **common, key=issued.key, key_id=issued.key_id, hint=issued.hint, expires_at=issued.expires_at
             )
         return Outcome(**common)
-
-    # -- reading and auditing ---------------------------------------------------------------------
-
-    def _head(self, stream: str) -> StreamHead:
-        stream = inputs.check_stream_id(stream)
-        if self._db.dialect == "sqlite":
-            with self._storage.sqlite_read() as reads:
-                head = reads.head(stream)
-        else:
-            with self._storage.read() as unit:
-                head, _ = unit.read_head(stream)
-        if head is None:
-            raise UnknownOnboarding(f"There is no onboarding {stream!r}; its first command is usually access.")
-        return head
-
-    def state(self, stream: str) -> State:
-        """The onboarding's current state, from the projection (no replay)."""
-        return self.status(stream).state
-
-    def status(self, stream: str) -> OnboardingStatus:
-        """Where the onboarding stands, from its projection row: state, reason, version, head hash, account and key."""
-        return OnboardingStatus.from_head(self._head(stream))
-
-    def streams(self) -> Iterator[OnboardingStatus]:
-        """Every onboarding's status, ordered by id, streamed."""
-        with self._storage.read() as unit, closing(unit.heads()) as heads:
-            for head in heads:
-                yield OnboardingStatus.from_head(head)
-
-    def saved_key_status(self, stream: str) -> tuple[SavedKeyRecord | None, Verdict]:
-        """The saved key's record (never its ciphertext) and what the verifier says of it now; nothing is written."""
-        stream = inputs.check_stream_id(stream)
-        with self._storage.read() as unit:
-            head, config = unit.read_head(stream)
-        if head is None:
-            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-        record = None if config is None else SavedKeyRecord.of(config)
-        return record, self.verifier.verify(self._saved_key(config), self._now())
-
-    def history(self, stream: str) -> list[Event]:
-        """The onboarding's events, oldest first."""
-        stream = inputs.check_stream_id(stream)
-        # closing(): a damaged row raises mid-scan, and the scan must end while its connection is open.
-        with self._storage.read() as unit, closing(unit.events(stream)) as records:
-            events = [Event.from_record(record) for record in records]
-        if not events:
-            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-        return events
-
-    def events(self, stream: str | None = None) -> Iterator[RecordedEvent]:
-        """Raw event rows, by stream then version, streamed in constant memory (for exports)."""
-        if stream is not None:
-            stream = inputs.check_stream_id(stream)
-        with self._storage.read() as unit, closing(unit.events(stream)) as records:
-            yield from records
-
-    def replay(
-        self, stream: str, as_of: datetime | None = None, *, progress: Callable[[int], None] | None = None
-    ) -> Replay:
-        """Rebuild the onboarding from its events alone, optionally as it stood at ``as_of``.
-
-        ``as_of`` cuts the stream at its first event dated later, in version order (times never
-        decrease; an event dated before its predecessor is a problem). ``progress`` is told each
-        event read (the CLI's progress bar). A row that cannot be read raises CorruptEvent.
-        """
-        stream = inputs.check_stream_id(stream)
-        if as_of is not None:
-            as_of = inputs.check_instant("as_of", as_of)
-
-        def fold_all(fold: StreamFold, rows: Iterable[AuditRow]) -> bool:
-            fed = False
-            for row in rows:
-                fold.feed_row(row)
-                fed = True
-                if progress is not None:
-                    progress(1)
-            return fed
-
-        # The whole stream is read even with as_of: the cut is by version order, not a filter on time.
-        if self._db.dialect == "sqlite":
-            # SQLite rows come as stored: the fold checks each time's shape and compares them as text
-            # (verify also checks each is a real instant).
-            cut = None if as_of is None else sqlite_time(as_of.astimezone(UTC))
-            fold = StreamFold(stream, check_hashes=False, as_of=cut, time_check=SQLITE_TIME_SHAPE)
-            # One statement, so autocommit reads one snapshot: no transaction to open and close.
-            with (
-                self._storage.sqlite_read() as reads,
-                closing(reads.audit_rows(stream, hashing=False)) as rows,
-            ):
-                exists = fold_all(fold, rows)
-        else:
-            fold = StreamFold(stream, check_hashes=False, as_of=None if as_of is None else iso_utc(as_of))
-            with self._storage.read() as unit, closing(unit.audit_rows(stream)) as rows:
-                exists = fold_all(fold, rows)
-        if not exists:
-            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-        return fold.replay(as_of)
-
-    def verify(self, stream: str | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
-        """Recompute every hash chain, check versions, legality and the projection; name each first problem."""
-        if stream is not None:
-            stream = inputs.check_stream_id(stream)
-        with self._storage.read() as unit:
-            heads: Iterable[StreamHead]
-            if stream is None:
-                heads = unit.heads()
-            else:
-                if not unit.stream_exists(stream):
-                    raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-                heads = list(unit.heads(stream))
-            with closing(unit.audit_rows(stream)) as rows:
-                return verify_streams(rows, heads, progress)
