@@ -13,7 +13,7 @@ from cryptography.fernet import Fernet
 from keytrail.crypto import SECRET_KEY_ENV, SECRET_KEY_FILE_ENV, load_secret_keys
 from keytrail.errors import KeytrailError
 from keytrail.persistence import Database
-from keytrail.persistence.units import sqlite_files_of
+from keytrail.persistence.units import sqlite_file_of
 
 __all__ = ["database_files", "secret_keys_for", "system_clock"]
 
@@ -46,7 +46,7 @@ def database_files(url: str) -> dict[Path, str]:
         db = Database(url)
     except KeytrailError:  # a URL keytrail refuses (a query, say) may still name a file SQLite would open
         with suppress(Exception):
-            path = sqlite_files_of(url)
+            path = sqlite_file_of(url)
             if path is not None:
                 files[path] = "the database"
                 for suffix in ("-wal", "-shm", "-journal"):

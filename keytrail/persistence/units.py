@@ -31,12 +31,12 @@ from keytrail.persistence.store import (
 )
 from keytrail.persistence.tables import MetaRow
 
-__all__ = ["HotUnit", "SqliteReads", "Storage", "Unit", "sqlite_files_of"]
+__all__ = ["HotUnit", "SqliteReads", "Storage", "Unit", "sqlite_file_of"]
 
 _meta: sa.Table = MetaRow.__table__  # type: ignore[attr-defined]
 
 
-def sqlite_files_of(url: str) -> Path | None:
+def sqlite_file_of(url: str) -> Path | None:
     """The file a SQLite URL names (None: not a SQLite file URL), parsed even where keytrail refuses the URL."""
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
