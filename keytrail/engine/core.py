@@ -53,7 +53,7 @@ from keytrail.persistence import (
     StreamHead,
 )
 from keytrail.persistence.stored import shown
-from keytrail.persistence.units import Storage, Unit
+from keytrail.persistence.units import CommandUnit, Storage
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, initial_state
@@ -303,7 +303,7 @@ class Engine(Reads):
         account = self.portal.authenticate(email, password, stream_id=stream, actor=inputs.check_actor(actor))
         via = "session" if password is None else "password"
 
-        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             self.portal.signed_in_in(unit.authority, account, via=via, stream_id=stream, actor=actor, at=now)
             return _Step({"account_id": account.account_id, "email": account.email, "via": via})
 
@@ -330,7 +330,7 @@ class Engine(Reads):
         self._check_allowed_now(stream, Trigger.register)
         password_hash = hash_password(password)
 
-        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             account = self.portal.create_account_in(unit.authority, email, password_hash, company, now)
             self.portal.signed_in_in(unit.authority, account, via="register", stream_id=stream, actor=actor, at=now)
             return _Step({"account_id": account.account_id, "email": email, "company": company})
@@ -349,7 +349,7 @@ class Engine(Reads):
         """Create a new API key in the portal; the outcome carries the key (the only place it is shown)."""
         description = inputs.check_description(description)
 
-        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             # SignedIn and every later state of a signed-in flow carry the account.
             assert head is not None
             assert head.account_id is not None
@@ -383,7 +383,7 @@ class Engine(Reads):
         if key_id is not None:
             key_id = inputs.check_key_id(key_id)
 
-        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             assert head is not None
             assert head.account_id is not None
             self.portal.require_session_in(unit.authority, head.account_id, head.stream_id, now)
@@ -419,7 +419,7 @@ class Engine(Reads):
         keep = inputs.is_masked(key.strip())
         plaintext = None if keep else inputs.check_key(key)
 
-        def step(unit: Unit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             if plaintext is None:
                 if config is None:
                     raise InvalidInput(f"{stream} has no saved key for the asterisks to keep; paste the key itself.")
@@ -442,7 +442,7 @@ class Engine(Reads):
 
     def _verify_step(
         self,
-        unit: Unit,
+        unit: CommandUnit,
         head: StreamHead | None,
         config: SavedConfig | None,
         now: datetime,
@@ -464,7 +464,7 @@ class Engine(Reads):
         actor: str | None,
         idempotency_key: str | None,
         expected_version: int | None,
-        step: Callable[[Unit, StreamHead | None, SavedConfig | None, datetime], _Step],
+        step: Callable[[CommandUnit, StreamHead | None, SavedConfig | None, datetime], _Step],
     ) -> Outcome:
         stream = inputs.check_stream_id(stream)
         actor = inputs.check_actor(actor)
@@ -715,7 +715,7 @@ class Engine(Reads):
             )
         return idempotency_digest(idempotency_key, self._idempotency_salt)
 
-    def _find_idempotent(self, unit: Unit, stream: str, idempotency_key: str) -> RecordedEvent | None:
+    def _find_idempotent(self, unit: CommandUnit, stream: str, idempotency_key: str) -> RecordedEvent | None:
         """The event of an earlier use of the caller's key: stored as its digest, or raw by older versions.
 
         A key shaped like a digest is looked up only as a digest, so a digest printed by an
@@ -724,7 +724,7 @@ class Engine(Reads):
         legacy = None if idempotency_key.startswith(IDEMPOTENCY_PREFIX) else idempotency_key
         return unit.find_idempotent(stream, self._idempotency_digest(idempotency_key), legacy=legacy)
 
-    def _replayed(self, trigger: Trigger, prior: RecordedEvent, unit: Unit, now: datetime) -> Outcome:
+    def _replayed(self, trigger: Trigger, prior: RecordedEvent, unit: CommandUnit, now: datetime) -> Outcome:
         """The first outcome again; a key again only if copy_key could hand it over at ``now``."""
         if prior.trigger != trigger.value:
             raise IdempotencyMismatch(

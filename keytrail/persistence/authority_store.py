@@ -1,7 +1,7 @@
 """The key authority's records in keytrail's database: all of its SQL, none of its rules.
 
 The portal decides (lockout, session liveness, key verdicts) over the records this module
-reads, and hands back what to write; :class:`AuthorityRecords` is one transaction's view.
+reads, and hands back what to write; :class:`StoredAuthorityRecords` is one transaction's view.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from keytrail.persistence.authority_tables import AccountRow, ApiKeyRow, Onboard
 from keytrail.persistence.database import Database
 from keytrail.portal.records import Account, AccountRecord, ApiKey, KeyRecord, SignInAttempt
 
-__all__ = ["AuthorityRecords", "AuthorityStore", "accounts", "api_keys", "attempts", "sessions"]
+__all__ = ["AuthorityStore", "StoredAuthorityRecords", "accounts", "api_keys", "attempts", "sessions"]
 
 accounts: sa.Table = AccountRow.__table__  # type: ignore[attr-defined]
 api_keys: sa.Table = ApiKeyRow.__table__  # type: ignore[attr-defined]
@@ -52,7 +52,7 @@ def _account_record(row: Any) -> AccountRecord:
     return AccountRecord(Account(row[0], row[1], row[2], row[3]), row[4], row[5], row[6])
 
 
-class AuthorityRecords:
+class StoredAuthorityRecords:
     """The authority's records inside one transaction of ``conn`` (the engine's, or the store's own)."""
 
     def __init__(self, conn: Connection) -> None:
@@ -220,11 +220,11 @@ class AuthorityStore:
         return self._db.shown
 
     @contextmanager
-    def read(self) -> Iterator[AuthorityRecords]:
+    def read(self) -> Iterator[StoredAuthorityRecords]:
         with self._db.read() as conn:
-            yield AuthorityRecords(conn)
+            yield StoredAuthorityRecords(conn)
 
     @contextmanager
-    def write(self) -> Iterator[AuthorityRecords]:
+    def write(self) -> Iterator[StoredAuthorityRecords]:
         with self._db.write() as conn:
-            yield AuthorityRecords(conn)
+            yield StoredAuthorityRecords(conn)

@@ -12,13 +12,13 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from keytrail.events import PendingEvent, RecordedEvent
-from keytrail.persistence.authority_store import AuthorityRecords, AuthorityStore
+from keytrail.persistence.authority_store import AuthorityStore, StoredAuthorityRecords
 from keytrail.persistence.database import Database
 from keytrail.persistence.store import (
     AuditRow,
@@ -31,7 +31,7 @@ from keytrail.persistence.store import (
 )
 from keytrail.persistence.tables import MetaRow
 
-__all__ = ["HotUnit", "SqliteReads", "Storage", "Unit", "sqlite_file_of"]
+__all__ = ["CommandUnit", "HotUnit", "SqliteReads", "Storage", "Unit", "sqlite_file_of"]
 
 _meta: sa.Table = MetaRow.__table__  # type: ignore[attr-defined]
 
@@ -44,6 +44,24 @@ def sqlite_file_of(url: str) -> Path | None:
     return None
 
 
+class CommandUnit(Protocol):
+    """What a command needs of storage inside its write transaction: the engine's only view of it."""
+
+    @property
+    def authority(self) -> StoredAuthorityRecords: ...
+    def lock_stream(self, stream: str) -> None:
+        """Become the stream's only writer until the transaction ends (commands on one stream queue here)."""
+        ...
+
+    def read_head(self, stream: str) -> tuple[StreamHead | None, SavedConfig | None]: ...
+    def find_idempotent(self, stream: str, digest: str, *, legacy: str | None) -> RecordedEvent | None: ...
+    def append(self, stream: str, head: StreamHead | None, event: PendingEvent) -> RecordedEvent:
+        """Append the event after ``head`` and move the projection; ConcurrencyConflict if another writer did first."""
+        ...
+
+    def save_config(self, stream: str, ciphertext: str, fingerprint: str, hint: str, at: datetime) -> None: ...
+
+
 class Unit:
     """One transaction: the event log, the saved configs and the authority's records, on the connection it holds."""
 
@@ -52,8 +70,8 @@ class Unit:
         self._store = store
 
     @cached_property
-    def authority(self) -> AuthorityRecords:
-        return AuthorityRecords(self._conn)
+    def authority(self) -> StoredAuthorityRecords:
+        return StoredAuthorityRecords(self._conn)
 
     def lock_stream(self, stream: str) -> None:
         self._store.lock_stream(self._conn, stream)
