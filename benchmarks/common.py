@@ -37,9 +37,9 @@ import sqlalchemy as sa  # noqa: E402
 try:  # the log builder writes rows itself; another tree (compare.py) may keep these elsewhere
     from keytrail.crypto import SecretBox, fingerprint, hint, load_secret_keys
     from keytrail.events import GENESIS_HASH, event_hash, iso_utc
+    from keytrail.persistence.authority_store import accounts, api_keys
     from keytrail.persistence.store import config_table, events_table, sqlite_time, streams_table
     from keytrail.persistence.tables import SCHEMA_VERSION
-    from keytrail.portal.authority import accounts, api_keys
 except ImportError:  # pragma: no cover - only the public-API workloads (mix, onboarding) run then
     if TREE == ROOT:
         raise

@@ -267,16 +267,16 @@ class Driver:
 
     def _account_email(self, head: OnboardingStatus | None) -> str:
         if head is not None and head.account_id is not None:
-            with self.engine.database.read() as conn:
-                return self.engine.portal.account(conn, head.account_id).email
+            account = self.engine.portal.account(head.account_id)
+            assert account is not None  # the account its events carry
+            return account.email
         self._ensure_account()
         return self.email
 
     def _key_in_hand(self, stream: str, head: OnboardingStatus | None) -> str:
         if head is None or head.key_id is None:
             raise DriveError(f"{stream} has no key in hand: no key was generated or copied on it yet.")
-        with self.engine.database.read() as conn:
-            return self.engine.portal.reissue_in(conn, head.key_id).key
+        return self.engine.portal.reissue(head.key_id).key
 
     def _advance(self, delta: timedelta) -> None:
         clock = self.clock
@@ -304,10 +304,7 @@ class Driver:
             self._ensure_account()
             account = self.engine.portal.find_account(self.email)
             assert account is not None
-            with self.engine.database.write() as conn:
-                issued = self.engine.portal.generate_key_in(
-                    conn, account.account_id, "Saved outside keytrail", self._now()
-                )
+            issued = self.engine.portal.generate_key(account.account_id, "Saved outside keytrail")
             self.plaintexts.add(issued.key)
             self.engine.admin.put_saved_key(stream, issued.key)
 

@@ -31,9 +31,9 @@ from keytrail.errors import (
     StorageError,
 )
 from keytrail.persistence import translate_error
+from keytrail.persistence.authority_store import api_keys, attempts
 from keytrail.persistence.store import config_table, events_table
 from keytrail.persistence.tables import MetaRow
-from keytrail.portal.authority import api_keys, attempts
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to, snapshot
 

@@ -11,14 +11,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from keytrail import Engine, State
 from keytrail.errors import ConcurrencyConflict, IllegalTransition
 from keytrail.persistence import EventStore
 from keytrail.persistence.store import events_table, streams_table
 from keytrail.pgcluster import scratch_database
-from keytrail.portal import KeyAuthority, SavedKey, Verdict
+from keytrail.portal import AuthorityRecords, KeyAuthority, SavedKey, Verdict
 from keytrail.states import Reason
 from tests.conftest import MovableClock
 from tests.helpers import drive_to, put_saved_key
@@ -33,8 +32,8 @@ class InTransaction:
     def verify(self, saved: SavedKey | None, at: datetime) -> Verdict:
         return self.authority.verify(saved, at)
 
-    def verify_in(self, conn: Connection, saved: SavedKey | None, at: datetime) -> Verdict:
-        return self.authority.verify_in(conn, saved, at)
+    def verify_in(self, records: AuthorityRecords, saved: SavedKey | None, at: datetime) -> Verdict:
+        return self.authority.verify_in(records, saved, at)
 
 
 @pytest.fixture

@@ -28,8 +28,8 @@ from keytrail.errors import (
     UnknownKey,
     UnknownOnboarding,
 )
+from keytrail.persistence.authority_store import accounts
 from keytrail.persistence.store import events_table
-from keytrail.portal.authority import accounts
 from tests.helpers import EMAIL, PASSWORD, drive_to, snapshot
 
 STREAM = "acme"

@@ -27,8 +27,8 @@ from keytrail import Engine, Reason, SavedKey, State, Verdict
 from keytrail.crypto import SECRET_KEY_ENV, SECRET_KEY_FILE_ENV, fingerprint, generate_secret_key, hint
 from keytrail.errors import AccountLocked, AuthenticationFailed, IllegalTransition, KeytrailError, SecretKeyError
 from keytrail.logs import REDACTED, configure_logging, redact_secrets
+from keytrail.persistence.authority_store import api_keys
 from keytrail.persistence.store import config_table
-from keytrail.portal.authority import api_keys
 from tests.conftest import MovableClock
 from tests.helpers import snapshot
 

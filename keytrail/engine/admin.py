@@ -15,16 +15,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 import structlog
 
 from keytrail import inputs
 from keytrail.crypto import SecretBox, fingerprint, hint, key_file_of, parse_secret_key, write_key_file
 from keytrail.errors import InvalidInput, SecretKeyError
 from keytrail.events import iso_utc
-from keytrail.persistence import EventStore, SavedConfig
-from keytrail.persistence.store import config_table
-from keytrail.persistence.tables import MetaRow
+from keytrail.persistence import SavedConfig
+from keytrail.persistence.units import Storage
 from keytrail.portal import SavedKey, Verdict
 
 if TYPE_CHECKING:
@@ -69,14 +67,14 @@ class Admin:
     def __init__(
         self,
         engine: Engine,
-        store: EventStore,
+        storage: Storage,
         *,
         box: Callable[[], SecretBox],
         use_box: Callable[[SecretBox], None],
         saved_key: Callable[[SavedConfig | None], SavedKey | None],
     ) -> None:
         self._engine = engine
-        self._store = store
+        self._storage = storage
         self._box = box
         self._use_box = use_box
         self._saved_key = saved_key
@@ -112,21 +110,17 @@ class Admin:
         # From here on the engine seals under the new key (and opens with both), so a command in
         # another thread cannot seal a secret under the key that is being retired.
         self._use_box(rotating)
-        db, portal = self._engine.database, self._engine.portal
+        portal = self._engine.portal
         try:
-            meta = MetaRow.__table__  # type: ignore[attr-defined]
-            with db.write() as conn:
-                if db.dialect == "postgresql":  # no save or key creation may slip in under the old key
-                    conn.exec_driver_sql("LOCK TABLE store_config, api_keys IN SHARE ROW EXCLUSIVE MODE")
+            with self._storage.write() as unit:
+                unit.lock_secrets()  # no save or key creation may slip in under the old key
                 count = 0
-                # Read in full first: each row is updated as we go.
-                saved = conn.execute(sa.select(config_table.c.stream_id, config_table.c.ciphertext)).all()
-                for stream_id, ciphertext in saved:
+                for stream_id, ciphertext in unit.sealed_configs():  # read in full first: each row is updated as we go
                     what = f"The saved key of {stream_id}"
-                    self._store.reseal_config(conn, stream_id, rotating.rotate(ciphertext, what=what))
+                    unit.reseal_config(stream_id, rotating.rotate(ciphertext, what=what))
                     count += 1
-                count += portal.reseal_keys_in(conn, rotating)
-                conn.execute(sa.update(meta).where(meta.c.name == "secret_check").values(value=rotating.check_token()))
+                count += portal.reseal_keys_in(unit.authority, rotating)
+                unit.set_secret_check(rotating.check_token())
         except BaseException:
             self._use_box(retiring)  # nothing was re-sealed: seal as before
             raise
@@ -156,22 +150,22 @@ class Admin:
         plaintext = inputs.check_key(key)
         record = SavedKeyRecord(stream, fingerprint(plaintext), hint(plaintext), self._engine.now())
         sealed = self._box().seal(plaintext)
-        with self._engine.database.write() as conn:
-            self._store.save_config(conn, stream, sealed, record.fingerprint, record.hint, record.saved_at)
+        with self._storage.write() as unit:
+            unit.save_config(stream, sealed, record.fingerprint, record.hint, record.saved_at)
         _log.info("saved_key_put", stream=stream, hint=record.hint)
         return record
 
     def saved_key(self, stream: str) -> SavedKeyRecord | None:
         """What the store configuration of ``stream`` holds, tracked by keytrail or not; None when nothing is saved."""
         stream = inputs.check_stream_id(stream)
-        with self._engine.database.read() as conn:
-            _, config = self._store.read_head(conn, stream)
+        with self._storage.read() as unit:
+            _, config = unit.read_head(stream)
         return None if config is None else SavedKeyRecord.of(config)
 
     def saved_keys(self) -> Generator[SavedKeyRecord, None, None]:
         """Every saved configuration, ordered by onboarding id, streamed."""
-        with self._engine.database.read() as conn:
-            for config in self._store.configs(conn):
+        with self._storage.read() as unit:
+            for config in unit.configs():
                 yield SavedKeyRecord.of(config)
 
     def saved_key_verdict(self, stream: str, at: datetime | None = None) -> tuple[SavedKeyRecord | None, Verdict]:
@@ -180,8 +174,8 @@ class Admin:
         Like ``Engine.saved_key_status``, for a store keytrail may not track yet; nothing is written.
         """
         stream = inputs.check_stream_id(stream)
-        with self._engine.database.read() as conn:
-            _, config = self._store.read_head(conn, stream)
+        with self._storage.read() as unit:
+            _, config = unit.read_head(stream)
         when = self._engine.now() if at is None else inputs.check_instant("at", at)
         record = None if config is None else SavedKeyRecord.of(config)
         return record, self._engine.verifier.verify(self._saved_key(config), when)
@@ -192,8 +186,8 @@ class Admin:
         The configurations are read first, then verified one by one outside any transaction
         (the verifier may be remote); nothing is written.
         """
-        with self._engine.database.read() as conn:
-            configs = list(self._store.configs(conn))
+        with self._storage.read() as unit:
+            configs = list(unit.configs())
         when = self._engine.now() if at is None else inputs.check_instant("at", at)
         verifier = self._engine.verifier
         return [(SavedKeyRecord.of(config), verifier.verify(self._saved_key(config), when)) for config in configs]
@@ -208,5 +202,5 @@ class Admin:
         UTC text; a value not spelled as keytrail writes it comes as a
         :class:`~keytrail.persistence.stored.Flaw` in its place.
         """
-        with self._engine.database.read() as conn, closing(self._store.audit_rows_by_position(conn)) as rows:
+        with self._storage.read() as unit, closing(unit.audit_rows_by_position()) as rows:
             yield from rows

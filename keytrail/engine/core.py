@@ -8,36 +8,28 @@ projection, all in one database transaction. Nothing is written when any step re
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
 import secrets
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, suppress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 import structlog
-from cryptography.fernet import Fernet
-from sqlalchemy.engine import Connection
 
 from keytrail import inputs
 from keytrail.crypto import (
-    SECRET_KEY_ENV,
-    SECRET_KEY_FILE_ENV,
     SecretBox,
     fingerprint,
     hint,
-    load_secret_keys,
 )
-from keytrail.engine.admin import Admin, SavedKeyRecord
-from keytrail.engine.audit import StreamFold, carried_ids, verify_streams
-from keytrail.engine.results import Event, KeyOutcome, OnboardingStatus, Outcome, Replay, VerifyReport
+from keytrail.engine.admin import Admin
+from keytrail.engine.audit import carried_ids
+from keytrail.engine.lifecycle import database_files, secret_keys_for, system_clock
+from keytrail.engine.reads import Reads
+from keytrail.engine.results import KeyOutcome, Outcome
 from keytrail.errors import (
     ConcurrencyConflict,
     CorruptEvent,
@@ -47,9 +39,7 @@ from keytrail.errors import (
     IdempotencyMismatch,
     IllegalTransition,
     InvalidInput,
-    KeytrailError,
     StorageError,
-    UnknownOnboarding,
 )
 from keytrail.events import IDEMPOTENCY_PREFIX, event_hash, hashed_fields, idempotency_digest, iso_utc
 from keytrail.logs import ensure_logging
@@ -57,14 +47,13 @@ from keytrail.persistence import (
     SCHEMA_VERSION,
     Database,
     Durability,
-    EventStore,
     PendingEvent,
     RecordedEvent,
     SavedConfig,
     StreamHead,
 )
-from keytrail.persistence.store import AuditRow, hot_path_for, sqlite_time
-from keytrail.persistence.stored import SQLITE_TIME_SHAPE, shown
+from keytrail.persistence.stored import shown
+from keytrail.persistence.units import CommandUnit, Storage
 from keytrail.portal import IssuedKey, KeyAuthority, KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
 from keytrail.portal.passwords import hash_password
 from keytrail.states import Reason, State, Trigger, initial_state
@@ -106,62 +95,6 @@ def _logged(outcome: _O, source: State, actor: str | None) -> _O:
     return outcome
 
 
-def system_clock() -> datetime:
-    """The default clock: now, in UTC (freezegun moves it)."""
-    return datetime.now(UTC)
-
-
-def _default_key_file(db: Database) -> Path | None:
-    if db.in_memory:
-        return None
-    if db.sqlite_path is not None:
-        return db.sqlite_path.with_name(db.sqlite_path.name + ".key")
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    name = hashlib.sha256(db.shown.encode("utf-8")).hexdigest()[:16]
-    return data_home / "keytrail" / f"{name}.key"
-
-
-def database_files(url: str) -> dict[Path, str]:
-    """The files that hold ``url``'s data and its encryption key, each with what it is, for a writer to avoid.
-
-    A URL that names no file (a server database, an unparseable URL) yields only the key file, if any.
-    """
-    files: dict[Path, str] = {}
-    named = os.environ.get(SECRET_KEY_FILE_ENV)
-    if named:  # whatever the URL: a command that needs no database still must not write over it
-        files[Path(named)] = "the database's encryption key file"
-    try:
-        db = Database(url)
-    except KeytrailError:  # a URL keytrail refuses (a query, say) may still name a file SQLite would open
-        with suppress(Exception):
-            parsed = sa.engine.make_url(url)
-            if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-                path = Path(parsed.database)
-                files[path] = "the database"
-                for suffix in ("-wal", "-shm", "-journal"):
-                    files[path.with_name(path.name + suffix)] = f"the database's {suffix} file"
-        return files
-    try:
-        if db.sqlite_path is not None:
-            files[db.sqlite_path] = "the database"
-            for suffix in ("-wal", "-shm", "-journal"):
-                files[db.sqlite_path.with_name(db.sqlite_path.name + suffix)] = f"the database's {suffix} file"
-        key_file = None if named else _default_key_file(db)
-        if key_file is not None:
-            files[key_file] = "the database's encryption key file"
-    finally:
-        db.dispose()
-    return files
-
-
-def _secret_keys_for(db: Database, *, new_database: bool) -> tuple[list[Fernet], str]:
-    """The encryption keys for ``db``; an in-memory database dies with the process, so without a
-    configured key it gets a throwaway one."""
-    if db.in_memory and not (os.environ.get(SECRET_KEY_ENV) or os.environ.get(SECRET_KEY_FILE_ENV)):
-        return [Fernet(Fernet.generate_key())], "an ephemeral key (in-memory database)"
-    return load_secret_keys(_default_key_file(db), create=new_database)
-
-
 @dataclass
 class _Step:
     """What a command's side effects produced, to be recorded in its event."""
@@ -171,7 +104,7 @@ class _Step:
     issued: IssuedKey | None = None
 
 
-class Engine:
+class Engine(Reads):
     """Drives onboardings through the machine and keeps their event log. Open with :meth:`Engine.open`."""
 
     def __init__(
@@ -193,10 +126,10 @@ class Engine:
         self._idempotency_salt = idempotency_salt
         self._box = box
         self._clock = clock
-        self._store = EventStore()
+        self._storage = Storage(db)
         self._retries = retries
         self.portal = KeyAuthority(
-            db,
+            self._storage.authority,
             box,
             self._now,
             key_lifetime=key_lifetime,
@@ -205,8 +138,9 @@ class Engine:
             lockout=lockout,
         )
         self.verifier: KeyVerifier = verifier if verifier is not None else self.portal
-        self._hot = hot_path_for(db.dialect)
-        self._admin = Admin(self, self._store, box=lambda: self._box, use_box=self._use_box, saved_key=self._saved_key)
+        self._admin = Admin(
+            self, self._storage, box=lambda: self._box, use_box=self._use_box, saved_key=self._saved_key
+        )
 
     @classmethod
     def open(
@@ -242,7 +176,7 @@ class Engine:
         db = Database(url, busy_timeout=busy_timeout, durability=durability)
         try:
             status = db.inspect_schema(create=create)
-            box = SecretBox(*_secret_keys_for(db, new_database=not status.exists))
+            box = SecretBox(*secret_keys_for(db, new_database=not status.exists))
             fresh = {"secret_check": box.check_token(), _SALT: secrets.token_hex(32)}
             meta = status.meta if status.exists else db.create_schema(fresh)
             box.confirm(meta.get("secret_check", ""))
@@ -369,8 +303,8 @@ class Engine:
         account = self.portal.authenticate(email, password, stream_id=stream, actor=inputs.check_actor(actor))
         via = "session" if password is None else "password"
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
-            self.portal.signed_in_in(conn, account, via=via, stream_id=stream, actor=actor, at=now)
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+            self.portal.signed_in_in(unit.authority, account, via=via, stream_id=stream, actor=actor, at=now)
             return _Step({"account_id": account.account_id, "email": account.email, "via": via})
 
         return self._run(Trigger.sign_in, stream, actor, idempotency_key, expected_version, step)
@@ -396,9 +330,9 @@ class Engine:
         self._check_allowed_now(stream, Trigger.register)
         password_hash = hash_password(password)
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
-            account = self.portal.create_account_in(conn, email, password_hash, company, now)
-            self.portal.signed_in_in(conn, account, via="register", stream_id=stream, actor=actor, at=now)
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+            account = self.portal.create_account_in(unit.authority, email, password_hash, company, now)
+            self.portal.signed_in_in(unit.authority, account, via="register", stream_id=stream, actor=actor, at=now)
             return _Step({"account_id": account.account_id, "email": email, "company": company})
 
         return self._run(Trigger.register, stream, actor, idempotency_key, expected_version, step)
@@ -415,12 +349,12 @@ class Engine:
         """Create a new API key in the portal; the outcome carries the key (the only place it is shown)."""
         description = inputs.check_description(description)
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             # SignedIn and every later state of a signed-in flow carry the account.
             assert head is not None
             assert head.account_id is not None
-            self.portal.require_session_in(conn, head.account_id, head.stream_id, now)
-            issued = self.portal.generate_key_in(conn, head.account_id, description, now)
+            self.portal.require_session_in(unit.authority, head.account_id, head.stream_id, now)
+            issued = self.portal.generate_key_in(unit.authority, head.account_id, description, now)
             return _Step(
                 {
                     "key_id": issued.key_id,
@@ -449,10 +383,10 @@ class Engine:
         if key_id is not None:
             key_id = inputs.check_key_id(key_id)
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             assert head is not None
             assert head.account_id is not None
-            self.portal.require_session_in(conn, head.account_id, head.stream_id, now)
+            self.portal.require_session_in(unit.authority, head.account_id, head.stream_id, now)
             chosen = key_id
             if chosen is None:
                 if head.state != State.KeyGenerated.value or head.key_id is None:
@@ -461,7 +395,7 @@ class Engine:
                         "pass key_id to copy an existing key of the account."
                     )
                 chosen = head.key_id
-            issued = self.portal.copy_key_in(conn, head.account_id, chosen, now)
+            issued = self.portal.copy_key_in(unit.authority, head.account_id, chosen, now)
             return _Step(
                 {"key_id": issued.key_id, "fingerprint": issued.fingerprint, "hint": issued.hint}, issued=issued
             )
@@ -485,13 +419,13 @@ class Engine:
         keep = inputs.is_masked(key.strip())
         plaintext = None if keep else inputs.check_key(key)
 
-        def step(conn: Connection, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
+        def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
             if plaintext is None:
                 if config is None:
                     raise InvalidInput(f"{stream} has no saved key for the asterisks to keep; paste the key itself.")
                 return _Step({"fingerprint": config.fingerprint, "hint": config.hint, "kept": True})
             digest, tail = fingerprint(plaintext), hint(plaintext)
-            self._store.save_config(conn, stream, self._box.seal(plaintext), digest, tail, now)
+            unit.save_config(stream, self._box.seal(plaintext), digest, tail, now)
             return _Step({"fingerprint": digest, "hint": tail, "kept": False})
 
         return self._run(Trigger.save_config, stream, actor, idempotency_key, expected_version, step)
@@ -508,7 +442,7 @@ class Engine:
 
     def _verify_step(
         self,
-        conn: Connection,
+        unit: CommandUnit,
         head: StreamHead | None,
         config: SavedConfig | None,
         now: datetime,
@@ -518,7 +452,7 @@ class Engine:
         saved = self._saved_key(config)
         if verdict is None:
             assert isinstance(self.verifier, TransactionalKeyVerifier)
-            verdict = self.verifier.verify_in(conn, saved, now)
+            verdict = self.verifier.verify_in(unit.authority, saved, now)
         if saved is None:
             return _Step(verdict.event_data(None, None), verdict=verdict)
         return _Step(verdict.event_data(saved.fingerprint, saved.hint), verdict=verdict)
@@ -530,7 +464,7 @@ class Engine:
         actor: str | None,
         idempotency_key: str | None,
         expected_version: int | None,
-        step: Callable[[Connection, StreamHead | None, SavedConfig | None, datetime], _Step],
+        step: Callable[[CommandUnit, StreamHead | None, SavedConfig | None, datetime], _Step],
     ) -> Outcome:
         stream = inputs.check_stream_id(stream)
         actor = inputs.check_actor(actor)
@@ -540,7 +474,7 @@ class Engine:
         if (
             idempotency_key is None
             and trigger in _VERIFYING
-            and self._hot is not None
+            and self._storage.has_hot_path
             and self.verifier is self.portal
             and type(self.portal) is KeyAuthority
         ):
@@ -559,20 +493,20 @@ class Engine:
                 prior = self._prior_outcome(trigger, stream, idempotency_key)
                 if prior is not None:
                     return prior
-                with self._db.read() as conn:
-                    head, config = self._store.read_head(conn, stream)
+                with self._storage.read() as unit:
+                    head, config = unit.read_head(stream)
                 self._check_allowed(stream, head, trigger, expected_version)
                 now = self._not_before(stream, now, head.updated_at if head else None)
                 verdict = self.verifier.verify(self._saved_key(config), now)
                 remote_fingerprint = config.fingerprint if config else None
                 active_step = partial(self._verify_step, verdict=verdict)
-            with self._db.write() as conn:
-                self._store.lock_stream(conn, stream)  # first: commands on one stream queue here
+            with self._storage.write() as unit:
+                unit.lock_stream(stream)  # first: commands on one stream queue here
                 if idempotency_key is not None:
-                    prior_event = self._find_idempotent(conn, stream, idempotency_key)
+                    prior_event = self._find_idempotent(unit, stream, idempotency_key)
                     if prior_event is not None:
-                        return self._replayed(trigger, prior_event, conn, now)
-                head, config = self._store.read_head(conn, stream)
+                        return self._replayed(trigger, prior_event, unit, now)
+                head, config = unit.read_head(stream)
                 self._check_allowed(stream, head, trigger, expected_version)
                 previous = head.updated_at if head else None
                 if remote:
@@ -582,13 +516,12 @@ class Engine:
                         raise ConcurrencyConflict(f"{stream} moved on while its key was being verified.")
                 else:
                     now = self._not_before(stream, now, previous)
-                done = active_step(conn, head, config, now)
+                done = active_step(unit, head, config, now)
                 source = State(head.state) if head else initial_state()
                 dest = self._fire(trigger, source, done.verdict)
                 reason = done.verdict.reason if done.verdict is not None and dest is State.Prompted else None
                 account_id, key_id = carried_ids(trigger.value, done.data)
-                recorded = self._store.append(
-                    conn,
+                recorded = unit.append(
                     stream,
                     head,
                     PendingEvent(
@@ -656,15 +589,12 @@ class Engine:
         of the projection row comes first). Returns None, having
         written nothing, when the stream has no projection yet: the generic path then runs.
         """
-        hot = self._hot
-        assert hot is not None
 
         def once() -> Outcome | None:
             now = self._now()
-            with self._db.driver_write() as dbapi:
-                if hot.lock is not None:  # first: commands on one stream queue here
-                    dbapi.execute(hot.lock, (stream,))
-                row = dbapi.execute(hot.read, (stream,)).fetchone()
+            with self._storage.hot_write() as unit:
+                hot = unit.spelling
+                row = unit.head_with_key(stream)  # first: commands on one stream queue on its lock
                 if row is None:
                     return None
                 state, version, head_hash, saved_fp, saved_hint, key_id, expires_stored, revoked_at, updated = row
@@ -714,8 +644,7 @@ class Engine:
                 )
                 digest = event_hash(head_hash, fields)
                 stored_now = hot.time_param(now)
-                dbapi.execute(
-                    hot.insert,
+                unit.insert_event(
                     (
                         stream,
                         new_version,
@@ -731,10 +660,7 @@ class Engine:
                         digest,
                     ),
                 )
-                moved = dbapi.execute(
-                    hot.update,
-                    (dest.value, reason_value, new_version, digest, stored_now, stream, version),
-                ).rowcount
+                moved = unit.move((dest.value, reason_value, new_version, digest, stored_now, stream, version))
                 if moved != 1:
                     raise ConcurrencyConflict(
                         f"{stream} moved past version {version} while this command ran; nothing was written."
@@ -768,8 +694,8 @@ class Engine:
 
     def _check_allowed_now(self, stream: str, trigger: Trigger) -> None:
         """Refuse an illegal trigger before slow work (password hashing) or a recorded sign-in attempt."""
-        with self._db.read() as conn:
-            head, _ = self._store.read_head(conn, stream)
+        with self._storage.read() as unit:
+            head, _ = unit.read_head(stream)
         self._check_allowed(stream, head, trigger, None)
 
     def _prior_outcome(self, trigger: Trigger, stream: str, idempotency_key: str | None) -> Outcome | None:
@@ -777,9 +703,9 @@ class Engine:
         if idempotency_key is None:
             return None
         now = self._now()
-        with self._db.read() as conn:
-            prior = self._find_idempotent(conn, stream, idempotency_key)
-            return None if prior is None else self._replayed(trigger, prior, conn, now)
+        with self._storage.read() as unit:
+            prior = self._find_idempotent(unit, stream, idempotency_key)
+            return None if prior is None else self._replayed(trigger, prior, unit, now)
 
     def _idempotency_digest(self, idempotency_key: str) -> str:
         if not self._idempotency_salt:
@@ -789,16 +715,16 @@ class Engine:
             )
         return idempotency_digest(idempotency_key, self._idempotency_salt)
 
-    def _find_idempotent(self, conn: Connection, stream: str, idempotency_key: str) -> RecordedEvent | None:
+    def _find_idempotent(self, unit: CommandUnit, stream: str, idempotency_key: str) -> RecordedEvent | None:
         """The event of an earlier use of the caller's key: stored as its digest, or raw by older versions.
 
         A key shaped like a digest is looked up only as a digest, so a digest printed by an
         export cannot be sent back to replay the event it came from.
         """
         legacy = None if idempotency_key.startswith(IDEMPOTENCY_PREFIX) else idempotency_key
-        return self._store.find_idempotent(conn, stream, self._idempotency_digest(idempotency_key), legacy=legacy)
+        return unit.find_idempotent(stream, self._idempotency_digest(idempotency_key), legacy=legacy)
 
-    def _replayed(self, trigger: Trigger, prior: RecordedEvent, conn: Connection, now: datetime) -> Outcome:
+    def _replayed(self, trigger: Trigger, prior: RecordedEvent, unit: CommandUnit, now: datetime) -> Outcome:
         """The first outcome again; a key again only if copy_key could hand it over at ``now``."""
         if prior.trigger != trigger.value:
             raise IdempotencyMismatch(
@@ -815,15 +741,17 @@ class Engine:
                     f"data holds the key id {shown(key_id)}, not the id of the key this {prior.trigger} showed.",
                     position=prior.position,
                 )
-            head, _ = self._store.read_head(conn, prior.stream_id)
+            head, _ = unit.read_head(prior.stream_id)
             account_id = None if head is None else head.account_id
-            refusal = self.portal.reissue_refusal_in(conn, key_id, prior.stream_id, now, account_id=account_id)
+            refusal = self.portal.reissue_refusal_in(
+                unit.authority, key_id, prior.stream_id, now, account_id=account_id
+            )
             if refusal is not None:
                 raise type(refusal)(
                     f"The idempotency key was already used for {trigger.value} at version {prior.version} of "
                     f"{prior.stream_id}; the key cannot be shown again because {refusal}. Nothing was written."
                 )
-            issued = self.portal.reissue_in(conn, key_id)
+            issued = self.portal.reissue_in(unit.authority, key_id)
         return self._outcome(prior, issued, replayed=True)
 
     def _outcome(self, recorded: RecordedEvent, issued: IssuedKey | None, *, replayed: bool = False) -> Outcome:
@@ -841,115 +769,3 @@ class Engine:
                 **common, key=issued.key, key_id=issued.key_id, hint=issued.hint, expires_at=issued.expires_at
             )
         return Outcome(**common)
-
-    # -- reading and auditing ---------------------------------------------------------------------
-
-    def _head(self, stream: str) -> StreamHead:
-        stream = inputs.check_stream_id(stream)
-        if self._db.dialect == "sqlite":
-            with self._db.sqlite_read() as dbapi:
-                head = self._store.sqlite_head(dbapi, stream)
-        else:
-            with self._db.read() as conn:
-                head, _ = self._store.read_head(conn, stream)
-        if head is None:
-            raise UnknownOnboarding(f"There is no onboarding {stream!r}; its first command is usually access.")
-        return head
-
-    def state(self, stream: str) -> State:
-        """The onboarding's current state, from the projection (no replay)."""
-        return self.status(stream).state
-
-    def status(self, stream: str) -> OnboardingStatus:
-        """Where the onboarding stands, from its projection row: state, reason, version, head hash, account and key."""
-        return OnboardingStatus.from_head(self._head(stream))
-
-    def streams(self) -> Iterator[OnboardingStatus]:
-        """Every onboarding's status, ordered by id, streamed."""
-        with self._db.read() as conn, closing(self._store.heads(conn)) as heads:
-            for head in heads:
-                yield OnboardingStatus.from_head(head)
-
-    def saved_key_status(self, stream: str) -> tuple[SavedKeyRecord | None, Verdict]:
-        """The saved key's record (never its ciphertext) and what the verifier says of it now; nothing is written."""
-        stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn:
-            head, config = self._store.read_head(conn, stream)
-        if head is None:
-            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-        record = None if config is None else SavedKeyRecord.of(config)
-        return record, self.verifier.verify(self._saved_key(config), self._now())
-
-    def history(self, stream: str) -> list[Event]:
-        """The onboarding's events, oldest first."""
-        stream = inputs.check_stream_id(stream)
-        # closing(): a damaged row raises mid-scan, and the scan must end while its connection is open.
-        with self._db.read() as conn, closing(self._store.events(conn, stream)) as records:
-            events = [Event.from_record(record) for record in records]
-        if not events:
-            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-        return events
-
-    def events(self, stream: str | None = None) -> Iterator[RecordedEvent]:
-        """Raw event rows, by stream then version, streamed in constant memory (for exports)."""
-        if stream is not None:
-            stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn, closing(self._store.events(conn, stream)) as records:
-            yield from records
-
-    def replay(
-        self, stream: str, as_of: datetime | None = None, *, progress: Callable[[int], None] | None = None
-    ) -> Replay:
-        """Rebuild the onboarding from its events alone, optionally as it stood at ``as_of``.
-
-        ``as_of`` cuts the stream at its first event dated later, in version order (times never
-        decrease; an event dated before its predecessor is a problem). ``progress`` is told each
-        event read (the CLI's progress bar). A row that cannot be read raises CorruptEvent.
-        """
-        stream = inputs.check_stream_id(stream)
-        if as_of is not None:
-            as_of = inputs.check_instant("as_of", as_of)
-
-        def fold_all(fold: StreamFold, rows: Iterable[AuditRow]) -> bool:
-            fed = False
-            for row in rows:
-                fold.feed_row(row)
-                fed = True
-                if progress is not None:
-                    progress(1)
-            return fed
-
-        # The whole stream is read even with as_of: the cut is by version order, not a filter on time.
-        if self._db.dialect == "sqlite":
-            # SQLite rows come as stored: the fold checks each time's shape and compares them as text
-            # (verify also checks each is a real instant).
-            cut = None if as_of is None else sqlite_time(as_of.astimezone(UTC))
-            fold = StreamFold(stream, check_hashes=False, as_of=cut, time_check=SQLITE_TIME_SHAPE)
-            # One statement, so autocommit reads one snapshot: no transaction to open and close.
-            with (
-                self._db.sqlite_read() as dbapi,
-                closing(self._store.sqlite_audit_rows(dbapi, stream, hashing=False)) as rows,
-            ):
-                exists = fold_all(fold, rows)
-        else:
-            fold = StreamFold(stream, check_hashes=False, as_of=None if as_of is None else iso_utc(as_of))
-            with self._db.read() as conn, closing(self._store.audit_rows(conn, stream)) as rows:
-                exists = fold_all(fold, rows)
-        if not exists:
-            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-        return fold.replay(as_of)
-
-    def verify(self, stream: str | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
-        """Recompute every hash chain, check versions, legality and the projection; name each first problem."""
-        if stream is not None:
-            stream = inputs.check_stream_id(stream)
-        with self._db.read() as conn:
-            heads: Iterable[StreamHead]
-            if stream is None:
-                heads = self._store.heads(conn)
-            else:
-                if not self._store.stream_exists(conn, stream):
-                    raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-                heads = list(self._store.heads(conn, stream))
-            with closing(self._store.audit_rows(conn, stream)) as rows:
-                return verify_streams(rows, heads, progress)

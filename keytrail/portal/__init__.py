@@ -5,11 +5,20 @@ gateway; it lives in its own module so that importing keytrail does not import h
 """
 
 from keytrail.portal.authority import Account, ApiKey, IssuedKey, KeyAuthority, SignInAttempt
-from keytrail.portal.ports import KeyVerifier, SavedKey, TransactionalKeyVerifier, Verdict
+from keytrail.portal.ports import (
+    AuthorityRecords,
+    AuthorityStorage,
+    KeyVerifier,
+    SavedKey,
+    TransactionalKeyVerifier,
+    Verdict,
+)
 
 __all__ = [
     "Account",
     "ApiKey",
+    "AuthorityRecords",
+    "AuthorityStorage",
     "IssuedKey",
     "KeyAuthority",
     "KeyVerifier",

@@ -1,7 +1,10 @@
 """The embedded key authority: company accounts, sign-in with lockout, and API keys with expiry.
 
-It plays the Commerce account site and its API Portal. Methods ending in ``_in`` run inside
-a transaction the engine holds, so a command and its side effects commit together.
+It plays the Commerce account site and its API Portal. It owns the rules (lockout, session
+liveness, key expiry and revocation) and decides over records; storage (an
+:class:`~keytrail.portal.ports.AuthorityStorage`) reads and writes them. Methods ending in
+``_in`` work on the records of a transaction the engine holds, so a command and its side
+effects commit together.
 """
 
 from __future__ import annotations
@@ -9,14 +12,9 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
 from keytrail import inputs
 from keytrail.crypto import SecretBox, fingerprint, hint
@@ -29,93 +27,31 @@ from keytrail.errors import (
     UnknownKey,
 )
 from keytrail.events import iso_utc
-from keytrail.persistence import Database
 from keytrail.portal.passwords import DUMMY_HASH, hash_password, verify_password
-from keytrail.portal.ports import SavedKey, Verdict
-from keytrail.portal.tables import AccountRow, ApiKeyRow, OnboardingSessionRow, SignInAttemptRow
+from keytrail.portal.ports import AuthorityRecords, AuthorityStorage, SavedKey, Verdict
+from keytrail.portal.records import Account, AccountRecord, ApiKey, IssuedKey, KeyRecord, SignInAttempt
 
-__all__ = ["Account", "ApiKey", "IssuedKey", "KeyAuthority", "SignInAttempt"]
+__all__ = ["Account", "ApiKey", "IssuedKey", "KeyAuthority", "SignInAttempt", "session_problem"]
 
 _log = structlog.get_logger("keytrail.portal")
-accounts: sa.Table = AccountRow.__table__  # type: ignore[attr-defined]
-api_keys: sa.Table = ApiKeyRow.__table__  # type: ignore[attr-defined]
-sessions: sa.Table = OnboardingSessionRow.__table__  # type: ignore[attr-defined]
-attempts: sa.Table = SignInAttemptRow.__table__  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True)
-class Account:
-    """A company account (never its password hash)."""
-
-    account_id: str
-    email: str
-    company: str
-    created_at: datetime
-
-    def as_dict(self) -> dict[str, Any]:
-        """The ``account create --json`` object."""
-        return {
-            "account_id": self.account_id,
-            "email": self.email,
-            "company": self.company,
-            "created_at": iso_utc(self.created_at),
-        }
+def session_problem(expires: datetime | None, stream_id: str, at: datetime) -> str | None:
+    """Why a session ending at ``expires`` (None: none) is not live on ``stream_id`` at ``at`` (a sentence's middle), or None."""
+    if expires is None:
+        return f"{stream_id} holds no session on the account site"
+    if at >= expires:
+        return f"the session of {stream_id} on the account site ended at {iso_utc(expires)}"
+    return None
 
 
-@dataclass(frozen=True)
-class ApiKey:
-    """What the API Portal lists for a key: never the key itself."""
-
-    key_id: str
-    account_id: str
-    description: str
-    fingerprint: str
-    hint: str
-    created_at: datetime
-    expires_at: datetime
-    revoked_at: datetime | None
-
-    def status(self, at: datetime) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        return "expired" if at >= self.expires_at else "active"
-
-    def as_dict(self, at: datetime) -> dict[str, Any]:
-        """The key as ``keys list --json`` prints it, its ``status`` as of ``at``."""
-        return {
-            "key_id": self.key_id,
-            "description": self.description,
-            "hint": self.hint,
-            "fingerprint": self.fingerprint,
-            "created_at": iso_utc(self.created_at),
-            "expires_at": iso_utc(self.expires_at),
-            "revoked_at": None if self.revoked_at is None else iso_utc(self.revoked_at),
-            "status": self.status(at),
-        }
-
-
-@dataclass(frozen=True)
-class IssuedKey:
-    """A key handed to its owner: the one place a plaintext key leaves the authority."""
-
-    key_id: str
-    key: str = field(repr=False)
-    fingerprint: str
-    hint: str
-    description: str
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
-class SignInAttempt:
-    """One sign-in attempt as auditors see it."""
-
-    email: str
-    account_id: str | None
-    stream_id: str | None
-    outcome: str
-    actor: str | None
-    occurred_at: datetime
+def key_unusable(key: ApiKey, at: datetime) -> str | None:
+    """Why ``key`` cannot be handed over at ``at`` (revoked, or expired), as a sentence's start, or None."""
+    if key.revoked_at is not None:
+        return f"key {key.key_id} was revoked at {iso_utc(key.revoked_at)}"
+    if at >= key.expires_at:
+        return f"key {key.key_id} expired at {iso_utc(key.expires_at)}"
+    return None
 
 
 class KeyAuthority:
@@ -123,7 +59,7 @@ class KeyAuthority:
 
     def __init__(
         self,
-        db: Database,
+        storage: AuthorityStorage,
         box: SecretBox,
         clock: Callable[[], datetime],
         *,
@@ -132,7 +68,7 @@ class KeyAuthority:
         max_failed_sign_ins: int,
         lockout: timedelta,
     ) -> None:
-        self._db = db
+        self._storage = storage
         self._box = box
         self._clock = clock
         self.key_lifetime = key_lifetime
@@ -141,7 +77,7 @@ class KeyAuthority:
         self.lockout = lockout
 
     def __repr__(self) -> str:
-        return f"KeyAuthority({self._db.shown!r})"
+        return f"KeyAuthority({self._storage.shown!r})"
 
     # -- accounts -------------------------------------------------------------------------
 
@@ -150,49 +86,31 @@ class KeyAuthority:
         email = inputs.check_email(email)
         company = inputs.check_company(company)
         password_hash = hash_password(inputs.check_password(password))
-        with self._db.write() as conn:
-            return self.create_account_in(conn, email, password_hash, company, self._clock())
+        with self._storage.write() as records:
+            return self.create_account_in(records, email, password_hash, company, self._clock())
 
     def create_account_in(
-        self, conn: Connection, email: str, password_hash: str, company: str, at: datetime
+        self, records: AuthorityRecords, email: str, password_hash: str, company: str, at: datetime
     ) -> Account:
-        if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.email == email)).first() is not None:
-            raise DuplicateAccount(f"An account with the email {email} already exists; sign in instead.")
+        taken = f"An account with the email {email} already exists; sign in instead."
+        if records.account_by_email(email) is not None:
+            raise DuplicateAccount(taken)
         account = Account("acct_" + uuid.uuid4().hex[:16], email, company, at)
-        try:
-            conn.execute(
-                sa.insert(accounts),
-                {
-                    "account_id": account.account_id,
-                    "email": email,
-                    "company": company,
-                    "password_hash": password_hash,
-                    "failed_sign_ins": 0,
-                    "created_at": at,
-                },
-            )
-        except IntegrityError:
-            raise DuplicateAccount(f"An account with the email {email} already exists; sign in instead.") from None
+        if not records.add_account(AccountRecord(account, password_hash, None, 0)):
+            raise DuplicateAccount(taken)
         _log.info("account_created", account_id=account.account_id, email=email)
         return account
 
-    def account(self, conn: Connection, account_id: str) -> Account:
-        row = conn.execute(
-            sa.select(accounts.c.account_id, accounts.c.email, accounts.c.company, accounts.c.created_at).where(
-                accounts.c.account_id == account_id
-            )
-        ).one()
-        return Account(*row)
+    def account(self, account_id: str) -> Account | None:
+        """The account ``account_id``, or None."""
+        with self._storage.read() as records:
+            return records.account(account_id)
 
     def find_account(self, email: str) -> Account | None:
         email = inputs.check_email(email)
-        with self._db.read() as conn:
-            row = conn.execute(
-                sa.select(accounts.c.account_id, accounts.c.email, accounts.c.company, accounts.c.created_at).where(
-                    accounts.c.email == email
-                )
-            ).first()
-        return None if row is None else Account(*row)
+        with self._storage.read() as records:
+            found = records.account_by_email(email)
+        return None if found is None else found.account
 
     # -- sign-in --------------------------------------------------------------------------
 
@@ -207,38 +125,23 @@ class KeyAuthority:
         email = inputs.check_email(email)
         if password is not None:
             inputs.check_password(password)
-        with self._db.read() as conn:
-            row = conn.execute(
-                sa.select(
-                    accounts.c.account_id,
-                    accounts.c.email,
-                    accounts.c.company,
-                    accounts.c.created_at,
-                    accounts.c.password_hash,
-                    accounts.c.locked_until,
-                    sessions.c.expires_at,
-                )
-                .select_from(
-                    accounts.outerjoin(
-                        sessions,
-                        sa.and_(sessions.c.account_id == accounts.c.account_id, sessions.c.stream_id == stream_id),
-                    )
-                )
-                .where(accounts.c.email == email)
-            ).first()
+        with self._storage.read() as records:
+            view = records.sign_in_view(email, stream_id)
         now = self._clock()
-        if password is None and (row is None or row[6] is None or now >= row[6]):
-            self._record_failure(email, None if row is None else row[0], stream_id, actor, now, "no_session")
+        found, session_ends = (None, None) if view is None else view
+        if password is None and (found is None or session_ends is None or now >= session_ends):
+            self._record_failure(
+                email, None if found is None else found.account.account_id, stream_id, actor, now, "no_session"
+            )
             raise AuthenticationFailed(
                 f"There is no live session for {email} on {stream_id}; sign in with the password."
             )
-        if row is None:
+        if found is None:
             if password is not None:
                 verify_password(password, DUMMY_HASH)
             self._record_failure(email, None, stream_id, actor, now, "unknown_account")
             raise AuthenticationFailed(f"Sign-in as {email} failed: wrong email or password.")
-        account = Account(*row[:4])
-        password_hash, locked_until = row[4], row[5]
+        account, locked_until = found.account, found.locked_until
         if locked_until is not None and now < locked_until:
             self._record_failure(email, account.account_id, stream_id, actor, now, "locked")
             raise AccountLocked(
@@ -247,7 +150,7 @@ class KeyAuthority:
             )
         if password is None:
             return account  # the session of this onboarding, checked above
-        if not verify_password(password, password_hash):
+        if not verify_password(password, found.password_hash):
             locked = self._record_failure(email, account.account_id, stream_id, actor, now, "wrong_password")
             if locked is not None:
                 raise AccountLocked(
@@ -262,39 +165,24 @@ class KeyAuthority:
     ) -> datetime | None:
         """Record a failed attempt in its own transaction; lock the account at the threshold."""
         locked_until = None
-        with self._db.write() as conn:
-            conn.execute(
-                sa.insert(attempts),
-                {
-                    "email": email,
-                    "account_id": account_id,
-                    "stream_id": stream_id,
-                    "outcome": outcome,
-                    "actor": actor,
-                    "occurred_at": at,
-                },
-            )
-            if account_id is not None and outcome == "wrong_password":
-                conn.execute(
-                    sa.update(accounts)
-                    .where(accounts.c.account_id == account_id)
-                    .values(failed_sign_ins=accounts.c.failed_sign_ins + 1)
-                )
-                failures = conn.execute(
-                    sa.select(accounts.c.failed_sign_ins).where(accounts.c.account_id == account_id)
-                ).scalar_one()
-                if failures >= self.max_failed_sign_ins:
-                    locked_until = at + self.lockout
-                    conn.execute(
-                        sa.update(accounts)
-                        .where(accounts.c.account_id == account_id)
-                        .values(failed_sign_ins=0, locked_until=locked_until)
-                    )
+        with self._storage.write() as records:
+            records.add_attempt(SignInAttempt(email, account_id, stream_id, outcome, actor, at))
+            counted = account_id if outcome == "wrong_password" else None
+            if counted is not None and records.count_failure(counted) >= self.max_failed_sign_ins:
+                locked_until = at + self.lockout
+                records.lock_account(counted, locked_until)
         _log.warning("sign_in_failed", email=email, stream=stream_id, outcome=outcome, locked=locked_until is not None)
         return locked_until
 
     def signed_in_in(
-        self, conn: Connection, account: Account, *, via: str, stream_id: str, actor: str | None, at: datetime
+        self,
+        records: AuthorityRecords,
+        account: Account,
+        *,
+        via: str,
+        stream_id: str,
+        actor: str | None,
+        at: datetime,
     ) -> None:
         """Record a sign-in in the command's transaction; a password (or registration) also opens the session.
 
@@ -304,83 +192,40 @@ class KeyAuthority:
         the session's end (one password lasts ``session_lifetime``, however often it is reused).
         """
         if via == "session":
-            self.require_session_in(conn, account.account_id, stream_id, at)
+            self.require_session_in(records, account.account_id, stream_id, at)
         else:
-            conn.execute(
-                sa.update(accounts)
-                .where(accounts.c.account_id == account.account_id)
-                .values(failed_sign_ins=0, locked_until=None)
-            )
-            expires = at + self.session_lifetime
-            moved = conn.execute(
-                sa.update(sessions)
-                .where(sessions.c.account_id == account.account_id, sessions.c.stream_id == stream_id)
-                .values(opened_at=at, expires_at=expires)
-            ).rowcount
-            if moved == 0:
-                conn.execute(
-                    sa.insert(sessions),
-                    {"account_id": account.account_id, "stream_id": stream_id, "opened_at": at, "expires_at": expires},
-                )
-        conn.execute(
-            sa.insert(attempts),
-            {
-                "email": account.email,
-                "account_id": account.account_id,
-                "stream_id": stream_id,
-                "outcome": f"ok_{via}",
-                "actor": actor,
-                "occurred_at": at,
-            },
-        )
+            records.clear_failures(account.account_id)
+            records.open_session(account.account_id, stream_id, at, at + self.session_lifetime)
+        records.add_attempt(SignInAttempt(account.email, account.account_id, stream_id, f"ok_{via}", actor, at))
 
-    def session_problem_in(self, conn: Connection, account_id: str, stream_id: str, at: datetime) -> str | None:
+    def session_problem_in(
+        self, records: AuthorityRecords, account_id: str, stream_id: str, at: datetime
+    ) -> str | None:
         """Why ``stream_id`` holds no live session of the account at ``at`` (a sentence's middle), or None."""
-        expires = conn.execute(
-            sa.select(sessions.c.expires_at).where(
-                sessions.c.account_id == account_id, sessions.c.stream_id == stream_id
-            )
-        ).scalar_one_or_none()
-        if expires is None:
-            return f"{stream_id} holds no session on the account site"
-        if at >= expires:
-            return f"the session of {stream_id} on the account site ended at {iso_utc(expires)}"
-        return None
+        return session_problem(records.session_expiry(account_id, stream_id), stream_id, at)
 
-    def require_session_in(self, conn: Connection, account_id: str, stream_id: str, at: datetime) -> None:
+    def require_session_in(self, records: AuthorityRecords, account_id: str, stream_id: str, at: datetime) -> None:
         """Refuse, writing nothing, unless ``stream_id`` holds a live session of the account at ``at``."""
-        problem = self.session_problem_in(conn, account_id, stream_id, at)
+        problem = self.session_problem_in(records, account_id, stream_id, at)
         if problem is not None:
             raise AuthenticationFailed(f"{problem[0].upper()}{problem[1:]}; sign in again.")
 
     def sign_out(self, email: str) -> None:
         """End the account's sessions on every onboarding, so the next sign-in needs the password."""
         email = inputs.check_email(email)
-        with self._db.write() as conn:
-            conn.execute(
-                sa.delete(sessions).where(
-                    sessions.c.account_id.in_(sa.select(accounts.c.account_id).where(accounts.c.email == email))
-                )
-            )
+        with self._storage.write() as records:
+            records.end_sessions(email)
 
     def sign_in_attempts(self, email: str | None = None) -> list[SignInAttempt]:
         """Sign-in attempts, oldest first: who, when, which onboarding, what happened."""
-        query = sa.select(
-            attempts.c.email,
-            attempts.c.account_id,
-            attempts.c.stream_id,
-            attempts.c.outcome,
-            attempts.c.actor,
-            attempts.c.occurred_at,
-        ).order_by(attempts.c.id)
         if email is not None:
-            query = query.where(attempts.c.email == inputs.check_email(email))
-        with self._db.read() as conn:
-            return [SignInAttempt(*row) for row in conn.execute(query)]
+            email = inputs.check_email(email)
+        with self._storage.read() as records:
+            return records.attempts(email)
 
     # -- API keys -------------------------------------------------------------------------
 
-    def generate_key_in(self, conn: Connection, account_id: str, description: str, at: datetime) -> IssuedKey:
+    def generate_key_in(self, records: AuthorityRecords, account_id: str, description: str, at: datetime) -> IssuedKey:
         """The API Portal's "Add New": a fresh random key, sealed at rest, expiring after the key lifetime."""
         key = "kt_" + secrets.token_urlsafe(32)
         issued = IssuedKey(
@@ -391,39 +236,34 @@ class KeyAuthority:
             description=description,
             expires_at=at + self.key_lifetime,
         )
-        conn.execute(
-            sa.insert(api_keys),
-            {
-                "key_id": issued.key_id,
-                "account_id": account_id,
-                "description": description,
-                "fingerprint": issued.fingerprint,
-                "hint": issued.hint,
-                "ciphertext": self._box.seal(key),
-                "created_at": at,
-                "expires_at": issued.expires_at,
-                "revoked_at": None,
-            },
+        info = ApiKey(
+            issued.key_id, account_id, description, issued.fingerprint, issued.hint, at, issued.expires_at, None
         )
+        records.add_key(KeyRecord(info, self._box.seal(key)))
         return issued
 
-    def _key_row(self, conn: Connection, key_id: str) -> sa.Row[tuple[object, ...]] | None:
-        return conn.execute(sa.select(api_keys).where(api_keys.c.key_id == key_id)).first()
+    def generate_key(self, account_id: str, description: str) -> IssuedKey:
+        """A key issued outside any onboarding (as an operator would in the portal), in a transaction of its own."""
+        with self._storage.write() as records:
+            return self.generate_key_in(records, account_id, description, self._clock())
 
-    def copy_key_in(self, conn: Connection, account_id: str, key_id: str, at: datetime) -> IssuedKey:
+    def _issued(self, record: KeyRecord) -> IssuedKey:
+        info = record.info
+        key = self._box.open(record.ciphertext, what=f"Key {info.key_id}")
+        return IssuedKey(info.key_id, key, info.fingerprint, info.hint, info.description, info.expires_at)
+
+    def copy_key_in(self, records: AuthorityRecords, account_id: str, key_id: str, at: datetime) -> IssuedKey:
         """The API Portal's "Copy": the owner gets a usable key of theirs back."""
-        row = self._key_row(conn, key_id)
-        if row is None or row.account_id != account_id:
+        record = records.key(key_id)
+        if record is None or record.info.account_id != account_id:
             raise UnknownKey(f"The signed-in account has no key {key_id}.")
-        if row.revoked_at is not None:
-            raise KeyUnusable(f"Key {key_id} was revoked at {iso_utc(row.revoked_at)}; generate a new key instead.")
-        if at >= row.expires_at:
-            raise KeyUnusable(f"Key {key_id} expired at {iso_utc(row.expires_at)}; generate a new key instead.")
-        key = self._box.open(row.ciphertext, what=f"Key {key_id}")
-        return IssuedKey(key_id, key, row.fingerprint, row.hint, row.description, row.expires_at)
+        problem = key_unusable(record.info, at)
+        if problem is not None:
+            raise KeyUnusable(f"{problem[0].upper()}{problem[1:]}; generate a new key instead.")
+        return self._issued(record)
 
     def reissue_refusal_in(
-        self, conn: Connection, key_id: str, stream_id: str, at: datetime, *, account_id: str | None
+        self, records: AuthorityRecords, key_id: str, stream_id: str, at: datetime, *, account_id: str | None
     ) -> KeytrailError | None:
         """Why a retry on ``stream_id`` may not be shown key ``key_id`` again at ``at``, or None.
 
@@ -433,88 +273,61 @@ class KeyAuthority:
         key neither revoked nor expired. The error's message is the reason alone, for the engine
         to put in its sentence.
         """
-        row = self._key_row(conn, key_id)
-        if row is None:
+        record = records.key(key_id)
+        if record is None:
             return UnknownKey(f"there is no key {key_id}")
-        if row.account_id != account_id:
+        if record.info.account_id != account_id:
             return UnknownKey(f"{stream_id} is now signed in to another account than the one of key {key_id}")
-        problem = self.session_problem_in(conn, row.account_id, stream_id, at)
+        problem = self.session_problem_in(records, record.info.account_id, stream_id, at)
         if problem is not None:
             return AuthenticationFailed(problem)
-        if row.revoked_at is not None:
-            return KeyUnusable(f"key {key_id} was revoked at {iso_utc(row.revoked_at)}")
-        if at >= row.expires_at:
-            return KeyUnusable(f"key {key_id} expired at {iso_utc(row.expires_at)}")
-        return None
+        unusable = key_unusable(record.info, at)
+        return None if unusable is None else KeyUnusable(unusable)
 
-    def reissue_in(self, conn: Connection, key_id: str) -> IssuedKey:
+    def reissue_in(self, records: AuthorityRecords, key_id: str) -> IssuedKey:
         """The key an earlier response carried, unchecked: a retry asks :meth:`reissue_refusal_in` first."""
-        row = self._key_row(conn, key_id)
-        if row is None:
+        record = records.key(key_id)
+        if record is None:
             raise UnknownKey(f"There is no key {key_id}.")
-        key = self._box.open(row.ciphertext, what=f"Key {key_id}")
-        return IssuedKey(key_id, key, row.fingerprint, row.hint, row.description, row.expires_at)
+        return self._issued(record)
+
+    def reissue(self, key_id: str) -> IssuedKey:
+        """:meth:`reissue_in` in a read transaction of its own (the pytest toolkit's key in hand)."""
+        with self._storage.read() as records:
+            return self.reissue_in(records, key_id)
 
     def list_keys(self, email: str) -> list[ApiKey]:
         """The keys of one account, as the API Portal lists them (never the keys themselves)."""
         email = inputs.check_email(email)
-        query = (
-            sa.select(
-                api_keys.c.key_id,
-                api_keys.c.account_id,
-                api_keys.c.description,
-                api_keys.c.fingerprint,
-                api_keys.c.hint,
-                api_keys.c.created_at,
-                api_keys.c.expires_at,
-                api_keys.c.revoked_at,
-            )
-            .join(accounts, accounts.c.account_id == api_keys.c.account_id)
-            .where(accounts.c.email == email)
-            .order_by(api_keys.c.created_at, api_keys.c.key_id)
-        )
-        with self._db.read() as conn:
-            return [ApiKey(*row) for row in conn.execute(query)]
+        with self._storage.read() as records:
+            return records.keys_of(email)
 
     def key_info(self, key_id: str) -> ApiKey:
         key_id = inputs.check_key_id(key_id)
-        with self._db.read() as conn:
-            row = self._key_row(conn, key_id)
-        if row is None:
+        with self._storage.read() as records:
+            record = records.key(key_id)
+        if record is None:
             raise UnknownKey(f"There is no key {key_id}.")
-        return ApiKey(
-            row.key_id,
-            row.account_id,
-            row.description,
-            row.fingerprint,
-            row.hint,
-            row.created_at,
-            row.expires_at,
-            row.revoked_at,
-        )
+        return record.info
 
     def revoke_key(self, key_id: str) -> ApiKey:
         """Revoke a key: from now on it verifies as ``invalid``. Revoking twice keeps the first time."""
         key_id = inputs.check_key_id(key_id)
-        with self._db.write() as conn:
-            row = self._key_row(conn, key_id)
-            if row is None:
+        with self._storage.write() as records:
+            record = records.key(key_id)
+            if record is None:
                 raise UnknownKey(f"There is no key {key_id} to revoke.")
-            if row.revoked_at is None:
-                conn.execute(sa.update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=self._clock()))
+            if record.info.revoked_at is None:
+                records.revoke_key(key_id, self._clock())
         _log.info("key_revoked", key_id=key_id)
         return self.key_info(key_id)
 
-    def reseal_keys_in(self, conn: Connection, box: SecretBox | None = None) -> int:
+    def reseal_keys_in(self, records: AuthorityRecords, box: SecretBox | None = None) -> int:
         """Re-encrypt every stored key under the current key of ``box`` (default: the authority's own)."""
         box = box or self._box
         count = 0
-        for key_id, ciphertext in conn.execute(sa.select(api_keys.c.key_id, api_keys.c.ciphertext)).all():
-            conn.execute(
-                sa.update(api_keys)
-                .where(api_keys.c.key_id == key_id)
-                .values(ciphertext=box.rotate(ciphertext, what=f"Key {key_id}"))
-            )
+        for key_id, ciphertext in records.sealed_keys():  # read in full first: each row is updated as we go
+            records.reseal_key(key_id, box.rotate(ciphertext, what=f"Key {key_id}"))
             count += 1
         return count
 
@@ -525,18 +338,14 @@ class KeyAuthority:
     # -- verification (the port) ------------------------------------------------------------
 
     def verify(self, saved: SavedKey | None, at: datetime) -> Verdict:
-        with self._db.read() as conn:
-            return self.verify_in(conn, saved, at)
+        with self._storage.read() as records:
+            return self.verify_in(records, saved, at)
 
-    def verify_in(self, conn: Connection, saved: SavedKey | None, at: datetime) -> Verdict:
+    def verify_in(self, records: AuthorityRecords, saved: SavedKey | None, at: datetime) -> Verdict:
         """Valid only when the key exists, is not revoked, and ``at`` is before its expiry."""
         if saved is None:
             return Verdict.missing()
-        row = conn.execute(
-            sa.select(api_keys.c.key_id, api_keys.c.expires_at, api_keys.c.revoked_at).where(
-                api_keys.c.fingerprint == saved.fingerprint
-            )
-        ).first()
-        if row is None:
+        key = records.key_by_fingerprint(saved.fingerprint)
+        if key is None:
             return Verdict.of_issued_key(None, None, False, at)
-        return Verdict.of_issued_key(row.key_id, row.expires_at, row.revoked_at is not None, at)
+        return Verdict.of_issued_key(key.key_id, key.expires_at, key.revoked_at is not None, at)

@@ -1,0 +1,151 @@
+"""The engine's reads: where an onboarding stands, its history, its replay, and the audit of the log.
+
+Nothing here writes; the reads go through the same storage units as the commands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
+from datetime import UTC, datetime
+
+from keytrail import inputs
+from keytrail.engine.admin import SavedKeyRecord
+from keytrail.engine.audit import StreamFold, verify_streams
+from keytrail.engine.results import Event, OnboardingStatus, Replay, VerifyReport
+from keytrail.errors import UnknownOnboarding
+from keytrail.events import iso_utc
+from keytrail.persistence import Database, RecordedEvent, SavedConfig, StreamHead
+from keytrail.persistence.store import AuditRow, sqlite_time
+from keytrail.persistence.stored import SQLITE_TIME_SHAPE
+from keytrail.persistence.units import Storage
+from keytrail.portal import KeyVerifier, SavedKey, Verdict
+from keytrail.states import State
+
+__all__ = ["Reads"]
+
+
+class Reads:
+    """The read side of :class:`~keytrail.engine.Engine`, which provides what is declared here."""
+
+    _db: Database
+    _storage: Storage
+    verifier: KeyVerifier
+
+    def _now(self) -> datetime:
+        raise NotImplementedError  # pragma: no cover (the engine's)
+
+    def _saved_key(self, config: SavedConfig | None) -> SavedKey | None:
+        raise NotImplementedError  # pragma: no cover (the engine's)
+
+    # -- reading and auditing ---------------------------------------------------------------------
+
+    def _head(self, stream: str) -> StreamHead:
+        stream = inputs.check_stream_id(stream)
+        if self._db.dialect == "sqlite":
+            with self._storage.sqlite_read() as reads:
+                head = reads.head(stream)
+        else:
+            with self._storage.read() as unit:
+                head, _ = unit.read_head(stream)
+        if head is None:
+            raise UnknownOnboarding(f"There is no onboarding {stream!r}; its first command is usually access.")
+        return head
+
+    def state(self, stream: str) -> State:
+        """The onboarding's current state, from the projection (no replay)."""
+        return self.status(stream).state
+
+    def status(self, stream: str) -> OnboardingStatus:
+        """Where the onboarding stands, from its projection row: state, reason, version, head hash, account and key."""
+        return OnboardingStatus.from_head(self._head(stream))
+
+    def streams(self) -> Iterator[OnboardingStatus]:
+        """Every onboarding's status, ordered by id, streamed."""
+        with self._storage.read() as unit, closing(unit.heads()) as heads:
+            for head in heads:
+                yield OnboardingStatus.from_head(head)
+
+    def saved_key_status(self, stream: str) -> tuple[SavedKeyRecord | None, Verdict]:
+        """The saved key's record (never its ciphertext) and what the verifier says of it now; nothing is written."""
+        stream = inputs.check_stream_id(stream)
+        with self._storage.read() as unit:
+            head, config = unit.read_head(stream)
+        if head is None:
+            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+        record = None if config is None else SavedKeyRecord.of(config)
+        return record, self.verifier.verify(self._saved_key(config), self._now())
+
+    def history(self, stream: str) -> list[Event]:
+        """The onboarding's events, oldest first."""
+        stream = inputs.check_stream_id(stream)
+        # closing(): a damaged row raises mid-scan, and the scan must end while its connection is open.
+        with self._storage.read() as unit, closing(unit.events(stream)) as records:
+            events = [Event.from_record(record) for record in records]
+        if not events:
+            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+        return events
+
+    def events(self, stream: str | None = None) -> Iterator[RecordedEvent]:
+        """Raw event rows, by stream then version, streamed in constant memory (for exports)."""
+        if stream is not None:
+            stream = inputs.check_stream_id(stream)
+        with self._storage.read() as unit, closing(unit.events(stream)) as records:
+            yield from records
+
+    def replay(
+        self, stream: str, as_of: datetime | None = None, *, progress: Callable[[int], None] | None = None
+    ) -> Replay:
+        """Rebuild the onboarding from its events alone, optionally as it stood at ``as_of``.
+
+        ``as_of`` cuts the stream at its first event dated later, in version order (times never
+        decrease; an event dated before its predecessor is a problem). ``progress`` is told each
+        event read (the CLI's progress bar). A row that cannot be read raises CorruptEvent.
+        """
+        stream = inputs.check_stream_id(stream)
+        if as_of is not None:
+            as_of = inputs.check_instant("as_of", as_of)
+
+        def fold_all(fold: StreamFold, rows: Iterable[AuditRow]) -> bool:
+            fed = False
+            for row in rows:
+                fold.feed_row(row)
+                fed = True
+                if progress is not None:
+                    progress(1)
+            return fed
+
+        # The whole stream is read even with as_of: the cut is by version order, not a filter on time.
+        if self._db.dialect == "sqlite":
+            # SQLite rows come as stored: the fold checks each time's shape and compares them as text
+            # (verify also checks each is a real instant).
+            cut = None if as_of is None else sqlite_time(as_of.astimezone(UTC))
+            fold = StreamFold(stream, check_hashes=False, as_of=cut, time_check=SQLITE_TIME_SHAPE)
+            # One statement, so autocommit reads one snapshot: no transaction to open and close.
+            with (
+                self._storage.sqlite_read() as reads,
+                closing(reads.audit_rows(stream, hashing=False)) as rows,
+            ):
+                exists = fold_all(fold, rows)
+        else:
+            fold = StreamFold(stream, check_hashes=False, as_of=None if as_of is None else iso_utc(as_of))
+            with self._storage.read() as unit, closing(unit.audit_rows(stream)) as rows:
+                exists = fold_all(fold, rows)
+        if not exists:
+            raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+        return fold.replay(as_of)
+
+    def verify(self, stream: str | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Recompute every hash chain, check versions, legality and the projection; name each first problem."""
+        if stream is not None:
+            stream = inputs.check_stream_id(stream)
+        with self._storage.read() as unit:
+            heads: Iterable[StreamHead]
+            if stream is None:
+                heads = unit.heads()
+            else:
+                if not unit.stream_exists(stream):
+                    raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+                heads = list(unit.heads(stream))
+            with closing(unit.audit_rows(stream)) as rows:
+                return verify_streams(rows, heads, progress)

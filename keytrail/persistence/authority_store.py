@@ -1,0 +1,230 @@
+"""The key authority's records in keytrail's database: all of its SQL, none of its rules.
+
+The portal decides (lockout, session liveness, key verdicts) over the records this module
+reads, and hands back what to write; :class:`StoredAuthorityRecords` is one transaction's view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from keytrail.persistence.authority_tables import AccountRow, ApiKeyRow, OnboardingSessionRow, SignInAttemptRow
+from keytrail.persistence.database import Database
+from keytrail.portal.records import Account, AccountRecord, ApiKey, KeyRecord, SignInAttempt
+
+__all__ = ["AuthorityStore", "StoredAuthorityRecords", "accounts", "api_keys", "attempts", "sessions"]
+
+accounts: sa.Table = AccountRow.__table__  # type: ignore[attr-defined]
+api_keys: sa.Table = ApiKeyRow.__table__  # type: ignore[attr-defined]
+sessions: sa.Table = OnboardingSessionRow.__table__  # type: ignore[attr-defined]
+attempts: sa.Table = SignInAttemptRow.__table__  # type: ignore[attr-defined]
+
+_ACCOUNT = (accounts.c.account_id, accounts.c.email, accounts.c.company, accounts.c.created_at)
+_ACCOUNT_RECORD = (*_ACCOUNT, accounts.c.password_hash, accounts.c.locked_until, accounts.c.failed_sign_ins)
+_KEY = (
+    api_keys.c.key_id,
+    api_keys.c.account_id,
+    api_keys.c.description,
+    api_keys.c.fingerprint,
+    api_keys.c.hint,
+    api_keys.c.created_at,
+    api_keys.c.expires_at,
+    api_keys.c.revoked_at,
+)
+_ATTEMPT = (
+    attempts.c.email,
+    attempts.c.account_id,
+    attempts.c.stream_id,
+    attempts.c.outcome,
+    attempts.c.actor,
+    attempts.c.occurred_at,
+)
+
+
+def _account_record(row: Any) -> AccountRecord:
+    return AccountRecord(Account(row[0], row[1], row[2], row[3]), row[4], row[5], row[6])
+
+
+class StoredAuthorityRecords:
+    """The authority's records inside one transaction of ``conn`` (the engine's, or the store's own)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def account(self, account_id: str) -> Account | None:
+        row = self._conn.execute(sa.select(*_ACCOUNT).where(accounts.c.account_id == account_id)).first()
+        return None if row is None else Account(*row)
+
+    def account_by_email(self, email: str) -> AccountRecord | None:
+        row = self._conn.execute(sa.select(*_ACCOUNT_RECORD).where(accounts.c.email == email)).first()
+        return None if row is None else _account_record(row)
+
+    def sign_in_view(self, email: str, stream_id: str | None) -> tuple[AccountRecord, datetime | None] | None:
+        row = self._conn.execute(
+            sa.select(*_ACCOUNT_RECORD, sessions.c.expires_at)
+            .select_from(
+                accounts.outerjoin(
+                    sessions,
+                    sa.and_(sessions.c.account_id == accounts.c.account_id, sessions.c.stream_id == stream_id),
+                )
+            )
+            .where(accounts.c.email == email)
+        ).first()
+        return None if row is None else (_account_record(row), row[7])
+
+    def add_account(self, record: AccountRecord) -> bool:
+        account = record.account
+        try:
+            self._conn.execute(
+                sa.insert(accounts),
+                {
+                    "account_id": account.account_id,
+                    "email": account.email,
+                    "company": account.company,
+                    "password_hash": record.password_hash,
+                    "failed_sign_ins": record.failed_sign_ins,
+                    "created_at": account.created_at,
+                },
+            )
+        except IntegrityError:
+            return False
+        return True
+
+    def add_attempt(self, attempt: SignInAttempt) -> None:
+        self._conn.execute(
+            sa.insert(attempts),
+            {
+                "email": attempt.email,
+                "account_id": attempt.account_id,
+                "stream_id": attempt.stream_id,
+                "outcome": attempt.outcome,
+                "actor": attempt.actor,
+                "occurred_at": attempt.occurred_at,
+            },
+        )
+
+    def count_failure(self, account_id: str) -> int:
+        self._conn.execute(
+            sa.update(accounts)
+            .where(accounts.c.account_id == account_id)
+            .values(failed_sign_ins=accounts.c.failed_sign_ins + 1)
+        )
+        failures: int = self._conn.execute(
+            sa.select(accounts.c.failed_sign_ins).where(accounts.c.account_id == account_id)
+        ).scalar_one()
+        return failures
+
+    def lock_account(self, account_id: str, until: datetime) -> None:
+        self._conn.execute(
+            sa.update(accounts).where(accounts.c.account_id == account_id).values(failed_sign_ins=0, locked_until=until)
+        )
+
+    def clear_failures(self, account_id: str) -> None:
+        self._conn.execute(
+            sa.update(accounts).where(accounts.c.account_id == account_id).values(failed_sign_ins=0, locked_until=None)
+        )
+
+    def session_expiry(self, account_id: str, stream_id: str) -> datetime | None:
+        expires: datetime | None = self._conn.execute(
+            sa.select(sessions.c.expires_at).where(
+                sessions.c.account_id == account_id, sessions.c.stream_id == stream_id
+            )
+        ).scalar_one_or_none()
+        return expires
+
+    def open_session(self, account_id: str, stream_id: str, opened_at: datetime, expires_at: datetime) -> None:
+        moved = self._conn.execute(
+            sa.update(sessions)
+            .where(sessions.c.account_id == account_id, sessions.c.stream_id == stream_id)
+            .values(opened_at=opened_at, expires_at=expires_at)
+        ).rowcount
+        if moved == 0:
+            self._conn.execute(
+                sa.insert(sessions),
+                {"account_id": account_id, "stream_id": stream_id, "opened_at": opened_at, "expires_at": expires_at},
+            )
+
+    def end_sessions(self, email: str) -> None:
+        self._conn.execute(
+            sa.delete(sessions).where(
+                sessions.c.account_id.in_(sa.select(accounts.c.account_id).where(accounts.c.email == email))
+            )
+        )
+
+    def attempts(self, email: str | None) -> list[SignInAttempt]:
+        query = sa.select(*_ATTEMPT).order_by(attempts.c.id)
+        if email is not None:
+            query = query.where(attempts.c.email == email)
+        return [SignInAttempt(*row) for row in self._conn.execute(query)]
+
+    def add_key(self, record: KeyRecord) -> None:
+        info = record.info
+        self._conn.execute(
+            sa.insert(api_keys),
+            {
+                "key_id": info.key_id,
+                "account_id": info.account_id,
+                "description": info.description,
+                "fingerprint": info.fingerprint,
+                "hint": info.hint,
+                "ciphertext": record.ciphertext,
+                "created_at": info.created_at,
+                "expires_at": info.expires_at,
+                "revoked_at": info.revoked_at,
+            },
+        )
+
+    def key(self, key_id: str) -> KeyRecord | None:
+        row = self._conn.execute(sa.select(*_KEY, api_keys.c.ciphertext).where(api_keys.c.key_id == key_id)).first()
+        return None if row is None else KeyRecord(ApiKey(*row[:8]), row[8])
+
+    def key_by_fingerprint(self, fingerprint: str) -> ApiKey | None:
+        row = self._conn.execute(sa.select(*_KEY).where(api_keys.c.fingerprint == fingerprint)).first()
+        return None if row is None else ApiKey(*row)
+
+    def keys_of(self, email: str) -> list[ApiKey]:
+        query = (
+            sa.select(*_KEY)
+            .join(accounts, accounts.c.account_id == api_keys.c.account_id)
+            .where(accounts.c.email == email)
+            .order_by(api_keys.c.created_at, api_keys.c.key_id)
+        )
+        return [ApiKey(*row) for row in self._conn.execute(query)]
+
+    def revoke_key(self, key_id: str, at: datetime) -> None:
+        self._conn.execute(sa.update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=at))
+
+    def sealed_keys(self) -> list[tuple[str, str]]:
+        rows = self._conn.execute(sa.select(api_keys.c.key_id, api_keys.c.ciphertext)).all()
+        return [(key_id, ciphertext) for key_id, ciphertext in rows]
+
+    def reseal_key(self, key_id: str, ciphertext: str) -> None:
+        self._conn.execute(sa.update(api_keys).where(api_keys.c.key_id == key_id).values(ciphertext=ciphertext))
+
+
+class AuthorityStore:
+    """The authority's records in ``db``, each read or write in a transaction of its own."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @property
+    def shown(self) -> str:
+        return self._db.shown
+
+    @contextmanager
+    def read(self) -> Iterator[StoredAuthorityRecords]:
+        with self._db.read() as conn:
+            yield StoredAuthorityRecords(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[StoredAuthorityRecords]:
+        with self._db.write() as conn:
+            yield StoredAuthorityRecords(conn)
