@@ -96,9 +96,16 @@ def _read_key_file_or_fail(path: Path) -> str:
     try:
         return _read_key_file(path)
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecretKeyError(
-            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
-        ) from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> SecretKeyError:
+    return SecretKeyError(f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}.")
+
+
+def key_file_keys(path: Path) -> list[str]:
+    """The keys a key file lists, newest first, read with the same owner-only check as at open."""
+    return _read_key_file_or_fail(path).replace(",", " ").split()
 
 
 def load_secret_keys(default_file: Path | None, *, create: bool) -> tuple[list[Fernet], str]:
@@ -127,9 +134,7 @@ def load_secret_keys(default_file: Path | None, *, create: bool) -> tuple[list[F
             ) from None
         return _parse_keys(_create_key_file(path), source), source
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecretKeyError(
-            f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}."
-        ) from None
+        raise _unreadable(path, exc) from None
     if not text.strip():
         if may_create:  # nothing was sealed yet, so no key can be lost: make a real one in its place
             return _parse_keys(_replace_empty_key_file(path), source), source

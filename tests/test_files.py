@@ -315,3 +315,19 @@ def test_a_failed_key_write_leaves_no_key_file(tmp_path: Path) -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "cannot be written" in done.stdout
     assert list(folder.iterdir()) == []
+
+
+def test_rotation_refuses_a_key_file_others_can_read_and_changes_nothing(tmp_path: Path) -> None:
+    """Rotation reads the key file as opening does: a file others may read is refused before anything is re-sealed."""
+    url = f"sqlite:///{tmp_path}/k.db"
+    key_file = tmp_path / "k.db.key"
+    with Engine.open(url) as engine:
+        drive_to(engine, "acme", State.StoreIntegration)
+        key_file.chmod(0o644)
+        before = key_file.read_bytes()
+        with pytest.raises(SecretKeyError, match="chmod 600"):
+            engine.admin.rotate_secret_key(generate_secret_key())
+        assert key_file.read_bytes() == before
+    key_file.chmod(0o600)
+    with Engine.open(url) as engine:  # the old key still opens every secret
+        assert engine.access("acme").state is State.StoreIntegration

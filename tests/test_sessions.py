@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from keytrail import Engine, State
 from keytrail.cli import app
-from keytrail.errors import AccountLocked, AuthenticationFailed, KeyUnusable, StorageError
+from keytrail.errors import AccountLocked, AuthenticationFailed, ConcurrencyConflict, KeyUnusable, StorageError
 from keytrail.events import iso_utc
 from keytrail.persistence import EventStore, PendingEvent
 from keytrail.pgcluster import scratch_database
@@ -331,3 +331,12 @@ def test_an_older_database_that_is_read_only_still_reads(postgres_server: str, c
             raw.dispose()
         with Engine.open(url, clock=clock, create=False) as engine:  # writable again: upgraded on open
             assert engine.access("acme", idempotency_key="req-1").state is State.Prompted
+
+
+def test_a_stale_expected_version_is_refused_before_the_password_is_checked(engine: Engine) -> None:
+    """A sign-in bound to a version the onboarding has left records no failed attempt and counts towards no lockout."""
+    drive_to(engine, "acme", State.Prompted)
+    attempts = len(engine.portal.sign_in_attempts(EMAIL))
+    with pytest.raises(ConcurrencyConflict):
+        engine.sign_in("acme", email=EMAIL, password="a wrong password", expected_version=7)
+    assert len(engine.portal.sign_in_attempts(EMAIL)) == attempts

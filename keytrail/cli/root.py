@@ -20,7 +20,7 @@ import typer
 from keytrail import inputs
 from keytrail.cli import rendering
 from keytrail.engine import Engine
-from keytrail.engine.core import database_files
+from keytrail.engine.lifecycle import database_files
 from keytrail.errors import KeytrailError
 from keytrail.logs import configure_logging
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from keytrail import inputs
-from keytrail.crypto import SecretBox, fingerprint, hint, key_file_of, parse_secret_key, write_key_file
+from keytrail.crypto import SecretBox, fingerprint, hint, key_file_keys, key_file_of, parse_secret_key, write_key_file
 from keytrail.errors import InvalidInput, SecretKeyError
 from keytrail.events import iso_utc
 from keytrail.persistence import SavedConfig
@@ -99,10 +99,10 @@ class Admin:
         retiring = self._box()
         key_file = key_file_of(retiring.source)
         if key_file is not None:
+            old_keys = key_file_keys(key_file)  # refuses a key file others may read, as opening does
             try:
-                old_keys = key_file.read_text(encoding="ascii").replace(",", " ").split()
                 write_key_file(key_file, [new_key, *old_keys])
-            except (OSError, UnicodeDecodeError) as exc:
+            except OSError as exc:
                 raise SecretKeyError(
                     f"The key file {key_file} cannot be rewritten ({exc.__class__.__name__}); nothing was changed."
                 ) from None
@@ -164,8 +164,8 @@ class Admin:
 
     def saved_keys(self) -> Generator[SavedKeyRecord, None, None]:
         """Every saved configuration, ordered by onboarding id, streamed."""
-        with self._storage.read() as unit:
-            for config in unit.configs():
+        with self._storage.read() as unit, closing(unit.configs()) as configs:
+            for config in configs:
                 yield SavedKeyRecord.of(config)
 
     def saved_key_verdict(self, stream: str, at: datetime | None = None) -> tuple[SavedKeyRecord | None, Verdict]:

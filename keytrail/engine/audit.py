@@ -13,7 +13,7 @@ from typing import Any
 
 from keytrail.engine.results import Problem, Replay, VerifyReport
 from keytrail.errors import CorruptEvent
-from keytrail.events import GENESIS_HASH, RecordedEvent, event_hash, hashed_fields, iso_utc
+from keytrail.events import GENESIS_HASH, event_hash, hashed_fields, iso_utc
 from keytrail.persistence import StreamHead
 from keytrail.persistence.store import AuditRow
 from keytrail.persistence.stored import Flaw, data_flaw, read_sqlite_json, shown, time_flaw
@@ -86,9 +86,6 @@ class StreamFold:
 
     def _problem(self, version: int, kind: str, message: str) -> None:
         self.problems.append(Problem(self.stream_id, version, kind, message))
-
-    def feed(self, event: RecordedEvent) -> None:
-        self.feed_row(event.audit_row())
 
     def feed_row(self, row: AuditRow) -> None:
         """Fold the next event of the stream (an :data:`AuditRow`), recording what is wrong with it."""

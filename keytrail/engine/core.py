@@ -104,6 +104,14 @@ class _Step:
     issued: IssuedKey | None = None
 
 
+def _check_expected_version(expected_version: int | None) -> None:
+    """``expected_version`` is a whole number of at least 0 (0: not started), or None."""
+    if expected_version is not None and (
+        type(expected_version) is not int or expected_version < 0  # bool is an int, not a version
+    ):
+        raise InvalidInput(f"expected_version must be a whole number of at least 0, not {expected_version!r}.")
+
+
 class Engine(Reads):
     """Drives onboardings through the machine and keeps their event log. Open with :meth:`Engine.open`."""
 
@@ -299,7 +307,7 @@ class Engine(Reads):
         prior = self._prior_outcome(Trigger.sign_in, stream, idempotency_key)
         if prior is not None:
             return prior
-        self._check_allowed_now(stream, Trigger.sign_in)
+        self._check_allowed_now(stream, Trigger.sign_in, expected_version)
         account = self.portal.authenticate(email, password, stream_id=stream, actor=inputs.check_actor(actor))
         via = "session" if password is None else "password"
 
@@ -327,7 +335,7 @@ class Engine(Reads):
         prior = self._prior_outcome(Trigger.register, stream, idempotency_key)
         if prior is not None:
             return prior
-        self._check_allowed_now(stream, Trigger.register)
+        self._check_allowed_now(stream, Trigger.register, expected_version)
         password_hash = hash_password(password)
 
         def step(unit: CommandUnit, head: StreamHead | None, config: SavedConfig | None, now: datetime) -> _Step:
@@ -469,8 +477,7 @@ class Engine(Reads):
         stream = inputs.check_stream_id(stream)
         actor = inputs.check_actor(actor)
         idempotency_key = inputs.check_idempotency_key(idempotency_key)
-        if expected_version is not None and (not isinstance(expected_version, int) or expected_version < 0):
-            raise InvalidInput(f"expected_version must be a whole number of at least 0, not {expected_version!r}.")
+        _check_expected_version(expected_version)
         if (
             idempotency_key is None
             and trigger in _VERIFYING
@@ -692,11 +699,13 @@ class Engine(Reads):
                 [t.value for t in allowed],
             )
 
-    def _check_allowed_now(self, stream: str, trigger: Trigger) -> None:
-        """Refuse an illegal trigger before slow work (password hashing) or a recorded sign-in attempt."""
+    def _check_allowed_now(self, stream: str, trigger: Trigger, expected_version: int | None) -> None:
+        """Refuse an illegal trigger or a stale expected version before slow work (password hashing)
+        or a recorded sign-in attempt."""
+        _check_expected_version(expected_version)
         with self._storage.read() as unit:
             head, _ = unit.read_head(stream)
-        self._check_allowed(stream, head, trigger, None)
+        self._check_allowed(stream, head, trigger, expected_version)
 
     def _prior_outcome(self, trigger: Trigger, stream: str, idempotency_key: str | None) -> Outcome | None:
         idempotency_key = inputs.check_idempotency_key(idempotency_key)

@@ -33,6 +33,14 @@ def _default_key_file(db: Database) -> Path | None:
     return data_home / "keytrail" / f"{name}.key"
 
 
+def _sqlite_files(path: Path) -> dict[Path, str]:
+    """A SQLite database file and the files SQLite keeps beside it, each with what it is."""
+    files = {path: "the database"}
+    for suffix in ("-wal", "-shm", "-journal"):
+        files[path.with_name(path.name + suffix)] = f"the database's {suffix} file"
+    return files
+
+
 def database_files(url: str) -> dict[Path, str]:
     """The files that hold ``url``'s data and its encryption key, each with what it is, for a writer to avoid.
 
@@ -48,15 +56,11 @@ def database_files(url: str) -> dict[Path, str]:
         with suppress(Exception):
             path = sqlite_file_of(url)
             if path is not None:
-                files[path] = "the database"
-                for suffix in ("-wal", "-shm", "-journal"):
-                    files[path.with_name(path.name + suffix)] = f"the database's {suffix} file"
+                files.update(_sqlite_files(path))
         return files
     try:
         if db.sqlite_path is not None:
-            files[db.sqlite_path] = "the database"
-            for suffix in ("-wal", "-shm", "-journal"):
-                files[db.sqlite_path.with_name(db.sqlite_path.name + suffix)] = f"the database's {suffix} file"
+            files.update(_sqlite_files(db.sqlite_path))
         key_file = None if named else _default_key_file(db)
         if key_file is not None:
             files[key_file] = "the database's encryption key file"

@@ -140,12 +140,8 @@ class Reads:
         if stream is not None:
             stream = inputs.check_stream_id(stream)
         with self._storage.read() as unit:
-            heads: Iterable[StreamHead]
-            if stream is None:
-                heads = unit.heads()
-            else:
-                if not unit.stream_exists(stream):
-                    raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
-                heads = list(unit.heads(stream))
-            with closing(unit.audit_rows(stream)) as rows:
+            if stream is not None and not unit.stream_exists(stream):
+                raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+            # Both scans are closed while the connection is still ours, whatever verify_streams raises.
+            with closing(unit.heads(stream)) as heads, closing(unit.audit_rows(stream)) as rows:
                 return verify_streams(rows, heads, progress)

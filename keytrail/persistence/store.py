@@ -318,9 +318,6 @@ class EventStore:
             raise CorruptProjection(stream_id, head.flaw)
         return head
 
-    def sqlite_stream_exists(self, dbapi: Any, stream_id: str) -> bool:
-        return dbapi.execute("SELECT 1 FROM events WHERE stream_id = ? LIMIT 1", (stream_id,)).fetchone() is not None
-
     def heads(self, conn: Connection, stream_id: str | None = None) -> Generator[StreamHead, None, None]:
         """Projection rows by stream id (or the one of ``stream_id``), streamed; on SQLite a damaged
         row comes with its ``flaw`` instead of failing the scan."""
@@ -409,7 +406,7 @@ class EventStore:
         if updated == 0:
             conn.execute(sa.insert(config_table), {"stream_id": stream_id, **values})
 
-    def configs(self, conn: Connection) -> Iterator[SavedConfig]:
+    def configs(self, conn: Connection) -> Generator[SavedConfig, None, None]:
         query = sa.select(
             config_table.c.stream_id,
             config_table.c.ciphertext,
@@ -508,11 +505,6 @@ class EventStore:
                 yield _strict_sqlite_event(row)
         finally:
             _close(cursor)
-
-    def events_by_position(self, conn: Connection) -> Iterator[RecordedEvent]:
-        query = sa.select(*_EVENT_COLUMNS).order_by(events_table.c.position)
-        for row in conn.execute(query, execution_options={"yield_per": 2000}):
-            yield _event(row)
 
     def stream_exists(self, conn: Connection, stream_id: str) -> bool:
         query = sa.select(sa.literal(1)).where(events_table.c.stream_id == stream_id).limit(1)

@@ -88,7 +88,7 @@ class Unit:
     def save_config(self, stream: str, ciphertext: str, fingerprint: str, hint: str, at: datetime) -> None:
         self._store.save_config(self._conn, stream, ciphertext, fingerprint, hint, at)
 
-    def configs(self) -> Iterator[SavedConfig]:
+    def configs(self) -> Generator[SavedConfig, None, None]:
         return self._store.configs(self._conn)
 
     def heads(self, stream: str | None = None) -> Generator[StreamHead, None, None]:
