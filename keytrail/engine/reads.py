@@ -31,12 +31,9 @@ class Reads:
     _db: Database
     _storage: Storage
     verifier: KeyVerifier
-
-    def _now(self) -> datetime:
-        raise NotImplementedError  # pragma: no cover (the engine's)
-
-    def _saved_key(self, config: SavedConfig | None) -> SavedKey | None:
-        raise NotImplementedError  # pragma: no cover (the engine's)
+    # The engine's own: its clock read as commands read it, and a saved configuration unsealed.
+    _now: Callable[[], datetime]
+    _saved_key: Callable[[SavedConfig | None], SavedKey | None]
 
     # -- reading and auditing ---------------------------------------------------------------------
 
