@@ -17,7 +17,7 @@ import typer
 
 from keytrail import diagrams, inputs
 from keytrail.cli import rendering
-from keytrail.cli.rendering import emit_json, progress, say, short_time, table
+from keytrail.cli.rendering import emit_json, history_rows, progress, say, table
 from keytrail.cli.root import JsonOpt, StreamArg, app, destination, errors_to_exit, open_engine
 from keytrail.engine import reports
 from keytrail.errors import InvalidInput
@@ -100,19 +100,7 @@ def history(stream: StreamArg, as_json: JsonOpt = False) -> None:
         emit_json({"stream": stream, "events": [e.as_dict() for e in events]})
         return
     columns = ("version", "time (UTC)", "trigger", "from", "to", "reason", "actor")
-    rows = (
-        (
-            str(e.version),
-            short_time(e.occurred_at),
-            e.trigger.value,
-            e.source.value,
-            e.dest.value,
-            e.reason.value if e.reason else "",
-            e.actor or "",
-        )
-        for e in events
-    )
-    table(f"History of {stream}", columns, rows)
+    table(f"History of {stream}", columns, history_rows(events))
 
 
 @app.command()

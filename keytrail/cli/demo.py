@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import typer
 
 from keytrail import diagrams
-from keytrail.cli.rendering import console, highlight, short_time, table
+from keytrail.cli.rendering import console, highlight, history_rows, table
 from keytrail.cli.root import app, errors_to_exit, settings
 from keytrail.engine import Engine, reports
 from keytrail.errors import InvalidInput
@@ -84,17 +84,7 @@ def demo() -> None:
         table(
             None,
             ("v", "time (UTC)", "trigger", "from", "to", "reason"),
-            (
-                (
-                    str(e.version),
-                    short_time(e.occurred_at),
-                    e.trigger.value,
-                    e.source.value,
-                    e.dest.value,
-                    e.reason.value if e.reason else "",
-                )
-                for e in engine.history(stream)
-            ),
+            history_rows(engine.history(stream), with_actor=False),
         )
         report = engine.verify()
         out.print(

@@ -26,9 +26,20 @@ from keytrail.errors import InvalidInput
 from keytrail.events import iso_utc
 
 if TYPE_CHECKING:
-    from keytrail.engine import Engine
+    from keytrail.engine import Engine, Event
 
-__all__ = ["console", "emit_json", "highlight", "output", "progress", "say", "short_time", "table", "when"]
+__all__ = [
+    "console",
+    "emit_json",
+    "highlight",
+    "history_rows",
+    "output",
+    "progress",
+    "say",
+    "short_time",
+    "table",
+    "when",
+]
 
 
 def _stdout_is_terminal() -> bool:
@@ -92,6 +103,20 @@ def when(value: datetime | None) -> str:
 
 def short_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def history_rows(events: Iterable[Event], *, with_actor: bool = True) -> Iterator[tuple[str, ...]]:
+    """The timeline's rows: version, time, trigger, from, to, reason (and actor), as the history table shows them."""
+    for e in events:
+        row = (
+            str(e.version),
+            short_time(e.occurred_at),
+            e.trigger.value,
+            e.source.value,
+            e.dest.value,
+            e.reason.value if e.reason else "",
+        )
+        yield (*row, e.actor or "") if with_actor else row
 
 
 def highlight(engine: Engine, stream: str) -> diagrams.Highlight:
