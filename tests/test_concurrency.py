@@ -21,6 +21,7 @@ from keytrail import Engine, Reason, State
 from keytrail.cli import app
 from keytrail.crypto import SECRET_KEY_ENV, fingerprint, generate_secret_key
 from keytrail.errors import ConcurrencyConflict
+from keytrail.persistence.commands import CommandSql
 from keytrail.persistence.store import events_table
 from tests.conftest import MovableClock
 from tests.helpers import drive_to, snapshot
@@ -140,17 +141,22 @@ def test_the_cli_exits_4_on_a_stale_expected_version(tmp_path: Path, clock: Mova
 
 
 class _Paused:
-    """Holds one engine's write transaction open right after a chosen statement, until released."""
+    """Holds the first command's write transaction open right after its event and projection were
+    written (the append), until released: every later command appends unhindered."""
 
-    def __init__(self, engine: Engine, statement_start: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.reached = threading.Event()
         self.release = threading.Event()
+        original = CommandSql.append
 
-        @sa.event.listens_for(engine.database.engine, "after_cursor_execute")
-        def pause(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-            if statement.startswith(statement_start) and not self.reached.is_set():
+        def append(sql: CommandSql, *args: Any) -> Any:
+            recorded = original(sql, *args)
+            if not self.reached.is_set():
                 self.reached.set()
                 self.release.wait(30)
+            return recorded
+
+        monkeypatch.setattr(CommandSql, "append", append)
 
 
 def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -189,7 +195,9 @@ def _wait_for_a_lock_wait(url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_a_queued_page_view_sees_the_key_saved_before_it(postgres_server: str, clock: MovableClock) -> None:
+def test_a_queued_page_view_sees_the_key_saved_before_it(
+    postgres_server: str, clock: MovableClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """access waits while save_config holds the stream, then verifies the key just saved, not the one before."""
     from keytrail.pgcluster import scratch_database
 
@@ -197,7 +205,7 @@ def test_a_queued_page_view_sees_the_key_saved_before_it(postgres_server: str, c
     with scratch_database(postgres_server) as url, Engine.open(url, clock=clock) as viewer:
         drive_to(viewer, "acme", State.Validated)
         with Engine.open(url, clock=clock) as saver:
-            paused = _Paused(saver, "UPDATE streams")
+            paused = _Paused(monkeypatch)
             saving, saved = _in_thread(lambda: saver.save_config("acme", key=new_key))
             assert paused.reached.wait(30)
             viewing, viewed = _in_thread(lambda: viewer.access("acme"))
@@ -218,13 +226,15 @@ def test_a_queued_page_view_sees_the_key_saved_before_it(postgres_server: str, c
 
 
 @pytest.mark.postgres
-def test_two_first_commands_of_a_new_store_both_end_well(postgres_server: str, clock: MovableClock) -> None:
+def test_two_first_commands_of_a_new_store_both_end_well(
+    postgres_server: str, clock: MovableClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Nothing to lock yet: the loser of the race for version 1 retries, then queues, and writes version 2."""
     from keytrail.pgcluster import scratch_database
 
     with scratch_database(postgres_server) as url, Engine.open(url, clock=clock) as second:
         with Engine.open(url, clock=clock) as first, capture_logs() as logs:
-            paused = _Paused(first, "INSERT INTO streams")
+            paused = _Paused(monkeypatch)
             winning, won = _in_thread(lambda: first.access("fresh"))
             assert paused.reached.wait(30)
             losing, lost = _in_thread(lambda: second.access("fresh"))

@@ -18,7 +18,8 @@ from keytrail import Engine, State
 from keytrail.cli import app
 from keytrail.errors import AccountLocked, AuthenticationFailed, ConcurrencyConflict, KeyUnusable, StorageError
 from keytrail.events import iso_utc
-from keytrail.persistence import EventStore, PendingEvent
+from keytrail.persistence import PendingEvent
+from keytrail.persistence.units import Storage
 from keytrail.pgcluster import scratch_database
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account, snapshot
@@ -245,11 +246,10 @@ def test_a_printed_digest_replays_nothing(engine: Engine) -> None:
 def test_raw_idempotency_keys_of_older_versions_still_replay(engine: Engine) -> None:
     """An event written before digests holds the raw key: a retry with that key still gets its outcome."""
     engine.access("acme")
-    with engine.database.write() as conn:
-        store = EventStore()
-        head, _ = store.read_head(conn, "acme")
+    with Storage(engine.database).write() as unit:
+        head = unit.load("acme").head
         pending = PendingEvent("access", "Prompted", "Prompted", "missing", {}, None, engine.now(), "legacy-1")
-        store.append(conn, "acme", head, pending)
+        unit.append("acme", head, pending)
     before = snapshot(engine)
     again = engine.access("acme", idempotency_key="legacy-1")
     assert again.replayed and again.version == 2
@@ -321,9 +321,12 @@ def test_an_older_database_that_is_read_only_still_reads(postgres_server: str, c
         try:
             with Engine.open(url, clock=clock, create=False) as engine:
                 assert engine.state("acme") is State.SignedIn and engine.verify().ok
+                # Without the salt an idempotency key cannot be stored: refused before any transaction.
+                with pytest.raises(StorageError, match="idempotency keys cannot be used on it"):
+                    engine.access("acme", idempotency_key="req-1")
                 # The stream lock is the command's first statement, so the read-only database refuses it there.
                 with pytest.raises(StorageError, match="read-only; nothing was written"):
-                    engine.access("acme", idempotency_key="req-1")
+                    engine.access("acme")
                 assert engine.history("acme")[-1].version == 2
         finally:
             with raw.connect() as conn:

@@ -159,7 +159,7 @@ class Admin:
         """What the store configuration of ``stream`` holds, tracked by keytrail or not; None when nothing is saved."""
         stream = inputs.check_stream_id(stream)
         with self._storage.read() as unit:
-            _, config = unit.read_head(stream)
+            config = unit.load(stream).config
         return None if config is None else SavedKeyRecord.of(config)
 
     def saved_keys(self) -> Generator[SavedKeyRecord, None, None]:
@@ -175,7 +175,7 @@ class Admin:
         """
         stream = inputs.check_stream_id(stream)
         with self._storage.read() as unit:
-            _, config = unit.read_head(stream)
+            config = unit.load(stream).config
         when = self._engine.now() if at is None else inputs.check_instant("at", at)
         record = None if config is None else SavedKeyRecord.of(config)
         return record, self._engine.verifier.verify(self._saved_key(config), when)

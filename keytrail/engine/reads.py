@@ -38,13 +38,7 @@ class Reads:
     # -- reading and auditing ---------------------------------------------------------------------
 
     def _head(self, stream: str) -> StreamHead:
-        stream = inputs.check_stream_id(stream)
-        if self._db.dialect == "sqlite":
-            with self._storage.sqlite_read() as reads:
-                head = reads.head(stream)
-        else:
-            with self._storage.read() as unit:
-                head, _ = unit.read_head(stream)
+        head = self._storage.head(inputs.check_stream_id(stream))
         if head is None:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}; its first command is usually access.")
         return head
@@ -67,7 +61,8 @@ class Reads:
         """The saved key's record (never its ciphertext) and what the verifier says of it now; nothing is written."""
         stream = inputs.check_stream_id(stream)
         with self._storage.read() as unit:
-            head, config = unit.read_head(stream)
+            loaded = unit.load(stream)
+            head, config = loaded.head, loaded.config
         if head is None:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
         record = None if config is None else SavedKeyRecord.of(config)

@@ -108,7 +108,7 @@ def translate_error(exc: BaseException, where: str) -> KeytrailError:
 
 
 class _Pin:
-    """A driver connection kept checked out for one hot path, and the lock of whoever uses it."""
+    """A connection kept checked out across transactions, and the lock of whoever uses it."""
 
     __slots__ = ("lock", "pooled")
 
@@ -181,7 +181,7 @@ class Database:
                 f"{self.shown} names a database driver that is not installed ({exc.name or exc}); "
                 "use sqlite:///path/to/keytrail.db or postgresql+psycopg://..."
             ) from None
-        # The hot paths' connections, each checked out of the pool once (see _borrow).
+        # Connections checked out of the pool once: the writers' and SQLite's autocommit reads' (see _connected).
         self._write_pin, self._read_pin = _Pin(), _Pin()
         # An in-memory database is one shared connection (StaticPool): its users take turns.
         self._serial: threading.RLock | None = threading.RLock() if self.in_memory else None
@@ -230,23 +230,53 @@ class Database:
 
         On PostgreSQL a reading transaction is REPEATABLE READ, so that a read of several
         statements (verify's projection and events) sees one snapshot, as SQLite's BEGIN does.
+        Statements run on the driver connection under it (the command path's) are inside it too.
         """
         try:
-            with self._turn(), self.engine.connect() as plain:
-                if write:
-                    conn = plain.execution_options(keytrail_write=True)
-                elif self.dialect == "postgresql":
-                    conn = plain.execution_options(isolation_level="REPEATABLE READ")
-                else:
-                    conn = plain
-                with conn.begin():
-                    yield conn
+            with self._turn(), self._connected(write) as conn, conn.begin():
+                yield conn
         except KeytrailError:
             raise
         except SQLAlchemyError as exc:
             raise translate_error(exc, self.shown) from exc
-        except sqlite3.Error as exc:
+        except self._driver_errors() as exc:
             raise translate_error(exc, self.shown) from exc
+
+    @contextmanager
+    def _connected(self, write: bool) -> Iterator[Connection]:
+        """A connection for one transaction; a writer's is the pinned one when it is free.
+
+        The pinned connection stays checked out across commands, saving a pool checkout and
+        check-in and a reset each (a third of a fast command's cost). An error other than
+        keytrail's own (which leave the transaction cleanly rolled back) sends it back to the
+        pool, so a broken connection is never reused.
+        """
+        pin = self._write_pin
+        if not write or not pin.lock.acquire(blocking=False):
+            with self.engine.connect() as plain:
+                yield self._prepared(plain, write)
+            return
+        try:
+            if pin.pooled is None:
+                pin.pooled = self._prepared(self.engine.connect(), write=True)
+            conn: Connection = pin.pooled
+            try:
+                yield conn
+            except KeytrailError:
+                raise
+            except BaseException:
+                pin.pooled = None
+                conn.close()
+                raise
+        finally:
+            pin.lock.release()
+
+    def _prepared(self, conn: Connection, write: bool) -> Connection:
+        if write:
+            return conn.execution_options(keytrail_write=True)
+        if self.dialect == "postgresql":
+            return conn.execution_options(isolation_level="REPEATABLE READ")
+        return conn
 
     def _pooled(self) -> Any:
         try:
@@ -262,73 +292,42 @@ class Database:
         return (psycopg.Error,)
 
     @contextmanager
-    def _borrow(self, pin: _Pin) -> Iterator[Any]:
-        """A pooled driver connection: the pinned one when free, else one from the pool as usual.
-
-        A pinned connection stays checked out across commands, saving a pool checkout and
-        check-in each; any error other than keytrail's own sends it back to the pool, to be
-        replaced, so a broken connection is never reused. Errors come out as keytrail errors.
-        """
-        with self._turn():
-            yield from self._borrow_pinned(pin)
-
-    def _borrow_pinned(self, pin: _Pin) -> Iterator[Any]:
-        pinned = pin.lock.acquire(blocking=False)
-        try:
-            if pinned:
-                if pin.pooled is None:
-                    pin.pooled = self._pooled()
-                pooled = pin.pooled
-            else:
-                pooled = self._pooled()
-            release = not pinned
-            try:
-                yield pooled.driver_connection
-            except KeytrailError:
-                raise
-            except self._driver_errors() as exc:
-                release = True
-                raise translate_error(exc, self.shown) from exc
-            except BaseException:
-                release = True
-                raise
-            finally:
-                if release:
-                    if pinned:
-                        pin.pooled = None
-                    pooled.close()  # back to the pool, which rolls back anything left open
-        finally:
-            if pinned:
-                pin.lock.release()
-
-    @contextmanager
-    def driver_write(self) -> Iterator[Any]:
-        """A write transaction on a driver connection itself (the hot path): commits, or rolls back on any error.
-
-        SQLite takes the write lock up front (``BEGIN IMMEDIATE``); psycopg opens its transaction
-        with the first statement.
-        """
-        with self._borrow(self._write_pin) as dbapi:
-            if self.dialect == "sqlite":
-                dbapi.execute("BEGIN IMMEDIATE")
-            try:
-                yield dbapi
-            except self._driver_errors() as exc:
-                # Rolled back cleanly (a lost race, say): the connection is fine and stays pinned.
-                # Should the rollback itself fail, that error reaches _borrow, which drops the pin.
-                dbapi.rollback()
-                raise translate_error(exc, self.shown) from exc
-            except BaseException:
-                dbapi.rollback()
-                raise
-            dbapi.commit()
-
-    @contextmanager
     def sqlite_read(self) -> Iterator[sqlite3.Connection]:
-        """An SQLite driver connection in autocommit: each statement reads one consistent snapshot."""
+        """An SQLite driver connection in autocommit: each statement reads one consistent snapshot.
+
+        A pinned connection when free (see :meth:`_connected`), else one from the pool; errors
+        come out as keytrail errors.
+        """
         assert self.dialect == "sqlite"
-        with self._borrow(self._read_pin) as dbapi:
-            yield dbapi
+        pin = self._read_pin
+        with self._turn():
+            pinned = pin.lock.acquire(blocking=False)
+            try:
+                if pinned:
+                    if pin.pooled is None:
+                        pin.pooled = self._pooled()
+                    pooled = pin.pooled
+                else:
+                    pooled = self._pooled()
+                release = not pinned
+                try:
+                    yield pooled.driver_connection
+                except KeytrailError:
+                    raise
+                except sqlite3.Error as exc:
+                    release = True
+                    raise translate_error(exc, self.shown) from exc
+                except BaseException:
+                    release = True
+                    raise
+                finally:
+                    if release:
+                        if pinned:
+                            pin.pooled = None
+                        pooled.close()  # back to the pool, which rolls back anything left open
+            finally:
+                if pinned:
+                    pin.lock.release()
 
     def write(self) -> Any:
         return self.transaction(write=True)

@@ -1,28 +1,26 @@
-"""The event store: append with optimistic concurrency, the projection, and ordered reads.
+"""The event log's reads: projections, events and audit rows, streamed in order.
 
 It speaks strings and dicts, never the machine: what a trigger means is the engine's
-business. Statements are SQLAlchemy Core on the SQLModel tables: the hot path builds no ORM
-objects.
+business. Statements are SQLAlchemy Core on the SQLModel tables, or on SQLite the driver's
+cursor where SQLAlchemy's result processing would cost more than the read; writes are the
+command path's (see :mod:`keytrail.persistence.commands`).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Generator, Iterator
 from contextlib import suppress
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
-from keytrail.errors import ConcurrencyConflict, CorruptEvent, CorruptProjection, IntegrityViolation
-from keytrail.events import EVENT_COLUMNS, GENESIS_HASH, PendingEvent, RecordedEvent, event_hash, iso_utc
+from keytrail.errors import CorruptEvent, CorruptProjection
+from keytrail.events import EVENT_COLUMNS, RecordedEvent, iso_utc
+from keytrail.persistence.commands import SavedConfig, StreamHead
 from keytrail.persistence.stored import (
-    SQLITE_TIME_FORMAT,
     SQLITE_TIME_SHAPE,
     WELL_TYPED_ROWS,
     Flaw,
@@ -36,15 +34,13 @@ from keytrail.persistence.stored import (
     time_flaw,
     well_typed,
 )
-from keytrail.persistence.tables import SCHEMA_VERSION, ConfigRow, EventRow, StreamRow
+from keytrail.persistence.tables import ConfigRow, EventRow, StreamRow
 
 __all__ = [
     "AuditRow",
     "EventStore",
-    "HotPath",
     "SavedConfig",
     "StreamHead",
-    "hot_path_for",
     "parse_sqlite_time",
     "sqlite_time",
 ]
@@ -61,48 +57,12 @@ config_table: sa.Table = ConfigRow.__table__  # type: ignore[attr-defined]
 AuditRow = tuple[Any, ...]
 
 
-@dataclass(frozen=True)
-class StreamHead:
-    """The projection row of one stream."""
-
-    stream_id: str
-    state: str
-    reason: str | None
-    version: int
-    head_hash: str
-    account_id: str | None = None
-    key_id: str | None = None
-    updated_at: datetime | None = None
-    # What is wrong with the stored row, when it is not as keytrail writes it (verify reports it,
-    # other readers refuse it); None for every row keytrail wrote.
-    flaw: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class SavedConfig:
-    """The saved "Production Api key" of one stream, still sealed."""
-
-    stream_id: str
-    ciphertext: str
-    fingerprint: str
-    hint: str
-    saved_at: datetime
-
-
 _EVENT_COLUMNS = [events_table.c[name] for name in EVENT_COLUMNS]
 # The projection's columns, in StreamHead's order.
 _HEAD_COLUMNS = [
     streams_table.c[name]
     for name in ("stream_id", "state", "reason", "version", "head_hash", "account_id", "key_id", "updated_at")
 ]
-
-
-_LOCK_STREAM = (
-    sa.select(sa.literal(1))
-    .select_from(streams_table)
-    .where(streams_table.c.stream_id == sa.bindparam("stream_id", type_=sa.String()))
-    .with_for_update()
-)
 
 
 def _event(row: Any) -> RecordedEvent:
@@ -251,63 +211,6 @@ def _sqlite_scan(dbapi: Any, stream_id: str | None, as_of: datetime | None, afte
 class EventStore:
     """Reads and appends events and their projection on a connection the caller holds."""
 
-    def __init__(self) -> None:
-        self._query = self._head_and_config_query()
-        # SQLite: the times as stored, checked here (SQLAlchemy's parser fails on a damaged one).
-        self._sqlite_query = self._head_and_config_query(raw_times=True)
-
-    def _head_and_config_query(self, *, raw_times: bool = False) -> sa.Select[Any]:
-        # One row even when the stream has no projection yet: its config may exist already
-        # (a store whose key was saved before keytrail tracked it).
-        wanted = sa.select(sa.bindparam("stream_id", type_=sa.String()).label("sid")).subquery("wanted")
-        head_columns: list[Any] = list(_HEAD_COLUMNS)
-        saved_at: Any = config_table.c.saved_at
-        if raw_times:
-            head_columns[-1] = sa.type_coerce(streams_table.c.updated_at, sa.String()).label("updated_at")
-            saved_at = sa.type_coerce(saved_at, sa.String()).label("saved_at")
-        return sa.select(
-            *head_columns,
-            config_table.c.ciphertext,
-            config_table.c.fingerprint,
-            config_table.c.hint,
-            saved_at,
-        ).select_from(
-            wanted.outerjoin(streams_table, streams_table.c.stream_id == wanted.c.sid).outerjoin(
-                config_table, config_table.c.stream_id == wanted.c.sid
-            )
-        )
-
-    def lock_stream(self, conn: Connection, stream_id: str) -> None:
-        """Make a write transaction the stream's only writer until it ends: the first statement of a command.
-
-        On PostgreSQL this locks the stream's projection row (``FOR UPDATE``), so commands on one
-        stream queue instead of failing each other at the version check; the transaction is READ
-        COMMITTED, so the statements after the lock read what the previous holder committed. A
-        stream without a row yet locks nothing: two first commands still race on version 1, and
-        the loser, retrying, finds the row and queues. SQLite needs nothing here: a writer's
-        ``BEGIN IMMEDIATE`` already holds the database's one write lock.
-        """
-        if conn.dialect.name == "postgresql":
-            conn.execute(_LOCK_STREAM, {"stream_id": stream_id})
-
-    def read_head(self, conn: Connection, stream_id: str) -> tuple[StreamHead | None, SavedConfig | None]:
-        """The stream's projection and its saved key, in one statement; CorruptProjection if damaged."""
-        if conn.dialect.name != "sqlite":
-            row = conn.execute(self._query, {"stream_id": stream_id}).one()
-            head = None if row[0] is None else StreamHead(*row[:8])
-            config = None if row[8] is None else SavedConfig(stream_id, row[8], row[9], row[10], row[11])
-            return head, config
-        row = conn.execute(self._sqlite_query, {"stream_id": stream_id}).one()
-        head = None if row[0] is None else _sqlite_head(tuple(row[:8]))
-        if head is not None and head.flaw is not None:
-            raise CorruptProjection(stream_id, head.flaw)
-        config = None
-        if row[8] is not None:
-            if not is_sqlite_time(row[11]):
-                raise CorruptProjection(stream_id, "its saved key's " + time_flaw(row[11], "saved_at").message)
-            config = SavedConfig(stream_id, row[8], row[9], row[10], parse_sqlite_time(row[11]))
-        return head, config
-
     def sqlite_head(self, dbapi: Any, stream_id: str) -> StreamHead | None:
         """The projection row alone, on an SQLite driver connection (status reads); CorruptProjection if damaged."""
         row = dbapi.execute(_HEAD_SQL, (stream_id,)).fetchone()
@@ -336,75 +239,6 @@ class EventStore:
             query = query.where(streams_table.c.stream_id == stream_id)
         for row in _streamed(conn, query, 1000):
             yield StreamHead(*row)
-
-    def find_idempotent(
-        self, conn: Connection, stream_id: str, idempotency_key: str, *, legacy: str | None = None
-    ) -> RecordedEvent | None:
-        """The event stored under ``idempotency_key`` (a digest), or under ``legacy``: the raw key as
-        versions before digests stored it (the caller never passes one shaped like a digest)."""
-        stored = [idempotency_key] if legacy is None else [idempotency_key, legacy]
-        if conn.dialect.name == "sqlite":  # read as the readers do: a damaged row is a CorruptEvent
-            dbapi: Any = conn.connection.driver_connection
-            marks = ", ".join("?" for _ in stored)
-            cursor = dbapi.execute(
-                _AUDIT_SCAN + f" WHERE stream_id = ? AND idempotency_key IN ({marks})", (stream_id, *stored)
-            )
-            try:
-                found = cursor.fetchone()
-            finally:
-                _close(cursor)
-            return None if found is None else _strict_sqlite_event(found)
-        query = sa.select(*_EVENT_COLUMNS).where(
-            events_table.c.stream_id == stream_id, events_table.c.idempotency_key.in_(stored)
-        )
-        row = conn.execute(query).first()
-        return None if row is None else _checked_event(row)
-
-    def append(self, conn: Connection, stream_id: str, head: StreamHead | None, event: PendingEvent) -> RecordedEvent:
-        """Append the next event of the stream and move its projection, or raise ConcurrencyConflict."""
-        version = 1 if head is None else head.version + 1
-        prev_hash = GENESIS_HASH if head is None else head.head_hash
-        body = event.hashed_fields(stream_id, version, SCHEMA_VERSION)
-        digest = event_hash(prev_hash, body)
-        # The row as stored: the same values, occurred_at as the datetime the column takes.
-        row = {**body, "occurred_at": event.occurred_at, "prev_hash": prev_hash, "hash": digest}
-        projection = {
-            "state": event.dest,
-            "reason": event.reason,
-            "version": version,
-            "head_hash": digest,
-            "account_id": event.account_id if event.account_id is not None else (head.account_id if head else None),
-            "key_id": event.key_id if event.key_id is not None else (head.key_id if head else None),
-            "updated_at": event.occurred_at,
-        }
-        try:
-            position = conn.execute(sa.insert(events_table).returning(events_table.c.position), row).scalar_one()
-            if head is None:
-                conn.execute(sa.insert(streams_table), {"stream_id": stream_id, **projection})
-            else:
-                moved = conn.execute(
-                    sa.update(streams_table).where(
-                        streams_table.c.stream_id == stream_id, streams_table.c.version == head.version
-                    ),
-                    projection,
-                ).rowcount
-                if moved != 1:
-                    raise ConcurrencyConflict(
-                        f"{stream_id} moved past version {head.version} while this command ran; nothing was written."
-                    )
-        except IntegrityError as exc:
-            raise ConcurrencyConflict(
-                f"Another writer appended version {version} of {stream_id} first; nothing was written."
-            ) from exc
-        return RecordedEvent(position, **row)
-
-    def save_config(
-        self, conn: Connection, stream_id: str, ciphertext: str, fingerprint: str, hint: str, at: datetime
-    ) -> None:
-        values = {"ciphertext": ciphertext, "fingerprint": fingerprint, "hint": hint, "saved_at": at}
-        updated = conn.execute(sa.update(config_table).where(config_table.c.stream_id == stream_id), values).rowcount
-        if updated == 0:
-            conn.execute(sa.insert(config_table), {"stream_id": stream_id, **values})
 
     def configs(self, conn: Connection) -> Generator[SavedConfig, None, None]:
         query = sa.select(
@@ -509,111 +343,6 @@ class EventStore:
     def stream_exists(self, conn: Connection, stream_id: str) -> bool:
         query = sa.select(sa.literal(1)).where(events_table.c.stream_id == stream_id).limit(1)
         return conn.execute(query).first() is not None
-
-
-class HotPath:
-    """The verifying commands (access, proceed) of a tracked stream, on the driver's own connection.
-
-    The generic path runs four Core statements through SQLAlchemy; this one runs three plain
-    statements on the driver connection the caller holds in a write transaction (four on
-    PostgreSQL, which first locks the projection row): one read of the projection joined with
-    the saved key and the authority's key row, the event insert, and the projection update.
-    One adapter per backend says how its driver spells parameters, times and JSON, in the
-    formats SQLAlchemy itself writes, so the rows are the same whichever path wrote them.
-    """
-
-    _READ = (
-        "SELECT s.state, s.version, s.head_hash, c.fingerprint, c.hint, k.key_id, k.expires_at, k.revoked_at, "
-        "s.updated_at "
-        "FROM streams AS s LEFT JOIN store_config AS c ON c.stream_id = s.stream_id "
-        "LEFT JOIN api_keys AS k ON k.fingerprint = c.fingerprint "
-        "WHERE s.stream_id = ?"
-    )
-    _INSERT = (
-        "INSERT INTO events (stream_id, version, trigger, source, dest, reason, data, actor, occurred_at, "
-        "idempotency_key, schema_version, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
-    )
-    _UPDATE = (
-        "UPDATE streams SET state = ?, reason = ?, version = ?, head_hash = ?, updated_at = ? "
-        "WHERE stream_id = ? AND version = ?"
-    )
-    # The statement run first, before the read, to become the stream's only writer (see
-    # EventStore.lock_stream); None where the transaction's BEGIN already did.
-    _LOCK: str | None = None
-    placeholder = "?"
-
-    def __init__(self) -> None:
-        self.lock = None if self._LOCK is None else self._LOCK.replace("?", self.placeholder)
-        self.read = self._READ.replace("?", self.placeholder)
-        self.insert = self._INSERT.replace("?", self.placeholder)
-        self.update = self._UPDATE.replace("?", self.placeholder)
-
-    def time_param(self, instant: datetime) -> Any:
-        """An aware UTC datetime as the driver takes it for a time column."""
-        return instant
-
-    def time_value(self, stored: Any) -> datetime:
-        """A time column as the driver returns it, as an aware UTC datetime."""
-        value: datetime = stored.astimezone(UTC)
-        return value
-
-    def data_param(self, data: dict[str, Any]) -> Any:
-        return data
-
-    def previous_time(self, stored: Any) -> datetime:
-        """The projection's ``updated_at`` (the stream's last event time), or ValueError saying what is wrong."""
-        return self.time_value(stored)
-
-
-class SqliteHotPath(HotPath):
-    """SQLite: times stored as ``YYYY-MM-DD HH:MM:SS.ffffff`` naive UTC, ``data`` as ``json.dumps`` text."""
-
-    def time_param(self, instant: datetime) -> Any:
-        return sqlite_time(instant)
-
-    def time_value(self, stored: Any) -> datetime:
-        if not is_sqlite_time(stored):  # as UTCDateTime reads it on SQLite: a finding, not a crash
-            raise IntegrityViolation(
-                f"A stored time is {shown(stored)}, not as keytrail writes a time ({SQLITE_TIME_FORMAT}); "
-                "the database was changed outside keytrail."
-            )
-        return parse_sqlite_time(stored)
-
-    def previous_time(self, stored: Any) -> datetime:
-        return read_sqlite_time(stored, "updated_at")
-
-    data_param = staticmethod(json.dumps)  # type: ignore[assignment]
-
-
-class PostgresHotPath(HotPath):
-    """PostgreSQL through psycopg 3: ``timestamptz`` takes aware datetimes, ``data`` is ``jsonb``.
-
-    The projection row is locked by a statement of its own, not by ``FOR UPDATE OF s`` on the
-    joined read: a read that waits for the lock gets the stream's new row but, from the same
-    statement's older snapshot, the saved key as it was before the holder's ``save_config``.
-    Locking first, the read is a new statement with a new snapshot, and sees that key.
-    """
-
-    _LOCK = "SELECT 1 FROM streams WHERE stream_id = ? FOR UPDATE"
-    placeholder = "%s"
-
-    def __init__(self) -> None:
-        super().__init__()
-        from psycopg.types.json import Jsonb
-
-        self._jsonb = Jsonb
-
-    def data_param(self, data: dict[str, Any]) -> Any:
-        return self._jsonb(data)
-
-
-def hot_path_for(dialect: str) -> HotPath | None:
-    """The hot-path adapter of a backend (None: the backend has none, and the generic path runs)."""
-    if dialect == "sqlite":
-        return SqliteHotPath()
-    if dialect == "postgresql":
-        return PostgresHotPath()
-    return None
 
 
 def sqlite_time(instant: datetime) -> str:

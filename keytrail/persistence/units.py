@@ -1,8 +1,8 @@
 """What the engine holds instead of a connection: a storage facade and one transaction's unit of work.
 
 The engine decides; a :class:`Unit` reads the records a command needs and writes what the
-engine decided, each statement built (and, on the hot path, spelled per backend) here. The
-engine never sees a ``Connection``, a driver cursor or SQL text.
+engine decided, each statement built (and, on the command path, spelled per backend) here.
+The engine never sees a ``Connection``, a driver cursor or SQL text.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,19 +18,13 @@ from sqlalchemy.engine import Connection
 
 from keytrail.events import PendingEvent, RecordedEvent
 from keytrail.persistence.authority_store import AuthorityStore, StoredAuthorityRecords
+from keytrail.persistence.commands import CommandSql, Loaded, SavedConfig, StreamHead, command_sql
 from keytrail.persistence.database import Database
-from keytrail.persistence.store import (
-    AuditRow,
-    EventStore,
-    HotPath,
-    SavedConfig,
-    StreamHead,
-    config_table,
-    hot_path_for,
-)
+from keytrail.persistence.store import AuditRow, EventStore, config_table
 from keytrail.persistence.tables import MetaRow
+from keytrail.portal.records import ApiKey, KeyRecord
 
-__all__ = ["CommandUnit", "HotUnit", "SqliteReads", "Storage", "Unit", "sqlite_file_of"]
+__all__ = ["CommandUnit", "SqliteReads", "Storage", "Unit", "sqlite_file_of"]
 
 _meta: sa.Table = MetaRow.__table__  # type: ignore[attr-defined]
 
@@ -45,16 +38,16 @@ def sqlite_file_of(url: str) -> Path | None:
 
 
 class CommandUnit(Protocol):
-    """What a command needs of storage inside its write transaction: the engine's only view of it."""
+    """What a command needs of storage inside its transaction: the engine's only view of it."""
 
     @property
     def authority(self) -> StoredAuthorityRecords: ...
-    def lock_stream(self, stream: str) -> None:
-        """Become the stream's only writer until the transaction ends (commands on one stream queue here)."""
+    def load(self, stream: str, lookup: tuple[str, str] | None = None) -> Loaded:
+        """Everything the command decides over, in one read; in a write transaction the stream is
+        locked first, so that commands on one stream queue. ``lookup``: the stored spellings of
+        the idempotency key (its digest, and the raw key of older versions or the digest again)."""
         ...
 
-    def read_head(self, stream: str) -> tuple[StreamHead | None, SavedConfig | None]: ...
-    def find_idempotent(self, stream: str, digest: str, *, legacy: str | None) -> RecordedEvent | None: ...
     def append(self, stream: str, head: StreamHead | None, event: PendingEvent) -> RecordedEvent:
         """Append the event after ``head`` and move the projection; ConcurrencyConflict if another writer did first."""
         ...
@@ -62,31 +55,65 @@ class CommandUnit(Protocol):
     def save_config(self, stream: str, ciphertext: str, fingerprint: str, hint: str, at: datetime) -> None: ...
 
 
-class Unit:
-    """One transaction: the event log, the saved configs and the authority's records, on the connection it holds."""
+class _PreloadedRecords(StoredAuthorityRecords):
+    """The authority's records, answering for the saved key from the command's joined read instead of a query."""
 
-    def __init__(self, conn: Connection, store: EventStore) -> None:
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self._fingerprint: str | None = None
+        self._key: ApiKey | None = None
+
+    def preload(self, fingerprint: str | None, key: ApiKey | None) -> None:
+        self._fingerprint, self._key = fingerprint, key
+
+    def key_by_fingerprint(self, fingerprint: str) -> ApiKey | None:
+        if fingerprint == self._fingerprint:
+            return self._key
+        return super().key_by_fingerprint(fingerprint)
+
+    # Writes to keys make the preloaded record stale: forget it.
+    def add_key(self, record: KeyRecord) -> None:
+        self._fingerprint = None
+        super().add_key(record)
+
+    def revoke_key(self, key_id: str, at: datetime) -> None:
+        self._fingerprint = None
+        super().revoke_key(key_id, at)
+
+
+class Unit:
+    """One transaction: the event log, the saved configs and the authority's records, on the connection it holds.
+
+    The command path's statements run on the driver connection under the transaction, spelled
+    by the backend's :class:`~keytrail.persistence.commands.CommandSql`; the other reads go
+    through SQLAlchemy Core.
+    """
+
+    def __init__(self, conn: Connection, store: EventStore, sql: CommandSql, *, writing: bool) -> None:
         self._conn = conn
         self._store = store
+        self._sql = sql
+        self._writing = writing
+        self._dbapi: Any = conn.connection.driver_connection
+        self._records: _PreloadedRecords | None = None
 
-    @cached_property
-    def authority(self) -> StoredAuthorityRecords:
-        return StoredAuthorityRecords(self._conn)
+    @property
+    def authority(self) -> _PreloadedRecords:
+        if self._records is None:
+            self._records = _PreloadedRecords(self._conn)
+        return self._records
 
-    def lock_stream(self, stream: str) -> None:
-        self._store.lock_stream(self._conn, stream)
-
-    def read_head(self, stream: str) -> tuple[StreamHead | None, SavedConfig | None]:
-        return self._store.read_head(self._conn, stream)
-
-    def find_idempotent(self, stream: str, digest: str, *, legacy: str | None) -> RecordedEvent | None:
-        return self._store.find_idempotent(self._conn, stream, digest, legacy=legacy)
+    def load(self, stream: str, lookup: tuple[str, str] | None = None) -> Loaded:
+        loaded = self._sql.load(self._dbapi, stream, lookup, lock=self._writing)
+        if loaded.config is not None:
+            self.authority.preload(loaded.config.fingerprint, loaded.saved_key)
+        return loaded
 
     def append(self, stream: str, head: StreamHead | None, event: PendingEvent) -> RecordedEvent:
-        return self._store.append(self._conn, stream, head, event)
+        return self._sql.append(self._dbapi, stream, head, event)
 
     def save_config(self, stream: str, ciphertext: str, fingerprint: str, hint: str, at: datetime) -> None:
-        self._store.save_config(self._conn, stream, ciphertext, fingerprint, hint, at)
+        self._sql.save_config(self._dbapi, stream, ciphertext, fingerprint, hint, at)
 
     def configs(self) -> Generator[SavedConfig, None, None]:
         return self._store.configs(self._conn)
@@ -123,34 +150,6 @@ class Unit:
         self._conn.execute(sa.update(_meta).where(_meta.c.name == "secret_check").values(value=token))
 
 
-class HotUnit:
-    """The hot path's write transaction on the driver's own connection: three statements (four on PostgreSQL)."""
-
-    def __init__(self, dbapi: Any, hot: HotPath) -> None:
-        self._dbapi = dbapi
-        self.spelling = hot
-
-    def head_with_key(self, stream: str) -> tuple[Any, ...] | None:
-        """Lock the stream (PostgreSQL), then its projection joined with the saved key and the authority's row for it.
-
-        The row: state, version, head hash, saved fingerprint and hint, key id, its expiry and
-        revocation as stored, and the projection's update time as stored. None: no projection.
-        """
-        hot = self.spelling
-        if hot.lock is not None:  # first: commands on one stream queue here
-            self._dbapi.execute(hot.lock, (stream,))
-        row: tuple[Any, ...] | None = self._dbapi.execute(hot.read, (stream,)).fetchone()
-        return row
-
-    def insert_event(self, values: tuple[Any, ...]) -> None:
-        self._dbapi.execute(self.spelling.insert, values)
-
-    def move(self, values: tuple[Any, ...]) -> int:
-        """Move the projection; how many rows moved (0: another writer moved it first)."""
-        moved: int = self._dbapi.execute(self.spelling.update, values).rowcount
-        return moved
-
-
 class SqliteReads:
     """SQLite reads in autocommit on the driver's connection: one statement, one snapshot, no transaction."""
 
@@ -166,33 +165,31 @@ class SqliteReads:
 
 
 class Storage:
-    """keytrail's database as the engine sees it: units of work, the hot path and the authority's store."""
+    """keytrail's database as the engine sees it: units of work and the authority's store."""
 
     def __init__(self, db: Database) -> None:
         self.database = db
         self._store = EventStore()
-        self._hot = hot_path_for(db.dialect)
+        self._sql = command_sql(db.dialect)
         self.authority = AuthorityStore(db)
-
-    @property
-    def has_hot_path(self) -> bool:
-        return self._hot is not None
 
     @contextmanager
     def read(self) -> Iterator[Unit]:
         with self.database.read() as conn:
-            yield Unit(conn, self._store)
+            yield Unit(conn, self._store, self._sql, writing=False)
 
     @contextmanager
     def write(self) -> Iterator[Unit]:
         with self.database.write() as conn:
-            yield Unit(conn, self._store)
+            yield Unit(conn, self._store, self._sql, writing=True)
 
-    @contextmanager
-    def hot_write(self) -> Iterator[HotUnit]:
-        assert self._hot is not None
-        with self.database.driver_write() as dbapi:
-            yield HotUnit(dbapi, self._hot)
+    def head(self, stream: str) -> StreamHead | None:
+        """The stream's projection row alone (status reads): on SQLite one autocommit statement."""
+        if self.database.dialect == "sqlite":
+            with self.sqlite_read() as reads:
+                return reads.head(stream)
+        with self.read() as unit:
+            return unit.load(stream).head
 
     @contextmanager
     def sqlite_read(self) -> Iterator[SqliteReads]:
