@@ -47,6 +47,8 @@ _log = structlog.get_logger("keytrail.engine")
 _VERIFYING = (Trigger.access, Trigger.proceed)
 # The one compiled machine: every command's legality check and destination are lookups in it.
 _DECISIONS = compiled()
+# A stored state's State, by a dict lookup (an Enum call costs a page view a microsecond).
+_STATES = {state.value: state for state in State}
 
 
 # A retry after a lost race waits up to 1 ms, then 2, 4, ... never more than 50 ms.
@@ -101,6 +103,21 @@ class Runner:
     _idempotency_salt: str
     portal: KeyAuthority
     verifier: KeyVerifier
+    # The verifier last seen and, if it verifies inside the transaction, itself (see _in_transaction).
+    _verifier_kind: tuple[KeyVerifier, TransactionalKeyVerifier | None] | None = None
+
+    def _in_transaction(self) -> TransactionalKeyVerifier | None:
+        """The verifier, when it is asked inside the command's transaction; None for a remote one.
+
+        Asked once per verifier: an ``isinstance`` check against a runtime protocol costs more
+        than the rest of a page view's decision.
+        """
+        verifier, kind = self._verifier_kind or (None, None)
+        if verifier is not self.verifier:
+            verifier = self.verifier
+            kind = verifier if isinstance(verifier, TransactionalKeyVerifier) else None
+            self._verifier_kind = (verifier, kind)
+        return kind
 
     def _now(self) -> datetime:
         now = self._clock()
@@ -135,8 +152,9 @@ class Runner:
         """
         saved = self._saved_key(loaded.config)
         if verdict is None:
-            assert isinstance(self.verifier, TransactionalKeyVerifier)
-            verdict = self.verifier.verify_in(unit.authority, saved, now)
+            verifier = self._in_transaction()
+            assert verifier is not None
+            verdict = verifier.verify_in(unit.authority, saved, now)
         if saved is None:
             return Step(verdict.event_data(None, None), verdict=verdict)
         return Step(verdict.event_data(saved.fingerprint, saved.hint), verdict=verdict)
@@ -156,7 +174,7 @@ class Runner:
         actor = inputs.check_actor(actor)
         lookup = self._idempotency_lookup(idempotency_key)
         check_expected_version(expected_version)
-        remote = trigger in _VERIFYING and not isinstance(self.verifier, TransactionalKeyVerifier)
+        remote = trigger in _VERIFYING and self._in_transaction() is None
 
         def once() -> Outcome:
             now = self._now()
@@ -179,7 +197,7 @@ class Runner:
                 if loaded.prior is not None:
                     return self._replayed(trigger, loaded, unit, now)
                 head, config = loaded.head, loaded.config
-                self._check_allowed(stream, head, trigger, expected_version)
+                source = self._check_allowed(stream, head, trigger, expected_version)
                 previous = head.updated_at if head else None
                 if remote:
                     if remote_fingerprint != (config.fingerprint if config else None):
@@ -189,7 +207,6 @@ class Runner:
                 else:
                     now = self._not_before(stream, now, previous)
                 done = active_step(unit, loaded, now)
-                source = State(head.state) if head else initial_state()
                 dest = self._fire(trigger, source, done.verdict)
                 reason = done.verdict.reason if done.verdict is not None and dest is State.Prompted else None
                 account_id, key_id = carried_ids(trigger.value, done.data)
@@ -209,6 +226,8 @@ class Runner:
                         key_id,
                     ),
                 )
+            if done.issued is None:  # the common case, built from what was decided rather than parsed back
+                return _logged(Outcome(stream, trigger, dest, reason, recorded.version, now), source, actor)
             return _logged(self._outcome(recorded, done.issued), source, actor)
 
         return self._with_retries(trigger, stream, expected_version, once)
@@ -252,17 +271,17 @@ class Runner:
 
     def _check_allowed(
         self, stream: str, head: StreamHead | None, trigger: Trigger, expected_version: int | None
-    ) -> None:
+    ) -> State:
+        """The stream's state, once the trigger is allowed in it and the expected version (if any) is its version."""
         version = 0 if head is None else head.version
         if expected_version is not None and version != expected_version:
             raise ConcurrencyConflict(
                 f"{stream} is at version {version}, not the expected version {expected_version}; nothing was written."
             )
-        try:
-            state = State(head.state) if head is not None else initial_state()
-        except ValueError:
+        state = _STATES.get(head.state) if head is not None else initial_state()
+        if state is None:
             assert head is not None
-            raise CorruptProjection(stream, f"state is stored as {shown(head.state)}, which is not a state.") from None
+            raise CorruptProjection(stream, f"state is stored as {shown(head.state)}, which is not a state.")
         allowed = _DECISIONS.allowed[state]
         if trigger not in allowed:
             raise IllegalTransition(
@@ -272,6 +291,7 @@ class Runner:
                 [s.value for s in _DECISIONS.sources[trigger]],
                 [t.value for t in allowed],
             )
+        return state
 
     def _before_slow_work(
         self, trigger: Trigger, stream: str, idempotency_key: str | None, expected_version: int | None

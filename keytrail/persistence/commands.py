@@ -193,8 +193,8 @@ class CommandSql:
         key_id = event.key_id if event.key_id is not None else (head.key_id if head else None)
         projection = (event.dest, event.reason, version, digest, account_id, key_id, at, stream)
         try:
-            position = dbapi.execute(
-                self.insert_event,
+            position = self._insert(
+                dbapi,
                 (
                     stream,
                     version,
@@ -210,7 +210,7 @@ class CommandSql:
                     prev_hash,
                     digest,
                 ),
-            ).fetchone()[0]
+            )
             if head is None:
                 dbapi.execute(self.insert_head, projection)
             elif dbapi.execute(self.move_head, (*projection, head.version)).rowcount != 1:
@@ -222,6 +222,11 @@ class CommandSql:
                 f"Another writer appended version {version} of {stream} first; nothing was written."
             ) from exc
         return RecordedEvent(position, **{**body, "occurred_at": event.occurred_at}, prev_hash=prev_hash, hash=digest)
+
+    def _insert(self, dbapi: Any, values: tuple[Any, ...]) -> int:
+        """Insert an event row; its position."""
+        position: int = dbapi.execute(self.insert_event, values).fetchone()[0]
+        return position
 
     def save_config(self, dbapi: Any, stream: str, ciphertext: str, fingerprint: str, hint: str, at: datetime) -> None:
         dbapi.execute(self.save_config_sql, (stream, ciphertext, fingerprint, hint, self.time_param(at)))
@@ -241,6 +246,15 @@ class SqliteCommandSql(CommandSql):
     """SQLite: times stored as ``YYYY-MM-DD HH:MM:SS.ffffff`` naive UTC, ``data`` as ``json.dumps`` text."""
 
     integrity_errors = (sqlite3.IntegrityError,)
+
+    def _insert(self, dbapi: Any, values: tuple[Any, ...]) -> int:
+        # position is the rowid: no RETURNING to fetch.
+        position: int = dbapi.execute(self._insert_no_returning, values).lastrowid
+        return position
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._insert_no_returning = self.insert_event.removesuffix(" RETURNING position")
 
     def time_param(self, instant: datetime) -> Any:
         return instant.replace(tzinfo=None).isoformat(" ", "microseconds")
