@@ -5,19 +5,16 @@ Nothing here writes; the reads go through the same storage units as the commands
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import datetime
 
 from keytrail import inputs
 from keytrail.engine.admin import SavedKeyRecord
 from keytrail.engine.audit import StreamFold, verify_streams
 from keytrail.engine.results import Event, OnboardingStatus, Replay, VerifyReport
 from keytrail.errors import UnknownOnboarding
-from keytrail.events import iso_utc
 from keytrail.persistence import Database, RecordedEvent, SavedConfig, StreamHead
-from keytrail.persistence.store import AuditRow, sqlite_time
-from keytrail.persistence.stored import SQLITE_TIME_SHAPE
 from keytrail.persistence.units import Storage
 from keytrail.portal import KeyVerifier, SavedKey, Verdict
 from keytrail.states import State
@@ -98,31 +95,15 @@ class Reads:
         if as_of is not None:
             as_of = inputs.check_instant("as_of", as_of)
 
-        def fold_all(fold: StreamFold, rows: Iterable[AuditRow]) -> bool:
-            fed = False
-            for row in rows:
+        # The whole stream is read even with as_of: the cut is by version order, not a filter on time.
+        with self._storage.replay_scan(stream, as_of) as scan:
+            fold = StreamFold(stream, check_hashes=False, as_of=scan.as_of, time_check=scan.time_check)
+            exists = False
+            for row in scan.rows:
                 fold.feed_row(row)
-                fed = True
+                exists = True
                 if progress is not None:
                     progress(1)
-            return fed
-
-        # The whole stream is read even with as_of: the cut is by version order, not a filter on time.
-        if self._db.dialect == "sqlite":
-            # SQLite rows come as stored: the fold checks each time's shape and compares them as text
-            # (verify also checks each is a real instant).
-            cut = None if as_of is None else sqlite_time(as_of.astimezone(UTC))
-            fold = StreamFold(stream, check_hashes=False, as_of=cut, time_check=SQLITE_TIME_SHAPE)
-            # One statement, so autocommit reads one snapshot: no transaction to open and close.
-            with (
-                self._storage.sqlite_read() as reads,
-                closing(reads.audit_rows(stream, hashing=False)) as rows,
-            ):
-                exists = fold_all(fold, rows)
-        else:
-            fold = StreamFold(stream, check_hashes=False, as_of=None if as_of is None else iso_utc(as_of))
-            with self._storage.read() as unit, closing(unit.audit_rows(stream)) as rows:
-                exists = fold_all(fold, rows)
         if not exists:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
         return fold.replay(as_of)

@@ -1,110 +1,36 @@
-"""Connections, transactions and schema checks, for SQLite and PostgreSQL.
+"""Connections and transactions, for SQLite and PostgreSQL.
 
-Driver errors are translated into keytrail's errors here and nowhere else.
+The schema's checks are :mod:`~keytrail.persistence.schema`'s, the translation of driver
+errors :mod:`~keytrail.persistence.faults`'.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from keytrail.errors import (
-    ConcurrencyConflict,
-    DatabaseBusy,
-    DatabaseUnavailable,
     InvalidInput,
     KeytrailError,
-    NotAKeytrailDatabase,
-    SchemaMismatch,
     StorageError,
-    UnknownDatabase,
 )
 from keytrail.inputs import clipped, is_text, quoted
-from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable, MetaRow
+from keytrail.persistence.faults import SHOWN_LIMIT, normalize_url, redact_url, translate_error
+from keytrail.persistence.schema import APPLICATION, Schema, SchemaStatus
 
-__all__ = ["APPLICATION", "Database", "Durability", "translate_error"]
+__all__ = ["APPLICATION", "Database", "Durability", "SchemaStatus", "normalize_url", "redact_url", "translate_error"]
 
-APPLICATION = "keytrail"
 Durability = Literal["full", "normal"]
-_SQLITE_HEADER = b"SQLite format 3\x00"
-_SHOWN_LIMIT = 160  # a path or URL in a message: whole as people write them, never a 100,000-character one
-_meta = MetaRow.__table__  # type: ignore[attr-defined]
-
-
-def normalize_url(url: str) -> str:
-    """Accept the common spellings of a PostgreSQL URL and route them to psycopg 3."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password hidden, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "<unparseable URL>"
-
-
-def translate_error(exc: BaseException, where: str) -> KeytrailError:
-    """Map a driver or SQLAlchemy error to keytrail's tree; ``where`` names the database for messages."""
-    if isinstance(exc, KeytrailError):
-        return exc
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    text = str(orig).strip().splitlines()[0] if str(orig).strip() else orig.__class__.__name__
-    sqlstate = getattr(orig, "sqlstate", None)
-    if isinstance(orig, sqlite3.DatabaseError):
-        lowered = text.lower()
-        if "file is not a database" in lowered or "malformed" in lowered:
-            return NotAKeytrailDatabase(
-                f"{where} is not a keytrail database: SQLite says {text!r}. Nothing was written."
-            )
-        if "locked" in lowered or "busy" in lowered:
-            return DatabaseBusy(
-                f"{where} is locked by another writer and stayed locked past the busy timeout; nothing was written."
-            )
-        if "readonly" in lowered or "read-only" in lowered:
-            return StorageError(f"{where} is read-only; nothing was written.")
-        if "unable to open" in lowered:
-            return DatabaseUnavailable(f"{where} cannot be opened: SQLite says {text!r}.")
-        if isinstance(orig, sqlite3.IntegrityError):
-            return ConcurrencyConflict(f"A concurrent writer changed {where} first ({text}); nothing was written.")
-        return StorageError(f"{where} refused the operation: SQLite says {text!r}.")
-    if sqlstate is not None:
-        if sqlstate in ("40001", "40P01"):
-            return ConcurrencyConflict(
-                f"A concurrent transaction on {where} won (SQLSTATE {sqlstate}); nothing was written."
-            )
-        if sqlstate.startswith("23"):
-            return ConcurrencyConflict(
-                f"A concurrent writer changed {where} first (SQLSTATE {sqlstate}); nothing was written."
-            )
-        if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03", "53300"):
-            return DatabaseUnavailable(f"{where} cannot be reached: {text}.")
-        if sqlstate == "25006":
-            return StorageError(f"{where} is read-only; nothing was written.")
-        if sqlstate in ("55P03", "57014"):
-            return DatabaseBusy(f"{where} did not answer in time (SQLSTATE {sqlstate}); nothing was written.")
-        return StorageError(f"{where} refused the operation (SQLSTATE {sqlstate}): {text}.")
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return DatabaseUnavailable(f"The connection to {where} was lost: {text}.")
-    if isinstance(exc, DBAPIError) and orig.__class__.__name__ == "OperationalError":
-        return DatabaseUnavailable(f"{where} cannot be reached: {text}.")
-    return StorageError(f"{where} failed: {exc.__class__.__name__}: {text}.")
 
 
 class _Pin:
@@ -117,16 +43,7 @@ class _Pin:
         self.pooled: Any = None
 
 
-@dataclass(frozen=True)
-class SchemaStatus:
-    """What :meth:`Database.inspect_schema` found."""
-
-    exists: bool
-    meta: dict[str, str]
-    tables: frozenset[str] = frozenset()
-
-
-class Database:
+class Database(Schema):
     """One keytrail database: an SQLAlchemy engine, transactions, and the schema checks."""
 
     def __init__(self, url: str, *, busy_timeout: float = 5.0, durability: Durability = "full") -> None:
@@ -147,7 +64,7 @@ class Database:
                 "postgresql+psycopg://..."
             ) from None
         self.dialect = parsed.get_backend_name()
-        self.shown = clipped(redact_url(self.url), _SHOWN_LIMIT)
+        self.shown = clipped(redact_url(self.url), SHOWN_LIMIT)
         if self.dialect not in ("sqlite", "postgresql"):
             raise InvalidInput(
                 f"keytrail supports SQLite and PostgreSQL URLs, not {quoted(self.dialect)} ({self.shown})."
@@ -376,144 +293,3 @@ class Database:
                     pin.pooled.close()
                     pin.pooled = None
         self.engine.dispose()
-
-    # -- schema -------------------------------------------------------------------------
-
-    def _check_sqlite_file(self, create: bool) -> None:
-        if self.sqlite_path is None:
-            return
-        try:
-            self._check_sqlite_path(self.sqlite_path, create)
-        except OSError as exc:  # a name too long for the filesystem, say
-            raise InvalidInput(f"{self.shown} cannot be opened: {exc.strerror or exc.__class__.__name__}.") from None
-
-    def _check_sqlite_path(self, path: Path, create: bool) -> None:
-        shown = clipped(str(path), _SHOWN_LIMIT)
-        if not path.exists():
-            if not create:
-                raise UnknownDatabase(f"There is no keytrail database at {shown}: the file does not exist.")
-            if not path.parent.is_dir():
-                raise InvalidInput(
-                    f"Cannot create {shown}: the folder {clipped(str(path.parent), _SHOWN_LIMIT)} does not exist."
-                )
-            # Owner-only from the start (SQLite would make it 0644), and its -wal, -shm and
-            # -journal files, which SQLite creates with the database file's mode, with it.
-            try:
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
-            except FileExistsError:
-                pass  # another process created it first
-            except OSError as exc:
-                raise DatabaseUnavailable(f"{shown} cannot be created: {exc.strerror}.") from None
-            return
-        if path.is_dir():
-            raise NotAKeytrailDatabase(f"{shown} is a folder, not a keytrail database.")
-        try:
-            with path.open("rb") as handle:
-                header = handle.read(len(_SQLITE_HEADER))
-        except OSError as exc:
-            raise DatabaseUnavailable(f"{shown} cannot be read: {exc.strerror}.") from None
-        if header and header != _SQLITE_HEADER:
-            raise NotAKeytrailDatabase(
-                f"{shown} is not a keytrail database (not even an SQLite file); it was left untouched."
-            )
-
-    def inspect_schema(self, *, create: bool) -> SchemaStatus:
-        """Whether the keytrail schema is there, refusing foreign or mismatched databases untouched."""
-        self._check_sqlite_file(create)
-        with self.read() as conn:
-            names = set(sa.inspect(conn).get_table_names())
-            if not names:
-                if not create:
-                    raise UnknownDatabase(f"{self.shown} holds no keytrail database yet; nothing was created.")
-                return SchemaStatus(exists=False, meta={})
-            if _meta.name not in names:
-                listed = ", ".join(sorted(names)[:5])
-                raise NotAKeytrailDatabase(
-                    f"{self.shown} is not a keytrail database: it has other tables ({listed}) and no keytrail_meta; "
-                    "it was left untouched."
-                )
-            meta = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
-        self._check_meta(meta)
-        return SchemaStatus(exists=True, meta=meta, tables=frozenset(names))
-
-    def schema_complete(self, status: SchemaStatus, *meta_names: str) -> bool:
-        """Whether every table of this version, and every named metadata row, is there."""
-        tables = {table.name for table in KeytrailTable.metadata.sorted_tables}
-        return tables <= status.tables and all(name in status.meta for name in meta_names)
-
-    def upgrade_schema(self, defaults: dict[str, str]) -> dict[str, str]:
-        """Bring a database of an earlier release of this schema version up to date, in one transaction.
-
-        Upgrades only add: the tables this release has and the database lacks, and the metadata
-        rows of ``defaults`` it lacks; nothing existing is altered, so older keytrails still open
-        it. Idempotent, and a racing opener's upgrade wins. Returns the metadata afterwards.
-        """
-        try:
-            with self.write() as conn:
-                names = set(sa.inspect(conn).get_table_names())
-                missing = [table for table in KeytrailTable.metadata.sorted_tables if table.name not in names]
-                if missing:
-                    KeytrailTable.metadata.create_all(conn, tables=missing)
-                meta = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
-                added = {name: value for name, value in defaults.items() if name not in meta}
-                if added:
-                    conn.execute(sa.insert(_meta), [{"name": k, "value": v} for k, v in added.items()])
-                return {**meta, **added}
-        except ConcurrencyConflict:
-            return self.inspect_schema(create=False).meta  # another opener upgraded it first
-
-    def _check_meta(self, meta: dict[str, str]) -> None:
-        if meta.get("application") != APPLICATION:
-            raise NotAKeytrailDatabase(
-                f"{self.shown} has a keytrail_meta table that keytrail did not write; it was left untouched."
-            )
-        found = meta.get("schema_version", "?")
-        if found != str(SCHEMA_VERSION):
-            newer = found.isdigit() and int(found) > SCHEMA_VERSION
-            raise SchemaMismatch(
-                f"{self.shown} has keytrail schema version {found}, but this keytrail reads version {SCHEMA_VERSION}"
-                + ("; upgrade keytrail to open it." if newer else "; it was left untouched.")
-            )
-
-    def _use_wal(self, raw: Any) -> None:
-        """Switch a new SQLite file to WAL, waiting out processes that create the same database at once.
-
-        SQLite answers "database is locked" to this pragma at once, without its busy handler,
-        while another connection holds the file: so wait here, up to the busy timeout.
-        """
-        deadline = time.monotonic() + self._busy_timeout
-        pause = 0.005
-        while True:
-            try:
-                raw.cursor().execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
-
-    def create_schema(self, meta: dict[str, str]) -> dict[str, str]:
-        """Create every table and the metadata rows in one transaction; a racing creator's schema wins."""
-        if self.dialect == "sqlite" and not self.in_memory:
-            raw = self.engine.raw_connection()  # persistent, and must be set outside a transaction
-            try:
-                self._use_wal(raw)
-            except sqlite3.Error as exc:
-                raise translate_error(exc, self.shown) from exc
-            finally:
-                raw.close()
-        try:
-            with self.write() as conn:
-                if _meta.name in sa.inspect(conn).get_table_names():
-                    existing = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
-                    self._check_meta(existing)
-                    return existing
-                KeytrailTable.metadata.create_all(conn)
-                full = {"application": APPLICATION, "schema_version": str(SCHEMA_VERSION), **meta}
-                conn.execute(sa.insert(_meta), [{"name": k, "value": v} for k, v in full.items()])
-                return full
-        except (ConcurrencyConflict, StorageError):
-            # Another process created the schema between our check and our write.
-            status = self.inspect_schema(create=False)
-            return status.meta

@@ -7,24 +7,26 @@ The engine never sees a ``Connection``, a driver cursor or SQL text.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from keytrail.events import PendingEvent, RecordedEvent
+from keytrail.events import PendingEvent, RecordedEvent, iso_utc
 from keytrail.persistence.authority_store import AuthorityStore, StoredAuthorityRecords
 from keytrail.persistence.commands import CommandSql, Loaded, SavedConfig, StreamHead, command_sql
 from keytrail.persistence.database import Database
-from keytrail.persistence.store import AuditRow, EventStore, config_table
+from keytrail.persistence.store import AuditRow, EventStore, config_table, sqlite_time
+from keytrail.persistence.stored import SQLITE_TIME_SHAPE
 from keytrail.persistence.tables import MetaRow
 from keytrail.portal.records import ApiKey, KeyRecord
 
-__all__ = ["CommandUnit", "SqliteReads", "Storage", "Unit", "sqlite_file_of"]
+__all__ = ["CommandUnit", "ReplayScan", "SqliteReads", "Storage", "Unit", "sqlite_file_of"]
 
 _meta: sa.Table = MetaRow.__table__  # type: ignore[attr-defined]
 
@@ -150,6 +152,16 @@ class Unit:
         self._conn.execute(sa.update(_meta).where(_meta.c.name == "secret_check").values(value=token))
 
 
+@dataclass(frozen=True)
+class ReplayScan:
+    """A replay's rows (:data:`~keytrail.persistence.store.AuditRow`), the cut spelled as they spell
+    ``occurred_at``, and the check a time stored as keytrail writes it passes (None: rows come parsed)."""
+
+    rows: Iterator[AuditRow]
+    as_of: str | None
+    time_check: Callable[[Any], Any] | None
+
+
 class SqliteReads:
     """SQLite reads in autocommit on the driver's connection: one statement, one snapshot, no transaction."""
 
@@ -190,6 +202,22 @@ class Storage:
                 return reads.head(stream)
         with self.read() as unit:
             return unit.load(stream).head
+
+    @contextmanager
+    def replay_scan(self, stream: str, as_of: datetime | None) -> Iterator[ReplayScan]:
+        """One stream's events for a replay, in version order, with ``as_of`` spelled as the rows spell times.
+
+        On SQLite the rows come as stored, in one autocommit statement (one snapshot, no
+        transaction to open and close): the fold checks each time's shape and compares the
+        times as text (verify also checks each is a real instant).
+        """
+        if self.database.dialect == "sqlite":
+            cut = None if as_of is None else sqlite_time(as_of.astimezone(UTC))
+            with self.sqlite_read() as reads, closing(reads.audit_rows(stream, hashing=False)) as rows:
+                yield ReplayScan(rows, cut, SQLITE_TIME_SHAPE)
+            return
+        with self.read() as unit, closing(unit.audit_rows(stream)) as rows:
+            yield ReplayScan(rows, None if as_of is None else iso_utc(as_of), None)
 
     @contextmanager
     def sqlite_read(self) -> Iterator[SqliteReads]:
