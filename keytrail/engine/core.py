@@ -19,9 +19,10 @@ from keytrail.engine.admin import Admin
 from keytrail.engine.commands import Commands
 from keytrail.engine.lifecycle import database_files, secret_keys_for, system_clock
 from keytrail.engine.reads import Reads
-from keytrail.errors import DatabaseBusy, DatabaseUnavailable, StorageError
+from keytrail.errors import DatabaseBusy, DatabaseUnavailable, InvalidInput, StorageError
 from keytrail.logs import ensure_logging
 from keytrail.persistence import Database, Durability
+from keytrail.persistence.group import CommitStats
 from keytrail.persistence.units import Storage
 from keytrail.portal import KeyAuthority, KeyVerifier
 
@@ -49,13 +50,15 @@ class Engine(Commands, Reads):
         verifier: KeyVerifier | None,
         retries: int,
         idempotency_salt: str = "",
+        group_commit: bool = False,
+        max_batch: int = 64,
     ) -> None:
         self._db = db
         # Keys the digests of idempotency keys (see idempotency_digest); "" only where nothing can be written.
         self._idempotency_salt = idempotency_salt
         self._box = box
         self._clock = clock
-        self._storage = Storage(db)
+        self._storage = Storage(db, group_commit=group_commit, max_batch=max_batch)
         self._retries = retries
         self.portal = KeyAuthority(
             self._storage.authority,
@@ -86,12 +89,20 @@ class Engine(Commands, Reads):
         durability: Durability = "full",
         busy_timeout: float = 5.0,
         retries: int = 3,
+        group_commit: bool | None = None,
+        max_batch: int = 64,
     ) -> Engine:
         """Open (and, when ``create``, first create) a keytrail database.
 
         The encryption key comes from ``KEYTRAIL_SECRET_KEY`` or ``KEYTRAIL_SECRET_KEY_FILE``;
         without either, a key file is created beside a new SQLite database (or in the user's
         data folder for a server database) with owner-only permissions.
+
+        ``group_commit``: commands of this engine's threads that arrive while a commit is in
+        progress share the next one (one sync of the log for up to ``max_batch`` commands, each
+        in its own savepoint; a caller alone waits for no one). None, the default, turns it on
+        for SQLite, whose writers queue for one lock anyway, and off for PostgreSQL, where each
+        thread has its own connection and the server already groups commits.
         """
         for name, span in (
             ("key_lifetime", key_lifetime),
@@ -102,6 +113,9 @@ class Engine(Commands, Reads):
         inputs.check_count("max_failed_sign_ins", max_failed_sign_ins, least=1, most=1_000_000)
         inputs.check_count("retries", retries, least=0, most=1000)
         inputs.check_seconds("busy_timeout", busy_timeout)
+        inputs.check_count("max_batch", max_batch, least=1, most=10_000)
+        if group_commit is not None and type(group_commit) is not bool:
+            raise InvalidInput(f"group_commit must be True, False or None, not {group_commit!r}.")
         db = Database(url, busy_timeout=busy_timeout, durability=durability)
         try:
             status = db.inspect_schema(create=create)
@@ -130,6 +144,8 @@ class Engine(Commands, Reads):
             verifier=verifier,
             retries=retries,
             idempotency_salt=meta.get(_SALT, ""),
+            group_commit=db.dialect == "sqlite" if group_commit is None else group_commit,
+            max_batch=max_batch,
         )
         ensure_logging()
         _log.debug("engine_opened", database=db.shown)
@@ -152,6 +168,12 @@ class Engine(Commands, Reads):
     def admin(self) -> Admin:
         """Operator actions outside the flow: rotate the encryption key, write and read the saved configuration."""
         return self._admin
+
+    @property
+    def commit_stats(self) -> CommitStats | None:
+        """Group commit's counts (commits, commands, the largest batch); None when it is off."""
+        group = self._storage.group
+        return None if group is None else group.stats
 
     @property
     def clock(self) -> Clock:

@@ -192,10 +192,13 @@ class Runner:
                 verdict = self.verifier.verify(self._saved_key(loaded.config), now)
                 remote_fingerprint = loaded.config.fingerprint if loaded.config else None
                 active_step = partial(self._verify_step, verdict=verdict)
-            with self._storage.write() as unit:
+
+            def in_transaction(unit: CommandUnit) -> tuple[Outcome, State | None]:
+                """The command inside its write transaction: its outcome, and the state it left (None: replayed)."""
+                nonlocal now
                 loaded = unit.load(stream, lookup)  # locks the stream first: commands on one stream queue here
                 if loaded.prior is not None:
-                    return self._replayed(trigger, loaded, unit, now)
+                    return self._replayed(trigger, loaded, unit, now), None
                 head, config = loaded.head, loaded.config
                 source = self._check_allowed(stream, head, trigger, expected_version)
                 previous = head.updated_at if head else None
@@ -226,9 +229,12 @@ class Runner:
                         key_id,
                     ),
                 )
-            if done.issued is None:  # the common case, built from what was decided rather than parsed back
-                return _logged(Outcome(stream, trigger, dest, reason, recorded.version, now), source, actor)
-            return _logged(self._outcome(recorded, done.issued), source, actor)
+                if done.issued is None:  # the common case, built from what was decided rather than parsed back
+                    return Outcome(stream, trigger, dest, reason, recorded.version, now), source
+                return self._outcome(recorded, done.issued), source
+
+            outcome, source = self._storage.commit(in_transaction)
+            return outcome if source is None else _logged(outcome, source, actor)
 
         return self._with_retries(trigger, stream, expected_version, once)
 

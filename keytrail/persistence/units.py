@@ -12,7 +12,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,6 +21,7 @@ from keytrail.events import PendingEvent, RecordedEvent, iso_utc
 from keytrail.persistence.authority_store import AuthorityStore, StoredAuthorityRecords
 from keytrail.persistence.commands import CommandSql, Loaded, SavedConfig, StreamHead, command_sql
 from keytrail.persistence.database import Database
+from keytrail.persistence.group import GroupCommit
 from keytrail.persistence.store import AuditRow, EventStore, config_table, sqlite_time
 from keytrail.persistence.stored import SQLITE_TIME_SHAPE
 from keytrail.persistence.tables import MetaRow
@@ -28,6 +29,7 @@ from keytrail.portal.records import ApiKey, KeyRecord
 
 __all__ = ["CommandUnit", "ReplayScan", "SqliteReads", "Storage", "Unit", "sqlite_file_of"]
 
+_T = TypeVar("_T")
 _meta: sa.Table = MetaRow.__table__  # type: ignore[attr-defined]
 
 
@@ -107,9 +109,20 @@ class Unit:
 
     def load(self, stream: str, lookup: tuple[str, str] | None = None) -> Loaded:
         loaded = self._sql.load(self._dbapi, stream, lookup, lock=self._writing)
-        if loaded.config is not None:
-            self.authority.preload(loaded.config.fingerprint, loaded.saved_key)
+        config = loaded.config
+        self.authority.preload(None if config is None else config.fingerprint, loaded.saved_key)
         return loaded
+
+    # Several commands in one transaction (group commit) are kept apart by a savepoint each.
+    def savepoint(self) -> None:
+        self._dbapi.execute("SAVEPOINT keytrail_command")
+
+    def release_savepoint(self) -> None:
+        self._dbapi.execute("RELEASE SAVEPOINT keytrail_command")
+
+    def rollback_to_savepoint(self) -> None:
+        self._dbapi.execute("ROLLBACK TO SAVEPOINT keytrail_command")
+        self._dbapi.execute("RELEASE SAVEPOINT keytrail_command")
 
     def append(self, stream: str, head: StreamHead | None, event: PendingEvent) -> RecordedEvent:
         return self._sql.append(self._dbapi, stream, head, event)
@@ -179,11 +192,22 @@ class SqliteReads:
 class Storage:
     """keytrail's database as the engine sees it: units of work and the authority's store."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, group_commit: bool = False, max_batch: int = 64) -> None:
         self.database = db
         self._store = EventStore()
         self._sql = command_sql(db.dialect)
         self.authority = AuthorityStore(db)
+        self.group: GroupCommit[Unit] | None = (
+            GroupCommit(self.write, max_batch=max_batch, where=db.shown) if group_commit else None
+        )
+
+    def commit(self, work: Callable[[Unit], _T]) -> _T:
+        """``work(unit)`` in a write transaction, committed before this returns; with group commit,
+        maybe in one transaction with other callers' work (see :mod:`keytrail.persistence.group`)."""
+        if self.group is None:
+            with self.write() as unit:
+                return work(unit)
+        return self.group.run(work)
 
     @contextmanager
     def read(self) -> Iterator[Unit]:
