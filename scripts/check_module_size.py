@@ -21,8 +21,6 @@ OVERSIZE = {
     "engine/core.py",  # split by issue 10: lifecycle, commands, reads
     "persistence/store.py",  # split by issue 10: the storage protocol with a SQLite and a PostgreSQL adapter
     "persistence/database.py",  # split by issue 10: the storage protocol's adapters own their connections
-    "states/paths.py",  # split by issue 10: path generation reads the compiled decision table
-    "testing.py",  # split by issue 10: the driver apart from the pytest plugin's fixtures
 }
 
 
