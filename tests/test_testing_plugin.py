@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -320,3 +322,40 @@ def test_the_same_project_on_postgresql_when_asked(pytester: pytest.Pytester, po
             "*::test_short_keys?postgresql? PASSED*",
         ]
     )
+
+
+HEAVY = (
+    "sqlalchemy",
+    "sqlmodel",
+    "psycopg",
+    "transitions",
+    "structlog",
+    "freezegun",
+    "keytrail.engine",
+    "keytrail.persistence",
+    "keytrail.portal",
+)
+
+
+def test_importing_the_plugin_loads_nothing_heavy() -> None:
+    """pytest imports the plugin in every project that has keytrail installed: no engine, database or machine then."""
+    code = "import sys, keytrail.testing; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert [name for name in HEAVY if name in loaded] == []
+
+
+NOTHING_HEAVY = f"""
+import sys
+
+
+def test_a_test_without_keytrail_fixtures(pytestconfig):
+    assert pytestconfig.pluginmanager.get_plugin("keytrail") is not None
+    assert [name for name in {HEAVY!r} if name in sys.modules] == []
+"""
+
+
+def test_a_test_run_without_keytrail_fixtures_pays_nothing_for_the_plugin(pytester: pytest.Pytester) -> None:
+    """The plugin is loaded, yet a test that uses none of its fixtures runs with no engine, database or hash loaded."""
+    pytester.makepyfile(test_plain=NOTHING_HEAVY)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)

@@ -2,6 +2,9 @@
 
 Installing keytrail registers this module with pytest (the ``pytest11`` entry point), so
 its fixtures are there in any project's tests; ``-p no:keytrail`` turns it off.
+Since pytest imports it in every run of such a project, importing it loads no engine,
+database driver or state machine, and hashes nothing: each fixture loads what it needs when a
+test uses it.
 
 Fixtures:
 
