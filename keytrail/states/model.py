@@ -150,6 +150,7 @@ class Path:
     taken: tuple[Transition | None, ...]  # aligned with steps; None for Env steps
     end: World
     prefix: int = 0  # how many leading steps only lead to where the path of interest starts
+    name: str | None = None  # the test id, when the generator gives one (simple_paths does)
 
     @property
     def transitions(self) -> list[Transition]:
@@ -181,7 +182,13 @@ class Path:
 
     @property
     def id(self) -> str:
-        """A short name for test ids: the last transition taken, and the outcome that decided it."""
+        """A short name for test ids: the generator's name for it, else the last transition and its outcome.
+
+        :func:`~keytrail.states.paths.simple_paths` names each path by the triggers it takes
+        after its prefix (``sign_in-generate_key-save_config-access``), unique among its results.
+        """
+        if self.name is not None:
+            return self.name
         last = next((i for i in reversed(range(len(self.steps))) if self.taken[i] is not None), None)
         if last is None:
             return "empty"

@@ -3,7 +3,9 @@
 Three generators, all derived from :data:`keytrail.states.TABLE` through the one compiled
 machine (:func:`keytrail.states.machine.compiled`):
 
-- :func:`shortest_paths` / :func:`path_to`: the cheapest sequence that reaches each state;
+- :func:`shortest_paths` / :func:`path_to`: a shortest sequence that reaches each state (the
+  fewest steps; a key saved outside keytrail counts as :data:`DETOUR_COST` steps), one among
+  possibly several equally short, so a test of it checks one way there, not every way;
 - :func:`cover_transitions`: sequences that together take every transition of the table;
 - :func:`simple_paths`: every path between two states that visits no state twice (bounded).
 
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from dataclasses import replace
 from functools import cache
 
 from keytrail.states import Guard, State, initial_state
@@ -99,7 +102,12 @@ def _cheapest_tree(envs: frozenset[Env] = ALL_ENV) -> dict[World, tuple[int, tup
 
 
 def shortest_paths(*, envs: frozenset[Env] = ALL_ENV) -> dict[State, Path]:
-    """The cheapest sequence from a fresh onboarding to each reachable state, in :class:`State` order."""
+    """A shortest sequence from a fresh onboarding to each reachable state, in :class:`State` order.
+
+    Shortest counts steps, a key saved outside keytrail as :data:`DETOUR_COST` of them; among
+    equally short sequences the first in table order wins. For every way between two states,
+    see :func:`simple_paths`.
+    """
     found: dict[State, tuple[int, tuple[Move, ...], World]] = {}
     for world, (cost, route) in _cheapest_tree(envs).items():
         if world.state not in found or cost < found[world.state][0]:
@@ -108,7 +116,11 @@ def shortest_paths(*, envs: frozenset[Env] = ALL_ENV) -> dict[State, Path]:
 
 
 def path_to(target: State) -> Path:
-    """The cheapest sequence from a fresh onboarding to ``target``; ValueError when no sequence reaches it."""
+    """A shortest sequence from a fresh onboarding to ``target`` (see :func:`shortest_paths`); ValueError if none.
+
+    It is one way there, the admin's own flow where the source document gives one: a test
+    that drives it checks that way only. :func:`simple_paths` gives every way without loops.
+    """
     paths = shortest_paths()
     if target not in paths:
         raise ValueError(f"No sequence of steps reaches {target.value} from {initial_state().value}.")
@@ -243,8 +255,27 @@ def simple_paths(source: State, target: State, *, max_transitions: int = len(Sta
             search(transition.dest, visited | {transition.dest}, branches[transition])
 
     if source is target:
-        return [Path(start.steps, start.taken, start.end, prefix)]
+        return [Path(start.steps, start.taken, start.end, prefix, name=f"stay-{source.value}")]
     search(source, frozenset({source}), {start.end: (0, ())})
     order = transitions().index
     results.sort(key=lambda r: (r[0], r[1], [order(t) for t in r[2].taken[prefix:] if t is not None]))
-    return [path for _, _, path in results[:limit]]
+    return _named([path for _, _, path in results[:limit]])
+
+
+def _named(paths: list[Path]) -> list[Path]:
+    """Simple paths with unique test ids: the triggers each takes, with the states they lead to where that is needed.
+
+    Two simple paths between the same states always differ in the transitions they take, and a
+    transition is its trigger and destination once its source (the state before) is known, so
+    the long form (``access>Prompted-sign_in>SignedIn``) is always unique.
+    """
+
+    def spelled(path: Path, *, dests: bool) -> str:
+        taken = [t for t in path.taken[path.prefix :] if t is not None]
+        return "-".join(t.trigger.value + (f">{t.dest.value}" if dests else "") for t in taken)
+
+    short = [spelled(path, dests=False) for path in paths]
+    return [
+        replace(path, name=name if short.count(name) == 1 else spelled(path, dests=True))
+        for path, name in zip(paths, short, strict=True)
+    ]

@@ -13,10 +13,13 @@ plugin stays cheap.
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
+from typing import TypeVar
 
 from keytrail.states import Guard, Reason, State, Trigger
 
@@ -28,6 +31,8 @@ __all__ = [
     "Transition",
     "Verification",
     "parse_step",
+    "state_named",
+    "suggestion",
     "transitions",
 ]
 
@@ -146,11 +151,40 @@ _SPELLINGS = (
 )
 
 
+_Named = TypeVar("_Named", bound=StrEnum)
+
+
+def suggestion(text: str, spellings: Iterable[str]) -> str | None:
+    """The spelling closest to ``text`` in any case (difflib), or None when none is close: for "did you mean"."""
+    by_lower = {spelling.lower(): spelling for spelling in spellings}
+    close = difflib.get_close_matches(text.lower(), list(by_lower), n=1)
+    return by_lower[close[0]] if close else None
+
+
+def _no_such(text: str, what: str, spellings: list[str], where: str = "") -> str:
+    """``'Promted' is no state; did you mean 'Prompted'? The states are ...``"""
+    close = suggestion(text, spellings)
+    hint = f"; did you mean {close!r}? The" if close else "; the"
+    return f"{text!r}{where} is no {what}{hint} {what}s are {', '.join(spellings)}."
+
+
+def _named(kind: type[_Named], text: str, what: str) -> _Named:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(_no_such(text, what, [member.value for member in kind])) from None
+
+
+def state_named(name: str | State) -> State:
+    """The state spelt ``name``; a ValueError that suggests the closest state for a misspelling."""
+    return name if isinstance(name, State) else _named(State, name, "state")
+
+
 def parse_step(text: str | Trigger | Env | Step) -> Step:
     """Read one line of a step list; :class:`Trigger`, :class:`Env` and :class:`Step` values pass through.
 
     A trigger alone (``"save_config"``) checks nothing about where it leads; ``save_config``
-    pastes the key in hand unless told otherwise.
+    pastes the key in hand unless told otherwise. A misspelt name gets a "did you mean".
     """
     if isinstance(text, Step):
         return text
@@ -164,20 +198,21 @@ def parse_step(text: str | Trigger | Env | Step) -> Step:
             return Step(env)
     match = _STEP.match(spaced)
     if match is None:
-        raise ValueError(f"Cannot read the step {text!r}: write {_SPELLINGS}.")
+        close = suggestion(spaced, [e.value for e in Env])
+        hint = f"did you mean {close!r}? Or " if close else ""
+        raise ValueError(f"Cannot read the step {text!r}: {hint}write {_SPELLINGS}.")
     action, paste, state, outcome = match.group("action", "paste", "state", "outcome")
     try:
         trigger = Trigger(action)
     except ValueError:
-        raise ValueError(
-            f"{action!r} in the step {text!r} is no trigger; the triggers are {', '.join(t.value for t in Trigger)}."
-        ) from None
+        where = f" in the step {text!r}"
+        raise ValueError(_no_such(action, "trigger", [t.value for t in Trigger], where)) from None
     try:
         return Step(
             trigger,
-            None if paste is None else Paste(paste),
-            None if state is None else State(state),
-            None if outcome is None else Verification(outcome),
+            None if paste is None else _named(Paste, paste, "paste"),
+            None if state is None else _named(State, state, "state"),
+            None if outcome is None else _named(Verification, outcome, "verification outcome"),
         )
     except ValueError as exc:
-        raise ValueError(f"Cannot read the step {text!r}: {exc} (write {_SPELLINGS}).") from None
+        raise ValueError(f"Cannot read the step {text!r}: {exc}") from None

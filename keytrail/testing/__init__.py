@@ -19,8 +19,13 @@ Fixtures:
 
 Helpers: :func:`drive` runs a readable list of steps (triggers, and the environment steps
 that make keys revoked, expired or never issued); :func:`assert_path` checks the states an
-onboarding went through and shows expected and actual side by side when they differ. The
-path generators of :mod:`keytrail.states.paths` are re-exported here.
+onboarding went through (all of them, those ``from_step=k`` on, or the ``last=n``) and shows
+expected and actual side by side when they differ. A failure inside either shows the user's
+line, the sentence and the path, not keytrail's own frames. The path generators of
+:mod:`keytrail.states.paths` are re-exported here: :func:`path_to` gives *a* shortest
+sequence to a state (one way there), :func:`simple_paths` every way without loops, each
+with its own readable test id (``path.id``), :func:`cover_transitions` a set that takes
+every transition.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from keytrail.errors import UnknownOnboarding
+from keytrail.errors import KeytrailError, UnknownOnboarding
 from keytrail.states import State, Trigger
 from keytrail.states.paths import Env, Paste, Path, Step, Verification, parse_step
 from keytrail.testing.clock import Advancing
@@ -167,6 +167,12 @@ class Driver:
         for number, step in enumerate(parsed, 1):
             try:
                 outcome = self.step(stream, step)
+            except (KeytrailError, DriveError) as exc:
+                # An expected refusal (an illegal trigger, a wrong password, a step that cannot be carried
+                # out): its sentence and the path say it all, so the report drops keytrail's own frames.
+                exc.add_note(f"while driving {stream!r}: step {number} of {len(parsed)}, {str(step)!r}")
+                exc.add_note(self._path_so_far(stream))
+                raise exc.with_traceback(None)  # noqa: B904 - the same exception, re-raised without its frames
             except Exception as exc:
                 exc.add_note(f"while driving {stream!r}: step {number} of {len(parsed)}, {str(step)!r}")
                 raise
@@ -178,13 +184,19 @@ class Driver:
             reached = Verification.valid if outcome.reason is None else Verification(outcome.reason.value)
             if outcome.state is not step.expect or (step.outcome is not None and reached is not step.outcome):
                 got = f"{outcome.state.value}" + (f" ({outcome.reason.value})" if outcome.reason else "")
-                events = history_of(self.engine, stream)
-                _, table = path_table(None, events, mark=len(events))
                 raise DriveError(
                     f"Step {number} of {len(parsed)}, {str(step)!r}, led {stream!r} to {got}.\n\n"
-                    f"What the onboarding went through:\n{table}"
+                    + self._path_so_far(stream)
                 )
         return outcomes
+
+    def _path_so_far(self, stream: str) -> str:
+        try:
+            events = history_of(self.engine, stream)
+        except KeytrailError as exc:  # the database itself failed: the error says so, no table
+            return f"(The path cannot be read: {exc})"
+        _, table = path_table(None, events, mark=len(events))
+        return f"What the onboarding went through:\n{table}"
 
 
 def drive(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from keytrail.errors import UnknownOnboarding
 from keytrail.states import State, initial_state
+from keytrail.states.steps import state_named
 
 if TYPE_CHECKING:
     from keytrail.engine import Engine, Event
@@ -32,27 +33,32 @@ def _when(instant: datetime) -> str:
 
 
 def path_table(
-    expected: Sequence[State] | None, events: Sequence[Event], mark: int | None = None
+    expected: Sequence[State] | None, events: Sequence[Event], mark: int | None = None, start: int = 0
 ) -> tuple[int | None, str]:
     """A table of expected and actual states with the first difference marked, and the events that led there.
 
-    Without ``expected``, just the actual path, with row ``mark`` marked.
+    ``expected`` lines up with the actual path from step ``start`` on, which must match to its
+    end. Without ``expected``, just the actual path, with row ``mark`` marked.
     """
     actual = [initial_state(), *(e.dest for e in events)]
+    want = list(expected or [])
+    end = max(start + len(want), len(actual))
+
+    def wanted(i: int) -> State | None:
+        return want[i - start] if start <= i < start + len(want) else None
+
     first = mark
     if expected is not None:
-        first = next((i for i, (a, b) in enumerate(zip(expected, actual, strict=False)) if a is not b), None)
-        if first is None and len(expected) != len(actual):
-            first = min(len(expected), len(actual))
-    want = list(expected or [])
+        first = next((i for i in range(start, end) if wanted(i) is not (actual[i] if i < len(actual) else None)), None)
     rows: list[tuple[str, ...]] = [("", "step", "expected", "actual", "trigger", "reason", "at")]
-    for i in range(max(len(want), len(actual))):
+    for i in range(end):
         event = events[i - 1] if 0 < i <= len(events) else None
+        state = wanted(i)
         rows.append(
             (
                 ">" if i == first else "",
                 str(i),
-                want[i].value if i < len(want) else "-",
+                state.value if state is not None else ("" if i < start else "-"),
                 actual[i].value if i < len(actual) else "-",
                 "(start)" if i == 0 else (event.trigger.value if event else ""),
                 event.reason.value if event and event.reason else "",
@@ -66,17 +72,44 @@ def path_table(
     return first, "\n".join(lines)
 
 
-def assert_path(engine: Engine, stream: str, expected: Iterable[State | str]) -> None:
-    """Pass when the onboarding went through exactly ``expected`` (Unverified first); else show both, side by side."""
+def assert_path(
+    engine: Engine,
+    stream: str,
+    expected: Iterable[State | str],
+    *,
+    from_step: int | None = None,
+    last: int | None = None,
+) -> None:
+    """Pass when the onboarding went through exactly ``expected``; else show both, side by side.
+
+    By default ``expected`` is the whole path, Unverified (step 0, before the first event)
+    first. ``from_step=k`` checks the path from step k to its end (step k is the state after
+    the k-th event); ``last=n`` checks its last n states (``expected`` then has n of them),
+    whatever came before. The report numbers steps as in the whole path either way. A
+    misspelt state name is a ValueError that suggests the state meant.
+    """
     __tracebackhide__ = True
-    want = [State(s) for s in expected]
+    if from_step is not None and last is not None:
+        raise TypeError("assert_path() takes from_step or last, not both.")
+    want = [state_named(s) for s in expected]
     events = history_of(engine, stream)
-    first, table = path_table(want, events)
+    start, where = 0, ""
+    if from_step is not None:
+        if from_step < 0:
+            raise ValueError(f"from_step counts from 0 (Unverified), so it cannot be {from_step}.")
+        start, where = from_step, f" from step {from_step}"
+    elif last is not None:
+        if last < 1:
+            raise ValueError(f"last counts the states to check, so it is at least 1, not {last}.")
+        if len(want) != last:
+            raise ValueError(f"last={last} takes {last} expected states, not {len(want)}.")
+        start, where = max(0, len(events) + 1 - last), f" in its last {last} states"
+    first, table = path_table(want, events, start=start)
     if first is None:
         return
     message = [
-        f"The onboarding {stream!r} did not go through the expected states; the first difference is at step {first}."
+        f"The onboarding {stream!r} did not go through the expected states{where}; the first difference is at step {first}."
     ]
-    if want and want[0] is not initial_state():
+    if start == 0 and want and want[0] is not initial_state():
         message.append(f"(A path starts at {initial_state().value}, the state before the first event.)")
     raise AssertionError("\n".join([*message, "", table]))
