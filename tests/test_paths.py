@@ -294,3 +294,10 @@ def test_a_misspelt_name_gets_a_suggestion(text: str, hint: str) -> None:
 
 def test_path_to_is_documented_as_a_shortest_path() -> None:
     assert "shortest" in (path_to.__doc__ or "")
+
+
+def test_generators_take_state_names_and_suggest_for_a_misspelling() -> None:
+    assert path_to("Validated") == path_to(State.Validated)
+    assert simple_paths("Prompted", "SignedIn") == simple_paths(State.Prompted, State.SignedIn)
+    with pytest.raises(ValueError, match=re.escape("'Validatd' is no state; did you mean 'Validated'?")):
+        path_to("Validatd")

@@ -53,6 +53,7 @@ from keytrail.states.steps import (
     Transition,
     Verification,
     parse_step,
+    state_named,
     transitions,
 )
 
@@ -115,12 +116,13 @@ def shortest_paths(*, envs: frozenset[Env] = ALL_ENV) -> dict[State, Path]:
     return {state: Path.from_moves(found[state][1], found[state][2]) for state in State if state in found}
 
 
-def path_to(target: State) -> Path:
+def path_to(target: State | str) -> Path:
     """A shortest sequence from a fresh onboarding to ``target`` (see :func:`shortest_paths`); ValueError if none.
 
     It is one way there, the admin's own flow where the source document gives one: a test
     that drives it checks that way only. :func:`simple_paths` gives every way without loops.
     """
+    target = state_named(target)  # a misspelt name gets a "did you mean"
     paths = shortest_paths()
     if target not in paths:
         raise ValueError(f"No sequence of steps reaches {target.value} from {initial_state().value}.")
@@ -221,7 +223,9 @@ def _env_closure(frontier: dict[World, tuple[int, tuple[Move, ...]]]) -> dict[Wo
     return best
 
 
-def simple_paths(source: State, target: State, *, max_transitions: int = len(State), limit: int = 1000) -> list[Path]:
+def simple_paths(
+    source: State | str, target: State | str, *, max_transitions: int = len(State), limit: int = 1000
+) -> list[Path]:
     """Every path from ``source`` to ``target`` that visits no state twice, up to ``max_transitions`` transitions.
 
     Each comes as a runnable sequence from a fresh onboarding: the cheapest way to ``source``
@@ -229,6 +233,7 @@ def simple_paths(source: State, target: State, *, max_transitions: int = len(Sta
     need in between. Paths differ in the transitions they take; at most ``limit`` are returned,
     shortest first. ``source == target`` gives the one empty path.
     """
+    source, target = state_named(source), state_named(target)
     start = path_to(source)
     start_route = tuple(m for m in _cheapest_tree()[start.end][1])
     prefix = len(start_route)
