@@ -401,11 +401,19 @@ def test_assert_path_of_the_last_states(keytrail_engine: Engine, keytrail_clock:
 
 
 ILLEGAL_STEP = """
-from keytrail.testing import drive
+from keytrail.testing import assert_path, drive
 
 
 def test_an_illegal_trigger(keytrail_engine):
     drive(keytrail_engine, "acme", ["access", "sign_in", "proceed"])
+
+
+def test_a_misspelt_step(keytrail_engine):
+    drive(keytrail_engine, "acme", ["access -> Promted"])
+
+
+def test_a_misspelt_state(keytrail_engine):
+    assert_path(keytrail_engine, "acme", ["Unverifed"])
 """
 
 
@@ -413,7 +421,7 @@ def test_an_illegal_trigger_shows_the_path_not_keytrail_internals(pytester: pyte
     """The failure report is the user's own line, the engine's sentence and the path table: no keytrail frame."""
     pytester.makepyfile(test_illegal=ILLEGAL_STEP)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(failed=3)
     output = result.stdout.str()
     result.stdout.fnmatch_lines(
         [
@@ -424,5 +432,7 @@ def test_an_illegal_trigger_shows_the_path_not_keytrail_internals(pytester: pyte
             "*2     SignedIn    sign_in*",
         ]
     )
+    result.stdout.fnmatch_lines(["E*ValueError: *'Promted' is no state; did you mean 'Prompted'?*"])
+    result.stdout.fnmatch_lines(["E*ValueError: 'Unverifed' is no state; did you mean 'Unverified'?*"])
     frames = re.findall(r"^(\S+\.py):\d+: ", output, re.MULTILINE)
-    assert frames == ["test_illegal.py"], output
+    assert frames == ["test_illegal.py"] * 3, output

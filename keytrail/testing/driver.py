@@ -162,7 +162,10 @@ class Driver:
     def run(self, stream: str, steps: Iterable[str | Trigger | Env | Step] | Path) -> list[Outcome]:
         """Carry out the steps in order, checking each ``-> State (outcome)``; returns the commands' outcomes."""
         __tracebackhide__ = True
-        parsed = [parse_step(s) for s in (steps.steps if isinstance(steps, Path) else steps)]
+        try:
+            parsed = [parse_step(s) for s in (steps.steps if isinstance(steps, Path) else steps)]
+        except (ValueError, TypeError) as exc:  # a step list that cannot be read: the sentence says why
+            raise exc.with_traceback(None)  # noqa: B904 - the same exception, re-raised without its frames
         outcomes: list[Outcome] = []
         for number, step in enumerate(parsed, 1):
             try:

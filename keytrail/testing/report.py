@@ -91,7 +91,10 @@ def assert_path(
     __tracebackhide__ = True
     if from_step is not None and last is not None:
         raise TypeError("assert_path() takes from_step or last, not both.")
-    want = [state_named(s) for s in expected]
+    try:
+        want = [state_named(s) for s in expected]
+    except ValueError as exc:  # a misspelt state: the sentence suggests the one meant
+        raise exc.with_traceback(None)  # noqa: B904 - the same exception, re-raised without its frames
     events = history_of(engine, stream)
     start, where = 0, ""
     if from_step is not None:
