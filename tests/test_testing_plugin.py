@@ -433,6 +433,7 @@ def test_an_illegal_trigger_shows_the_path_not_keytrail_internals(pytester: pyte
         ]
     )
     result.stdout.fnmatch_lines(["E*ValueError: *'Promted' is no state; did you mean 'Prompted'?*"])
+    assert f"{DriveError.__module__}.{DriveError.__qualname__}" == "keytrail.testing.DriveError"
     result.stdout.fnmatch_lines(["E*ValueError: 'Unverifed' is no state; did you mean 'Unverified'?*"])
     frames = re.findall(r"^(\S+\.py):\d+: ", output, re.MULTILINE)
     assert frames == ["test_illegal.py"] * 3, output

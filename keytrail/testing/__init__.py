@@ -84,6 +84,11 @@ __all__ = [
     "walk",
 ]
 
+# Shown where users meet them (a failure reads keytrail.testing.DriveError), as before the split.
+for _public in (DriveError, Driver, FrozenClock):
+    _public.__module__ = __name__
+del _public
+
 POSTGRES_ENV = "KEYTRAIL_TEST_POSTGRES_URL"
 
 
