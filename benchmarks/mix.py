@@ -15,8 +15,8 @@ with the repeats real use has:
   lost does (the retry writes nothing: it counts as a command, not an event).
 
 The headline is events/s with the password sign-ins left out on both sides: a password sign-in
-costs one scrypt check by design (tens of ms, more than the rest of an onboarding), so it
-would measure scrypt rather than the log. Each command is timed on its own, the password
+costs one password check (Argon2id) by design (tens of ms, more than the rest of an onboarding), so it
+would measure the hash rather than the log. Each command is timed on its own, the password
 sign-ins are added up apart and shown on their own line, and the per-command table shows
 where the rest of the time goes.
 
@@ -36,7 +36,7 @@ The raw sqlite3 baseline is keytrail's own SQL, captured and replayed:
    retry). keytrail's own transaction control and connect-time PRAGMAs are dropped and replaced
    by that one transaction, so where keytrail opens more than one transaction for a command the
    baseline does not; every result row is fetched.
-3. The raw side does nothing else: no hashing, JSON, encryption, key generation or scrypt. So
+3. The raw side does nothing else: no hashing, JSON, encryption, key generation or password hash. So
    the ratio is keytrail's speed over the speed of its SQL alone, a floor stricter than
    access.py's hand-written program (which also hashes and encodes each event).
 4. Starting from the same database, the replay's reads return what keytrail's did and its
@@ -389,7 +389,7 @@ def contest(
         stmts, txns = shape[name]
         print(
             f"  {name:<32} {kt_us:>8,.0f}us {raw_us:>7,.0f}us {raw_us / kt_us:>5.2f}x   {stmts} in {txns}"
-            + ("  (scrypt, left out)" if name == SCRYPT_LABEL else "")
+            + ("  (password hash, left out)" if name == SCRYPT_LABEL else "")
         )
         table[name] = {"keytrail_us": kt_us, "raw_us": raw_us, "statements": stmts, "transactions": txns}
     for used in (kt_path, raw_path):

@@ -7,6 +7,14 @@ show guard callables instead of the table's guards. SVG is Graphviz ``dot`` run 
 text. Output is deterministic (table order), so the committed files in ``diagrams/`` can be
 checked by a test.
 
+Graphviz's layout depends on more than the DOT: its version, and the fonts it finds (it
+measures every label). :func:`layout_environment` names both, the fonts by a fingerprint of
+how wide Graphviz lays out a fixed text in each font and size the diagram uses, and
+:func:`write_committed` (``python -m keytrail.diagrams diagrams``) writes the committed files
+with a record of the DOT and the environment the SVG was laid out in, so a test compares the
+SVG only where the same layout is guaranteed, and checks everywhere that it was made from
+today's DOT.
+
 Rows whose sources cover nearly every state (``access``, ``save_config``) are drawn once,
 from a dashed "any state" node, instead of as eight edges each: the diagram stays readable
 and still shows every row of the table.
@@ -14,12 +22,16 @@ and still shows every row of the table.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from keytrail.errors import KeytrailError
 from keytrail.states import TABLE, Guard, Row, State, Trigger, initial_state
@@ -30,11 +42,15 @@ __all__ = [
     "DiagramFormat",
     "GraphvizMissing",
     "Highlight",
+    "LayoutEnvironment",
     "dot",
+    "dot_sha256",
+    "layout_environment",
     "mermaid",
     "normalize_svg",
     "render",
     "svg",
+    "write_committed",
 ]
 
 DiagramFormat = Literal["mermaid", "dot", "svg"]
@@ -206,18 +222,91 @@ def dot(highlight: Highlight | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def svg(highlight: Highlight | None = None) -> str:
-    """The DOT diagram laid out by Graphviz ``dot``; raises :class:`GraphvizMissing` without it."""
+def _dot_program() -> str:
     program = shutil.which("dot")
     if program is None:
         raise GraphvizMissing(
             "SVG needs Graphviz's dot program, which is not installed; install the graphviz package "
             "(sh scripts/system-deps.sh as root) or use --format mermaid or dot."
         )
-    done = subprocess.run([program, "-Tsvg"], input=dot(highlight), capture_output=True, text=True, check=False)
+    return program
+
+
+def _run_dot(args: list[str], source: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([_dot_program(), *args], input=source, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise GraphvizMissing(f"Graphviz dot failed with exit code {done.returncode}: {done.stderr.strip()}")
-    return done.stdout
+    return done
+
+
+def svg(highlight: Highlight | None = None) -> str:
+    """The DOT diagram laid out by Graphviz ``dot``; raises :class:`GraphvizMissing` without it."""
+    return _run_dot(["-Tsvg"], dot(highlight)).stdout
+
+
+def dot_sha256() -> str:
+    """The SHA-256 of today's DOT (UTF-8), as the SVG's record names the DOT it was laid out from."""
+    return hashlib.sha256(dot().encode("utf-8")).hexdigest()
+
+
+# Every letter, digit and mark the diagram's labels use, measured in each of its fonts and sizes.
+_PROBE_TEXT = "abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789 _[]"
+_DEFAULT_FONTSIZE = "14"  # Graphviz's own default
+
+
+@dataclass(frozen=True)
+class LayoutEnvironment:
+    """What Graphviz's layout of a DOT depends on besides the DOT: Graphviz's version and the fonts it finds.
+
+    ``fonts`` is a fingerprint of the text widths Graphviz measures (a fixed text laid out in
+    each font and size the diagram uses), so two machines with the same version and
+    fingerprint lay the same DOT out alike. ``resolved`` says, for people, which font files
+    Graphviz picked; it is not compared (paths differ between systems with the same fonts).
+    """
+
+    graphviz: str
+    fonts: str
+    resolved: tuple[str, ...] = ()
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> LayoutEnvironment:
+        """Read back what :meth:`as_record` wrote."""
+        return cls(str(record["graphviz"]), str(record["fonts"]), tuple(record.get("fonts_resolved", ())))
+
+    def as_record(self) -> dict[str, Any]:
+        return {"graphviz": self.graphviz, "fonts": self.fonts, "fonts_resolved": list(self.resolved)}
+
+    def differs_from(self, recorded: LayoutEnvironment) -> str | None:
+        """Why a layout here may differ from one made in ``recorded`` (a sentence), or None when it cannot."""
+        if (self.graphviz, self.fonts) == (recorded.graphviz, recorded.fonts):
+            return None
+        return (
+            f"The committed SVG was laid out by Graphviz {recorded.graphviz} with fonts {recorded.fonts} "
+            f"({'; '.join(recorded.resolved) or 'no font resolved'}); here Graphviz is {self.graphviz} with fonts "
+            f"{self.fonts} ({'; '.join(self.resolved) or 'no font resolved'}), so its layout may differ by a few "
+            "points for no fault of the SVG."
+        )
+
+
+def _fonts_used(source: str) -> list[tuple[str, str]]:
+    names = sorted(set(re.findall(r'fontname="([^"]+)"', source))) or ["Times-Roman"]
+    sizes = sorted({*re.findall(r'fontsize="([^"]+)"', source), _DEFAULT_FONTSIZE}, key=float)
+    return [(name, size) for name in names for size in sizes]
+
+
+def layout_environment() -> LayoutEnvironment:
+    """This machine's Graphviz version and font fingerprint; raises :class:`GraphvizMissing` without Graphviz."""
+    version = _run_dot(["-V"], "").stderr.strip()
+    graphviz = version.split("version", 1)[1].strip() if "version" in version else version
+    probe = ["digraph probe {"]
+    for number, (name, size) in enumerate(_fonts_used(dot())):
+        probe.append(f'    n{number} [shape="box", fontname="{name}", fontsize="{size}", label="{_PROBE_TEXT}"];')
+    probe.append("}")
+    done = _run_dot(["-v", "-Tplain"], "\n".join(probe) + "\n")
+    measured = [line for line in done.stdout.splitlines() if line.startswith(("graph ", "node "))]
+    fonts = hashlib.sha256("\n".join(measured).encode("utf-8")).hexdigest()[:16]
+    resolved = sorted({line.strip() for line in done.stderr.splitlines() if line.startswith("fontname:")})
+    return LayoutEnvironment(graphviz, fonts, tuple(resolved))
 
 
 _COMMENT = re.compile(r"<!--.*?-->\n?", re.DOTALL)
@@ -237,3 +326,30 @@ def render(fmt: DiagramFormat, highlight: Highlight | None = None) -> str:
     if fmt == "svg":
         return svg(highlight)
     raise KeytrailError(f"{fmt!r} is not a diagram format; use one of {', '.join(FORMATS)}.")
+
+
+def write_committed(folder: Path) -> list[Path]:
+    """Write ``onboarding.mmd``, ``.dot`` and ``.svg`` into ``folder``, and the SVG's record ``onboarding.svg.json``.
+
+    The record names the DOT the SVG was laid out from (its SHA-256) and this machine's
+    :class:`LayoutEnvironment`, which a test compares before it compares the SVG itself.
+    """
+    environment = layout_environment()
+    record = {"dot_sha256": dot_sha256(), **environment.as_record()}
+    files = {
+        "onboarding.mmd": mermaid(),
+        "onboarding.dot": dot(),
+        "onboarding.svg": svg(),
+        "onboarding.svg.json": json.dumps(record, indent=2) + "\n",
+    }
+    written = []
+    for name, text in files.items():
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":  # python -m keytrail.diagrams FOLDER: what `make diagrams` runs
+    for written in write_committed(Path(sys.argv[1] if len(sys.argv) > 1 else "diagrams")):
+        print(written)

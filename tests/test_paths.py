@@ -208,11 +208,18 @@ def test_parse_step(text: str, step: Step) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("acces", "'acces' in the step 'acces' is no trigger; the triggers are access, sign_in"),
-        ("access -> Nowhere", "Cannot read the step 'access -> Nowhere': 'Nowhere' is not a valid State"),
-        ("save_config(a key)", "'a key' is not a valid Paste"),
+        ("acces", "'acces' in the step 'acces' is no trigger; did you mean 'access'? The triggers are access, sign_in"),
+        (
+            "access -> Nowhere",
+            "Cannot read the step 'access -> Nowhere': 'Nowhere' is no state; the states are Unverified",
+        ),
+        ("save_config(a key)", "'a key' is no paste; the pastes are key in hand, never issued, asterisks."),
         ("access(key in hand)", "Only save_config pastes a key, not access"),
-        ("revoke every key", "Cannot read the step 'revoke every key': write a trigger"),
+        (
+            "revoke every key",
+            "Cannot read the step 'revoke every key': did you mean 'revoke the saved key'? Or write a trigger",
+        ),
+        ("xyz zz", "Cannot read the step 'xyz zz': write a trigger"),
     ],
 )
 def test_parse_step_errors_say_what_to_write(text: str, message: str) -> None:
@@ -252,3 +259,45 @@ def test_simple_paths_happen_on_the_engine(engine: Engine, clock: MovableClock, 
         drive(engine, f"path-{number}", path, clock=clock)
         assert_path(engine, f"path-{number}", path.states)
     assert engine.verify().ok
+
+
+PAIRS = [(a, b) for a in State for b in State]
+
+
+def test_simple_paths_have_unique_readable_ids() -> None:
+    """A test parametrized over simple paths gets one id per path that says which triggers it takes."""
+    for source, target in PAIRS:
+        paths = simple_paths(source, target)
+        ids = [path.id for path in paths]
+        assert len(set(ids)) == len(ids), (source, target, ids)
+        for path, name in zip(paths, ids, strict=True):
+            triggers = "-".join(t.trigger.value for t in path.taken[path.prefix :] if t is not None)
+            assert re.sub(r">[A-Za-z]+", "", name) == (triggers or f"stay-{source.value}")
+    assert [p.id for p in simple_paths(State.Prompted, State.SignedIn)] == ["sign_in", "register"]
+    assert simple_paths(State.Validated, State.Validated)[0].id == "stay-Validated"
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("access -> Promted", "did you mean 'Prompted'?"),
+        ("access -> validated (valid)", "did you mean 'Validated'?"),
+        ("acess -> Prompted", "did you mean 'access'?"),
+        ("save_config(key in hnd)", "did you mean 'key in hand'?"),
+        ("revoke the saved ky", "did you mean 'revoke the saved key'?"),
+    ],
+)
+def test_a_misspelt_name_gets_a_suggestion(text: str, hint: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(hint)):
+        parse_step(text)
+
+
+def test_path_to_is_documented_as_a_shortest_path() -> None:
+    assert "shortest" in (path_to.__doc__ or "")
+
+
+def test_generators_take_state_names_and_suggest_for_a_misspelling() -> None:
+    assert path_to("Validated") == path_to(State.Validated)
+    assert simple_paths("Prompted", "SignedIn") == simple_paths(State.Prompted, State.SignedIn)
+    with pytest.raises(ValueError, match=re.escape("'Validatd' is no state; did you mean 'Validated'?")):
+        path_to("Validatd")

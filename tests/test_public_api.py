@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -33,7 +35,7 @@ def test_all_names_exist_once(name: str) -> None:
 def test_top_level_exports_exactly_the_public_names() -> None:
     """A public name defined or re-exported at the top level and left out of ``__all__`` fails here."""
     public = {
-        name for name in vars(keytrail) if not name.startswith("_") and not inspect.ismodule(getattr(keytrail, name))
+        name for name in dir(keytrail) if not name.startswith("_") and not inspect.ismodule(getattr(keytrail, name))
     }
     assert public == set(keytrail.__all__) - {"__version__"}
 
@@ -50,3 +52,15 @@ def test_the_error_tree_docstring_names_every_error() -> None:
     """The tree drawn in ``keytrail.errors`` (httpx style) lists every class, so it cannot go stale silently."""
     doc = errors.__doc__ or ""
     assert [name for name in errors.__all__ if name not in doc] == []
+
+
+def test_the_top_level_names_load_on_first_use() -> None:
+    """``import keytrail`` (which every ``import keytrail.testing`` runs first) loads no engine; a name loads its home."""
+    code = (
+        "import sys, keytrail; before = 'keytrail.engine' in sys.modules; "
+        "from keytrail import Engine, State; print(before, Engine.__module__, State.__module__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "keytrail.engine.core", "keytrail.states"]
+    with pytest.raises(AttributeError, match="module 'keytrail' has no attribute 'Engin'"):
+        keytrail.Engin  # noqa: B018 - the attribute access is the test

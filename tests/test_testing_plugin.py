@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -166,7 +168,15 @@ def test_a_step_that_leads_elsewhere_fails_with_the_path(keytrail_engine: Engine
 def test_an_engine_error_keeps_its_type_and_says_which_step(keytrail_engine: Engine) -> None:
     with pytest.raises(IllegalTransition) as caught:
         drive(keytrail_engine, "acme", ["access", "copy_key"])
-    assert caught.value.__notes__ == ["while driving 'acme': step 2 of 2, 'copy_key'"]
+    assert caught.value.__notes__[0] == "while driving 'acme': step 2 of 2, 'copy_key'"
+    assert caught.value.__notes__[1].splitlines()[-1].split() == [
+        ">",
+        "1",
+        "Prompted",
+        "access",
+        "missing",
+        "2026-01-01T09:00:00Z",
+    ]
     assert path_of(keytrail_engine, "acme") == [State.Unverified, State.Prompted]
 
 
@@ -320,3 +330,110 @@ def test_the_same_project_on_postgresql_when_asked(pytester: pytest.Pytester, po
             "*::test_short_keys?postgresql? PASSED*",
         ]
     )
+
+
+HEAVY = (
+    "sqlalchemy",
+    "sqlmodel",
+    "psycopg",
+    "transitions",
+    "structlog",
+    "freezegun",
+    "keytrail.engine",
+    "keytrail.persistence",
+    "keytrail.portal",
+)
+
+
+def test_importing_the_plugin_loads_nothing_heavy() -> None:
+    """pytest imports the plugin in every project that has keytrail installed: no engine, database or machine then."""
+    code = "import sys, keytrail.testing; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert [name for name in HEAVY if name in loaded] == []
+
+
+NOTHING_HEAVY = f"""
+import sys
+
+
+def test_a_test_without_keytrail_fixtures(pytestconfig):
+    assert pytestconfig.pluginmanager.get_plugin("keytrail") is not None
+    assert [name for name in {HEAVY!r} if name in sys.modules] == []
+"""
+
+
+def test_a_test_run_without_keytrail_fixtures_pays_nothing_for_the_plugin(pytester: pytest.Pytester) -> None:
+    """The plugin is loaded, yet a test that uses none of its fixtures runs with no engine, database or hash loaded."""
+    pytester.makepyfile(test_plain=NOTHING_HEAVY)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_assert_path_suggests_the_state_meant(keytrail_engine: Engine) -> None:
+    with pytest.raises(ValueError, match=re.escape("'Promted' is no state; did you mean 'Prompted'?")):
+        assert_path(keytrail_engine, "acme", ["Unverified", "Promted"])
+
+
+def test_assert_path_from_a_step(keytrail_engine: Engine) -> None:
+    """``from_step=k`` checks the states from step k on (step 0 is Unverified), numbered as in the full table."""
+    drive(keytrail_engine, "acme", ["access", "sign_in", "generate_key"])
+    assert_path(keytrail_engine, "acme", ["SignedIn", "KeyGenerated"], from_step=2)
+    assert_path(keytrail_engine, "acme", ["Unverified", "Prompted", "SignedIn", "KeyGenerated"], from_step=0)
+    with pytest.raises(AssertionError, match=r"from step 1.*first difference is at step 2\.") as caught:
+        assert_path(keytrail_engine, "acme", ["Prompted", "KeyCopied", "KeyGenerated"], from_step=1)
+    assert re.search(r"^   0 +(?:- +)?Unverified +\(start\)", str(caught.value), re.MULTILINE)
+    assert re.search(r"^>  2 +KeyCopied +SignedIn +sign_in", str(caught.value), re.MULTILINE)
+
+
+def test_assert_path_of_the_last_states(keytrail_engine: Engine, keytrail_clock: FrozenClock) -> None:
+    """``last=n`` checks only the last n states, whatever came before."""
+    drive(keytrail_engine, "acme", path_to(State.StoreIntegration))
+    keytrail_clock.advance(days=365)
+    drive(keytrail_engine, "acme", ["access -> Prompted (expired)", "sign_in"])
+    assert_path(keytrail_engine, "acme", ["StoreIntegration", "Prompted", "SignedIn"], last=3)
+    with pytest.raises(AssertionError, match=r"last 2 states.*first difference is at step 7\.") as caught:
+        assert_path(keytrail_engine, "acme", ["Validated", "SignedIn"], last=2)
+    assert re.search(r"^>  7 +Validated +Prompted +access +expired", str(caught.value), re.MULTILINE)
+    with pytest.raises(ValueError, match=r"last=2 takes 2 expected states, not 3\."):
+        assert_path(keytrail_engine, "acme", ["Prompted", "SignedIn", "SignedIn"], last=2)
+    with pytest.raises(TypeError, match="from_step or last, not both"):
+        assert_path(keytrail_engine, "acme", ["SignedIn"], from_step=9, last=1)
+
+
+ILLEGAL_STEP = """
+from keytrail.testing import assert_path, drive
+
+
+def test_an_illegal_trigger(keytrail_engine):
+    drive(keytrail_engine, "acme", ["access", "sign_in", "proceed"])
+
+
+def test_a_misspelt_step(keytrail_engine):
+    drive(keytrail_engine, "acme", ["access -> Promted"])
+
+
+def test_a_misspelt_state(keytrail_engine):
+    assert_path(keytrail_engine, "acme", ["Unverifed"])
+"""
+
+
+def test_an_illegal_trigger_shows_the_path_not_keytrail_internals(pytester: pytest.Pytester) -> None:
+    """The failure report is the user's own line, the engine's sentence and the path table: no keytrail frame."""
+    pytester.makepyfile(test_illegal=ILLEGAL_STEP)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=3)
+    output = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            '>*drive(keytrail_engine, "acme", ?"access", "sign_in", "proceed"?)',  # ? for the brackets fnmatch reads
+            "E*IllegalTransition: acme is SignedIn; proceed is allowed only in Validated.*",
+            "*while driving 'acme': step 3 of 3, 'proceed'*",
+            "*1     Prompted    access   missing*",
+            "*2     SignedIn    sign_in*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["E*ValueError: *'Promted' is no state; did you mean 'Prompted'?*"])
+    assert f"{DriveError.__module__}.{DriveError.__qualname__}" == "keytrail.testing.DriveError"
+    result.stdout.fnmatch_lines(["E*ValueError: 'Unverifed' is no state; did you mean 'Unverified'?*"])
+    frames = re.findall(r"^(\S+\.py):\d+: ", output, re.MULTILINE)
+    assert frames == ["test_illegal.py"] * 3, output

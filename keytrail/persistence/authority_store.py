@@ -126,6 +126,13 @@ class StoredAuthorityRecords:
             sa.update(accounts).where(accounts.c.account_id == account_id).values(failed_sign_ins=0, locked_until=until)
         )
 
+    def set_password_hash(self, account_id: str, password_hash: str, *, replacing: str) -> None:
+        self._conn.execute(
+            sa.update(accounts)
+            .where(accounts.c.account_id == account_id, accounts.c.password_hash == replacing)
+            .values(password_hash=password_hash)
+        )
+
     def clear_failures(self, account_id: str) -> None:
         self._conn.execute(
             sa.update(accounts).where(accounts.c.account_id == account_id).values(failed_sign_ins=0, locked_until=None)

@@ -27,7 +27,7 @@ from keytrail.errors import (
     UnknownKey,
 )
 from keytrail.events import iso_utc
-from keytrail.portal.passwords import DUMMY_HASH, hash_password, verify_password
+from keytrail.portal.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from keytrail.portal.ports import AuthorityRecords, AuthorityStorage, SavedKey, Verdict
 from keytrail.portal.records import Account, AccountRecord, ApiKey, IssuedKey, KeyRecord, SignInAttempt
 
@@ -138,7 +138,7 @@ class KeyAuthority:
             )
         if found is None:
             if password is not None:
-                verify_password(password, DUMMY_HASH)
+                verify_password(password, dummy_hash())
             self._record_failure(email, None, stream_id, actor, now, "unknown_account")
             raise AuthenticationFailed(f"Sign-in as {email} failed: wrong email or password.")
         account, locked_until = found.account, found.locked_until
@@ -158,6 +158,13 @@ class KeyAuthority:
                     f"in a row the account is locked until {iso_utc(locked)}."
                 )
             raise AuthenticationFailed(f"Sign-in as {email} failed: wrong email or password.")
+        if needs_rehash(found.password_hash):
+            # An older hash (scrypt, or weaker parameters) becomes today's now that the password is at hand;
+            # hashed outside the transaction, written only if no one replaced it meanwhile.
+            upgraded = hash_password(password)
+            with self._storage.write() as records:
+                records.set_password_hash(account.account_id, upgraded, replacing=found.password_hash)
+            _log.info("password_rehashed", account_id=account.account_id)
         return account
 
     def _record_failure(
