@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -122,21 +123,26 @@ def run(server: str, stores: int, calls: int, rounds: int) -> dict[str, Any]:
     return result
 
 
-def bench(stores: int, calls: int, rounds: int) -> dict[str, Any] | None:
-    """The PostgreSQL workload on the given server or a throwaway cluster; None when there is no PostgreSQL."""
+def on_server(measure: Callable[[str], dict[str, Any]], what: str) -> dict[str, Any] | None:
+    """``measure(server_url)`` on the given server or a throwaway cluster; None when there is no PostgreSQL."""
     given = os.environ.get("KEYTRAIL_BENCH_POSTGRES_URL")
     if given:
-        return run(given, stores, calls, rounds)
+        return measure(given)
     try:
         cluster = PostgresCluster.start()
     except PostgresUnavailable as exc:
-        print(f"\n## PostgreSQL access: skipped ({exc})")
+        print(f"\n## {what}: skipped ({exc})")
         return None
     try:
         os.environ.setdefault("XDG_DATA_HOME", tempfile.mkdtemp(prefix="keytrail-bench-"))
-        return run(cluster.url, stores, calls, rounds)
+        return measure(cluster.url)
     finally:
         cluster.stop()
+
+
+def bench(stores: int, calls: int, rounds: int) -> dict[str, Any] | None:
+    """The PostgreSQL workload on the given server or a throwaway cluster; None when there is no PostgreSQL."""
+    return on_server(lambda server: run(server, stores, calls, rounds), "PostgreSQL access")
 
 
 def main() -> None:

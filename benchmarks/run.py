@@ -1,7 +1,7 @@
 """Run every keytrail benchmark against its same-run baselines: ``python benchmarks/run.py [--quick]``.
 
 Workloads (see each module's docstring): 1 access hot path (SQLite at both durability settings,
-PostgreSQL), 2 full onboarding, 3 replay and status, 4 verify and export, 5 growth, 6 an
+PostgreSQL), group commit (16 threads of one engine), 2 full onboarding, 3 replay and status, 4 verify and export, 5 growth, 6 an
 onboarding-shaped mix of every command on new streams against raw sqlite3 replaying the same
 SQL (both durability settings). Figures are medians over interleaved rounds; ratios are
 medians of same-round ratios. ``--quick`` (what ``make bench`` runs) keeps to a few minutes;
@@ -23,6 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import access
+import group_commit
 import mix
 import onboarding
 import postgres
@@ -39,6 +40,7 @@ QUICK = {
     "growth_access": [10_000, 100_000],
     "growth_verify": [],
     "postgres": {"stores": 1000, "calls": 400, "rounds": 5},
+    "group_commit": {"stores": 1000, "calls": 400, "rounds": 5, "threads": 16},
 }
 FULL = {
     "access": {"stores": 1000, "calls": 2000, "rounds": 7},
@@ -49,6 +51,7 @@ FULL = {
     "growth_access": [10_000, 100_000],
     "growth_verify": [100_000],
     "postgres": {"stores": 1000, "calls": 1000, "rounds": 7},
+    "group_commit": {"stores": 1000, "calls": 800, "rounds": 7, "threads": 16},
 }
 
 
@@ -73,6 +76,13 @@ def main() -> None:
             results["access full"] = access.run(a["stores"], a["calls"], a["rounds"], "full", workdir)
             results["access normal"] = access.run(
                 a["stores"], a["calls"], a["rounds"], "normal", workdir, with_es=False
+            )
+        if "group_commit" in only:
+            g = sizes["group_commit"]
+            results["group commit"] = group_commit.run(g["stores"], g["calls"], g["rounds"], g["threads"], workdir)
+            results["group commit postgres"] = postgres.on_server(
+                lambda server: group_commit.run_postgres(server, g["stores"], g["calls"], g["rounds"], g["threads"]),
+                "group commit on PostgreSQL",
             )
         if "postgres" in only:
             p = sizes["postgres"]
