@@ -233,3 +233,37 @@ def test_sigkill_during_batches_loses_no_acknowledged_event(tmp_path: Path) -> N
         logged = {(e.stream_id, e.version) for n in range(4) for e in engine.events(f"store-{n}")}
         assert set(acknowledged) <= logged
         assert engine.verify().ok
+
+
+def test_opening_a_second_engine_keeps_the_first_ones_locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening the same file again in this process must not drop the POSIX locks the first engine holds:
+    another process must still find the database locked while a command of the first is mid-write."""
+    url = _sqlite(tmp_path)
+    with Engine.open(url) as first:
+        first.access("acme")
+        reached, release = _held_leader(monkeypatch)
+        results: dict[str, Any] = {}
+        writer = _in_thread(lambda: first.access("acme"), results, "write")
+        assert reached.wait(30)  # the first engine holds the write lock now
+        try:
+            Engine.open(url, create=False).close()  # reads what the file is, then closes
+            probe = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+                    "try:\n    c.execute('BEGIN IMMEDIATE'); print('acquired')\n"
+                    "except sqlite3.OperationalError as e:\n    print(e)",
+                    str(tmp_path / "keytrail.db"),
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        finally:
+            release.set()
+            writer.join(30)
+        assert probe.stdout.strip() == "database is locked"
+        assert results["write"].version == 2
+        assert first.verify().ok

@@ -177,10 +177,11 @@ class Runner:
         remote = trigger in _VERIFYING and self._in_transaction() is None
 
         def once() -> Outcome:
-            now = self._now()
+            now: datetime | None = None  # a remote verdict's instant; otherwise read inside the transaction
             active_step = step
             remote_fingerprint: str | None = None
             if remote:
+                now = self._now()
                 # A remote authority is asked outside the transaction, so the write lock is never
                 # held across the network; the transaction then checks the saved key is unchanged.
                 with self._storage.read() as unit:
@@ -198,17 +199,17 @@ class Runner:
                 nonlocal now
                 loaded = unit.load(stream, lookup)  # locks the stream first: commands on one stream queue here
                 if loaded.prior is not None:
-                    return self._replayed(trigger, loaded, unit, now), None
+                    return self._replayed(trigger, loaded, unit, now or self._now()), None
                 head, config = loaded.head, loaded.config
                 source = self._check_allowed(stream, head, trigger, expected_version)
                 previous = head.updated_at if head else None
-                if remote:
+                if now is not None:  # remote
                     if remote_fingerprint != (config.fingerprint if config else None):
                         raise ConcurrencyConflict(f"The saved key of {stream} changed while it was being verified.")
                     if previous is not None and previous > now:  # the verdict was taken at an earlier instant
                         raise ConcurrencyConflict(f"{stream} moved on while its key was being verified.")
-                else:
-                    now = self._not_before(stream, now, previous)
+                else:  # the clock read in the transaction, so that a command that waited for it is dated when it ran
+                    now = self._not_before(stream, self._now(), previous)
                 done = active_step(unit, loaded, now)
                 dest = self._fire(trigger, source, done.verdict)
                 reason = done.verdict.reason if done.verdict is not None and dest is State.Prompted else None

@@ -30,7 +30,6 @@ from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable, MetaRow
 __all__ = ["APPLICATION", "Schema", "SchemaStatus"]
 
 APPLICATION = "keytrail"
-_SQLITE_HEADER = b"SQLite format 3\x00"
 _meta = MetaRow.__table__  # type: ignore[attr-defined]
 
 
@@ -84,15 +83,21 @@ class Schema:
             return
         if path.is_dir():
             raise NotAKeytrailDatabase(f"{shown} is a folder, not a keytrail database.")
+        # Asked of SQLite itself (which never writes to a file that is no database), not by reading the file here: closing any descriptor
+        # of a file drops every POSIX lock this process holds on it, and so the locks of another
+        # engine of this process on the same database (SQLite keeps its own descriptors open for that).
         try:
-            with path.open("rb") as handle:
-                header = handle.read(len(_SQLITE_HEADER))
-        except OSError as exc:
-            raise DatabaseUnavailable(f"{shown} cannot be read: {exc.strerror}.") from None
-        if header and header != _SQLITE_HEADER:
-            raise NotAKeytrailDatabase(
-                f"{shown} is not a keytrail database (not even an SQLite file); it was left untouched."
-            )
+            probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=self._busy_timeout)
+            try:
+                probe.execute("PRAGMA schema_version").fetchone()
+            finally:
+                probe.close()
+        except sqlite3.DatabaseError as exc:
+            if "not a database" in str(exc).lower():
+                raise NotAKeytrailDatabase(
+                    f"{shown} is not a keytrail database (not even an SQLite file); it was left untouched."
+                ) from None
+            raise DatabaseUnavailable(f"{shown} cannot be read: SQLite says {str(exc)!r}.") from None
 
     def inspect_schema(self, *, create: bool) -> SchemaStatus:
         """Whether the keytrail schema is there, refusing foreign or mismatched databases untouched."""
