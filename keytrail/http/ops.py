@@ -50,11 +50,11 @@ def readyz(request: Request) -> Response:
     """The database answers and holds a keytrail schema of the version this keytrail reads."""
     engine = _engine(request)
     try:
-        status = engine.database.inspect_schema(create=False)
+        version = engine.database.ping()
     except KeytrailError as exc:
         problem = problem_of(exc)
         raise service_problem("not-ready", problem.detail, cause=problem.slug) from None
-    return json_response({"status": "ready", "schema_version": int(status.meta.get("schema_version", "0"))})
+    return json_response({"status": "ready", "schema_version": int(version) if version.isdigit() else version})
 
 
 @router.get("/metrics", response_model=None, responses={200: {"description": "Prometheus text format."}})
