@@ -93,8 +93,13 @@ class Served:
         """The worker processes uvicorn's supervisor started (with --workers N)."""
         found: list[int] = []
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            children = (task / "children").read_text().split()
-            found.extend(int(pid) for pid in children)
+            for pid in (task / "children").read_text().split():
+                try:
+                    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:  # gone already
+                    continue
+                if b"spawn_main" in command:  # not multiprocessing's resource tracker
+                    found.append(int(pid))
         return found
 
     def stop(self) -> int:

@@ -11,6 +11,7 @@ is rolled back whole, never written half.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 
@@ -25,6 +26,10 @@ __all__ = ["DRAIN_SECONDS", "app_from_environment", "serve"]
 
 SERVE_URL = "KEYTRAIL_SERVE_DATABASE_URL"
 DRAIN_SECONDS = 30
+
+
+def _drained(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def app_from_environment() -> FastAPI:
@@ -56,6 +61,9 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, workers: int =
         file=sys.stderr,
         flush=True,
     )
+    # uvicorn drains, then raises the SIGTERM it caught again with the handler it found: this one, so a
+    # drained stop exits 0, as service managers expect, rather than dying of the signal.
+    signal.signal(signal.SIGTERM, _drained)
     uvicorn.run(
         "keytrail.http.serve:app_from_environment",
         factory=True,
