@@ -91,9 +91,11 @@ class Tokens:
 
     def create(self, name: str, scope: str) -> NewToken:
         """A new token named ``name`` (the actor it drives as) with ``scope``; the secret is shown only here."""
-        checked = inputs.check_actor(name)
-        if checked is None:
-            raise InvalidInput("A token needs a name: 1 to 128 printable characters.")
+        if not isinstance(name, str) or not 1 <= len(name) <= 128 or not name.isprintable():
+            raise InvalidInput(
+                "A token needs a name of 1 to 128 printable characters: it is the actor of the commands it drives."
+            )
+        checked = name
         chosen = _SCOPE_OF.get(scope)
         if chosen is None:
             raise InvalidInput(f"A token's scope is drive, audit or admin, not {inputs.clipped(str(scope), 40)!r}.")
