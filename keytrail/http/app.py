@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -52,6 +53,35 @@ def _validation_detail(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str
     where = ".".join(first["loc"]) or "the request"
     more = f" (and {len(listed) - 1} more)" if len(listed) > 1 else ""
     return f"The request is not valid: {where}: {first['msg']}{more}. Nothing was done.", listed
+
+
+def _problem_document(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, every error response described as what it is: problem+json.
+
+    FastAPI describes a declared error model as ``application/json`` and adds its own 422 shape;
+    the service answers every error with ``application/problem+json``, so the document says so.
+    """
+    if app.openapi_schema:
+        return app.openapi_schema
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    problem = {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.setdefault("413", {"description": "The body is over the size limit."})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    response["content"] = {"application/problem+json": problem}
+                    if response.get("description") == "Validation Error":
+                        response["description"] = "Invalid input; nothing was done."
+    schemas = document.get("components", {}).get("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    app.openapi_schema = document
+    return document
 
 
 def create_app(engine_or_url: Engine | str, *, max_body: int = DEFAULT_MAX_BODY) -> FastAPI:
@@ -110,6 +140,8 @@ def create_app(engine_or_url: Engine | str, *, max_body: int = DEFAULT_MAX_BODY)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             problem = service_problem("not-found", f"There is no endpoint {request.url.path[:200]}.")
+        elif exc.status_code == 400:  # FastAPI's answer to a body that is not even text
+            problem = problem_of(InvalidInput("The request body is not JSON in UTF-8; nothing was done."))
         elif exc.status_code == 405:
             problem = service_problem(
                 "method-not-allowed", f"{request.method} is not allowed on {request.url.path[:200]}."
@@ -119,5 +151,6 @@ def create_app(engine_or_url: Engine | str, *, max_body: int = DEFAULT_MAX_BODY)
             problem = service_problem("internal", str(exc.detail)[:200], status=exc.status_code)
         return answer(request, problem)
 
+    app.openapi = lambda: _problem_document(app)  # type: ignore[method-assign]
     app.add_middleware(ServiceMiddleware, max_body=max_body, metrics=metrics)
     return app

@@ -19,12 +19,15 @@ __all__ = [
     "EventOut",
     "EventsOut",
     "ExpiringOut",
+    "GatewayOut",
     "GenerateKeyBody",
+    "HealthOut",
     "KeyInfoOut",
     "KeyOutcomeOut",
     "OnboardingListOut",
     "OutcomeOut",
     "ProblemOut",
+    "ReadyOut",
     "RegisterBody",
     "ReplayOut",
     "SaveConfigBody",
@@ -187,6 +190,21 @@ class KeyInfoOut(BaseModel):
     expires_at: str
     revoked_at: str | None
     status: str
+
+
+class GatewayOut(BaseModel):
+    valid: bool
+    key_id: str | None
+    expires_at: str | None
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    schema_version: int | str
 
 
 class ProblemOut(BaseModel):

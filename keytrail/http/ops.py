@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from keytrail.engine import Engine
 from keytrail.engine.gateway import check_api_key
@@ -13,7 +13,7 @@ from keytrail.errors import KeytrailError
 from keytrail.events import iso_utc
 from keytrail.http.commands import json_response
 from keytrail.http.metrics import CONTENT_TYPE, Metrics
-from keytrail.http.models import ProblemOut
+from keytrail.http.models import GatewayOut, HealthOut, ProblemOut, ReadyOut
 from keytrail.http.problems import problem_of, service_problem
 
 __all__ = ["router"]
@@ -35,7 +35,7 @@ def _problem(status: int, what: str) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ProblemOut, "content": {"application/problem+json": {}}, "description": what}}
 
 
-@router.get("/healthz", response_model=None, responses={200: {"description": "The process answers."}})
+@router.get("/healthz", response_model=None, responses={200: {"model": HealthOut, "description": "The process answers."}})
 def healthz() -> Response:
     """The process is up (it says nothing of the database: that is /readyz)."""
     return json_response({"status": "ok"})
@@ -44,7 +44,7 @@ def healthz() -> Response:
 @router.get(
     "/readyz",
     response_model=None,
-    responses={200: {"description": "Ready."}, **_problem(503, "The database cannot be reached or is not keytrail's.")},
+    responses={200: {"model": ReadyOut, "description": "Ready."}, **_problem(503, "The database cannot be reached or is not keytrail's.")},
 )
 def readyz(request: Request) -> Response:
     """The database answers and holds a keytrail schema of the version this keytrail reads."""
@@ -57,7 +57,7 @@ def readyz(request: Request) -> Response:
     return json_response({"status": "ready", "schema_version": int(version) if version.isdigit() else version})
 
 
-@router.get("/metrics", response_model=None, responses={200: {"description": "Prometheus text format."}})
+@router.get("/metrics", response_class=PlainTextResponse, responses={200: {"description": "Prometheus text format."}})
 def metrics(request: Request) -> Response:
     """Requests by route and status, command latency, transitions by trigger and destination."""
     found: Metrics = request.app.state.metrics
@@ -68,14 +68,14 @@ def metrics(request: Request) -> Response:
     "/gateway/apikeycheck",
     response_model=None,
     responses={
-        200: {"description": "The key is valid."},
+        200: {"model": GatewayOut, "description": "The key is valid."},
         **_problem(401, "The key is missing, invalid (unknown or revoked) or expired (`reason`)."),
     },
 )
 def apikeycheck(
     request: Request,
     magento_api_key: Annotated[
-        str | None, Header(alias="magento-api-key", description="The key Commerce checks.", max_length=4096)
+        str | None, Header(alias="magento-api-key", description="The key Commerce checks.")
     ] = None,
 ) -> Response:
     """Commerce's key validation: 200 when the key is one the authority issued, unrevoked and unexpired; else 401."""
