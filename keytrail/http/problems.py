@@ -65,7 +65,6 @@ SERVICE_PROBLEMS: dict[str, tuple[int, str]] = {
     "not-found": (404, "No such resource"),
     "unknown-trigger": (404, "No such trigger"),
     "method-not-allowed": (405, "Method not allowed"),
-    "precondition-failed": (412, "The onboarding is not at the If-Match version"),
     "payload-too-large": (413, "The request body is too large"),
     "invalid-api-key": (401, "The API key is missing, invalid or expired"),
     "not-ready": (503, "The service is not ready"),
