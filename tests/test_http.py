@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from keytrail.pgcluster import scratch_database
-from tests.http_server import EMAIL, PASSWORD, Served, serve
+from tests.http_server import PASSWORD, Served, serve
 
 PROBLEM = "application/problem+json"
 
@@ -282,7 +282,9 @@ def test_tokens_and_scopes(served: Served) -> None:
         problem(client.post(path), 401, "unauthorized")
     with served.client(served.tokens["auditor"]) as audit:
         assert problem(audit.post(path), 403, "forbidden")["scope"] == "audit"
-        problem(audit.post("/v1/accounts", json={"email": email(), "password": PASSWORD, "company": "A"}), 403, "forbidden")
+        problem(
+            audit.post("/v1/accounts", json={"email": email(), "password": PASSWORD, "company": "A"}), 403, "forbidden"
+        )
     with served.client(served.tokens["magento-svc"]) as drive:
         problem(drive.get("/v1/verify"), 403, "forbidden")
         problem(drive.get(f"/v1/onboardings/{stream}/events"), 403, "forbidden")
@@ -313,7 +315,9 @@ def test_oversized_and_malformed_bodies_write_nothing(served: Served) -> None:
         problem(streamed, 413, "payload-too-large")
         bad_json = drive.post(base + "/save_config", content=b'{"key": ', headers={"content-type": "application/json"})
         problem(bad_json, 422, "invalid-input")
-        typo = problem(drive.post(base + "/sign_in", json={"email": email(), "pasword": PASSWORD}), 422, "invalid-input")
+        typo = problem(
+            drive.post(base + "/sign_in", json={"email": email(), "pasword": PASSWORD}), 422, "invalid-input"
+        )
         assert PASSWORD not in json.dumps(typo)
         problem(drive.post(base + "/save_config", json={"key": 12345}), 422, "invalid-input")
         problem(drive.post(base + "/save_config", json=["not", "an", "object"]), 422, "invalid-input")

@@ -60,7 +60,7 @@ def test_the_docs_curl_examples_run_against_a_real_server(served: Served) -> Non
         "ADMIN_TOKEN": served.tokens["admin-svc"],
     }
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", "\n".join(blocks)],
+        [require("bash", "the docs' examples are shell"), "-euo", "pipefail", "-c", "\n".join(blocks)],
         capture_output=True,
         text=True,
         env=env,
@@ -76,7 +76,9 @@ def test_the_docs_curl_examples_run_against_a_real_server(served: Served) -> Non
 
 
 def test_the_docs_error_table_is_the_one_the_service_answers_with() -> None:
-    rows = re.findall(r"^\| `(\w+)`[^|]* \| (\d{3})[^|]* \| `urn:keytrail:problem:([a-z-]+)` \|$", DOCS.read_text(), re.M)
+    rows = re.findall(
+        r"^\| `(\w+)`[^|]* \| (\d{3})[^|]* \| `urn:keytrail:problem:([a-z-]+)` \|$", DOCS.read_text(), re.M
+    )
     documented = {name: (int(status), slug) for name, status, slug in rows}
     served = {cls.__name__: (status, slug) for cls, (status, slug, _) in PROBLEMS.items()}
     served["ConcurrencyConflict"] = (412, "concurrency-conflict")  # the table gives the If-Match status first

@@ -76,7 +76,6 @@ def check_log(served: Served, token: str, load: Load) -> None:
             logged.update((stream, version) for version in versions)
     assert len(set(load.acknowledged)) == len(load.acknowledged), "two answers claimed one version: a fork"
     assert set(load.acknowledged) <= logged, "an acknowledged command is missing from the log"
-    return None
 
 
 def test_one_sqlite_process_and_32_clients_lose_and_fork_nothing(tmp_path: Path) -> None:

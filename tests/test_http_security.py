@@ -11,6 +11,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,13 +25,12 @@ from tests.http_server import PASSWORD, SCRIPT, serve, server_env
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def server_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/keytrail.db"
-    cm = scratch_database(request.getfixturevalue("postgres_server"))
-    url = cm.__enter__()
-    request.addfinalizer(lambda: cm.__exit__(None, None, None))
-    return url
+        yield f"sqlite:///{tmp_path}/keytrail.db"
+        return
+    with scratch_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
 
 
 def test_no_secret_in_any_response_but_the_key_creating_ones_nor_in_the_log(server_db: str, tmp_path: Path) -> None:
@@ -51,10 +51,14 @@ def test_no_secret_in_any_response_but_the_key_creating_ones_nor_in_the_log(serv
             call(drive, "POST", base + "/access")
             call(drive, "POST", base + "/sign_in", json={"email": "a@acme.test", "password": "wrong password here"})
             call(drive, "POST", base + "/sign_in", json={"email": "a@acme.test", "password": PASSWORD})
-            key = call(drive, "POST", base + "/generate_key", json={"description": "Amazon Sales Channel"}).json()["key"]
+            key = call(drive, "POST", base + "/generate_key", json={"description": "Amazon Sales Channel"}).json()[
+                "key"
+            ]
             call(drive, "POST", base + "/copy_key")
             call(drive, "POST", base + "/save_config", json={"key": key})
-            call(drive, "POST", base + "/save_config", json={"key": key + " x"})  # refused: the message must not echo it
+            call(
+                drive, "POST", base + "/save_config", json={"key": key + " x"}
+            )  # refused: the message must not echo it
             call(drive, "POST", base + "/save_config", json={"key": "*" * 12})
             call(drive, "POST", base + "/access")
             call(drive, "POST", base + "/proceed")

@@ -76,4 +76,3 @@ def serve(
     from keytrail.http.serve import serve as run
 
     run(settings.db, host=host, port=port, workers=workers)
-

@@ -49,7 +49,7 @@ class ApiToken:
 
     def allows(self, needed: Scope) -> bool:
         """``admin`` allows everything; ``drive`` and ``audit`` allow themselves."""
-        return self.revoked_at is None and (self.scope == "admin" or self.scope == needed)
+        return self.revoked_at is None and self.scope in ("admin", needed)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -43,8 +43,12 @@ def _request_id(request: Request) -> str | None:
 
 def _validation_detail(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """The first refusal as a sentence, and every refusal's place and message (never the value sent)."""
-    listed = [
-        {"loc": [str(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")), "type": error.get("type")}
+    listed: list[dict[str, Any]] = [
+        {
+            "loc": [str(part) for part in error.get("loc", ())],
+            "msg": str(error.get("msg", "")),
+            "type": error.get("type"),
+        }
         for error in errors
     ]
     if not listed:
@@ -63,9 +67,7 @@ def _problem_document(app: FastAPI) -> dict[str, Any]:
     """
     if app.openapi_schema:
         return app.openapi_schema
-    document = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
+    document = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     problem = {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
     for operations in document.get("paths", {}).values():
         for operation in operations.values():

@@ -142,7 +142,9 @@ def access(
 ) -> Response:
     """Open the Amazon Sales Channel: the saved key is verified (Validated, or Prompted with a reason)."""
     actor = None if body is None else body.actor
-    return _drive(request, Trigger.access, token, actor, idempotency_key, if_match, partial_of(request, "access", stream))
+    return _drive(
+        request, Trigger.access, token, actor, idempotency_key, if_match, partial_of(request, "access", stream)
+    )
 
 
 @router.post("/{stream}/sign_in", response_model=None, responses={**_OUTCOME, **_PROBLEMS})
@@ -228,7 +230,9 @@ def proceed(
 ) -> Response:
     """Go on to Store Integration, the key verified again at this instant."""
     actor = None if body is None else body.actor
-    return _drive(request, Trigger.proceed, token, actor, idempotency_key, if_match, partial_of(request, "proceed", stream))
+    return _drive(
+        request, Trigger.proceed, token, actor, idempotency_key, if_match, partial_of(request, "proceed", stream)
+    )
 
 
 @router.post("/{stream}/{trigger}", include_in_schema=False)

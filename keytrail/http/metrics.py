@@ -47,7 +47,7 @@ class Metrics:
             registry=owner,
         )
         if shared:
-            MultiProcessCollector(self.registry)
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

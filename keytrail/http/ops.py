@@ -35,7 +35,9 @@ def _problem(status: int, what: str) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ProblemOut, "content": {"application/problem+json": {}}, "description": what}}
 
 
-@router.get("/healthz", response_model=None, responses={200: {"model": HealthOut, "description": "The process answers."}})
+@router.get(
+    "/healthz", response_model=None, responses={200: {"model": HealthOut, "description": "The process answers."}}
+)
 def healthz() -> Response:
     """The process is up (it says nothing of the database: that is /readyz)."""
     return json_response({"status": "ok"})
@@ -44,7 +46,10 @@ def healthz() -> Response:
 @router.get(
     "/readyz",
     response_model=None,
-    responses={200: {"model": ReadyOut, "description": "Ready."}, **_problem(503, "The database cannot be reached or is not keytrail's.")},
+    responses={
+        200: {"model": ReadyOut, "description": "Ready."},
+        **_problem(503, "The database cannot be reached or is not keytrail's."),
+    },
 )
 def readyz(request: Request) -> Response:
     """The database answers and holds a keytrail schema of the version this keytrail reads."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -86,7 +85,8 @@ def onboardings(
     """Every onboarding's status, ordered by id, a page at a time."""
     page: list[dict[str, Any]] = []
     more = False
-    with closing(_engine(request).streams()) as streams:
+    streams = _engine(request).streams()
+    try:
         for found in streams:
             if after is not None and found.stream <= after:
                 continue
@@ -94,6 +94,10 @@ def onboardings(
                 more = True
                 break
             page.append(found.as_dict())
+    finally:
+        close = getattr(streams, "close", None)  # a generator: its read transaction ends now, not at collection
+        if close is not None:
+            close()
     return json_response({"onboardings": page, "next": page[-1]["stream"] if more else None})
 
 
