@@ -3,7 +3,8 @@
 Workloads (see each module's docstring): 1 access hot path (SQLite at both durability settings,
 PostgreSQL), 2 full onboarding, 3 replay and status, 4 verify and export, 5 growth, 6 an
 onboarding-shaped mix of every command on new streams against raw sqlite3 replaying the same
-SQL (both durability settings). Figures are medians over interleaved rounds; ratios are
+SQL (both durability settings), 7 access over HTTP from 32 keep-alive clients (``keytrail serve``)
+against the in-process engine at the same concurrency and raw sqlite3. Figures are medians over interleaved rounds; ratios are
 medians of same-round ratios. ``--quick`` (what ``make bench`` runs) keeps to a few minutes;
 the full run builds a 1,000,000-event log. To measure two checkouts against each other (before
 and after a refactor), use ``benchmarks/compare.py``.
@@ -23,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import access
+import http_service
 import mix
 import onboarding
 import postgres
@@ -39,6 +41,7 @@ QUICK = {
     "growth_access": [10_000, 100_000],
     "growth_verify": [],
     "postgres": {"stores": 1000, "calls": 400, "rounds": 5},
+    "http": {"stores": 200, "calls": 640, "rounds": 3},
 }
 FULL = {
     "access": {"stores": 1000, "calls": 2000, "rounds": 7},
@@ -49,6 +52,7 @@ FULL = {
     "growth_access": [10_000, 100_000],
     "growth_verify": [100_000],
     "postgres": {"stores": 1000, "calls": 1000, "rounds": 7},
+    "http": {"stores": 200, "calls": 1280, "rounds": 5},
 }
 
 
@@ -77,6 +81,9 @@ def main() -> None:
         if "postgres" in only:
             p = sizes["postgres"]
             results["postgres"] = postgres.bench(p["stores"], p["calls"], p["rounds"])
+        if "http" in only:
+            h = sizes["http"]
+            results["http"] = http_service.run(h["stores"], h["calls"], h["rounds"], workdir)
         if "onboarding" in only:
             o = sizes["onboarding"]
             results["onboarding"] = onboarding.run(o["stores"], o["rounds"], workdir)
