@@ -67,7 +67,7 @@ def token_revoke(
 @errors_to_exit
 def serve(
     host: Annotated[str, typer.Option("--host", help="The address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="The port to listen on.")] = 8080,
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=64, help="Worker processes; more than 1 needs PostgreSQL.")
     ] = 1,

@@ -11,6 +11,7 @@ is rolled back whole, never written half.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -53,8 +54,10 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, workers: int =
             "postgresql+psycopg://..."
         )
     os.environ[SERVE_URL] = url
+    shared_metrics = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keytrail-metrics-")
+        shared_metrics = tempfile.mkdtemp(prefix="keytrail-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared_metrics
     print(
         f"keytrail: serving {shown} on http://{host}:{port} with {workers} worker{'s' if workers > 1 else ''}; "
         "stop with Ctrl-C or SIGTERM.",
@@ -64,14 +67,18 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, workers: int =
     # uvicorn drains, then raises the SIGTERM it caught again with the handler it found: this one, so a
     # drained stop exits 0, as service managers expect, rather than dying of the signal.
     signal.signal(signal.SIGTERM, _drained)
-    uvicorn.run(
-        "keytrail.http.serve:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        access_log=False,  # keytrail's own access log has the request id and never a header's value
-        server_header=False,
-        timeout_graceful_shutdown=DRAIN_SECONDS,
-    )
+    try:
+        uvicorn.run(
+            "keytrail.http.serve:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,  # keytrail's own access log has the request id and never a header's value
+            server_header=False,
+            timeout_graceful_shutdown=DRAIN_SECONDS,
+        )
+    finally:
+        if shared_metrics is not None:
+            shutil.rmtree(shared_metrics, ignore_errors=True)
