@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,10 +46,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _start_server(url: str, workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _start_server(url: str, workdir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     log = (workdir / "serve.log").open("wb")
-    server = subprocess.Popen([str(_KEYTRAIL), "--db", url, "serve", "--port", str(port)], stdout=log, stderr=log)
+    command = [str(_KEYTRAIL), "--db", url, "serve", "--port", str(port), "--workers", str(workers)]
+    server = subprocess.Popen(command, stdout=log, stderr=log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -102,22 +104,27 @@ class HttpClients:
             conn.close()
 
 
-def run(stores: int, calls: int, rounds: int, workdir: Path) -> dict[str, Any]:
-    template = workdir / f"http-template-{stores}.db"
-    build_log(f"sqlite:///{template}", stores)
-    served, engine_path, raw_path = (workdir / f"http-{name}.db" for name in ("served", "engine", "raw"))
-    for path in (served, engine_path, raw_path):
-        shutil.copy(template, path)
-    with Engine.open(f"sqlite:///{served}") as opened:
+def _measure(
+    label: str,
+    served_url: str,
+    engine_url: str,
+    baseline: tuple[str, Callable[[], int]],
+    *,
+    workers: int,
+    workdir: Path,
+    stores: int,
+    calls: int,
+    rounds: int,
+) -> dict[str, Any]:
+    """HTTP clients on ``served_url`` against the in-process engine on ``engine_url`` and ``baseline``, interleaved."""
+    with Engine.open(served_url) as opened:
         token = Tokens(opened).create("bench", "drive").token
-    server, port = _start_server(f"sqlite:///{served}", workdir)
-    engine = Engine.open(f"sqlite:///{engine_path}")  # the system clock, as the server's: 32 threads read it
-    raw = RawSqlite(raw_path, "FULL")
-    raw_clock = Clock(datetime(2026, 6, 1, tzinfo=UTC))
+    server, port = _start_server(served_url, workdir, workers)
+    engine = Engine.open(engine_url)  # the system clock, as the server's: 32 threads read it
     names = stream_ids(stores)
     order = names[::7] + [n for i, n in enumerate(names) if i % 7]
     clients = HttpClients(port, token, order)
-    engine_cycle, raw_cycle, lock = itertools.cycle(order), itertools.cycle(order), threading.Lock()
+    engine_cycle, lock = itertools.cycle(order), threading.Lock()
 
     def in_process() -> int:
         per_thread = calls // CLIENTS
@@ -132,38 +139,114 @@ def run(stores: int, calls: int, rounds: int, workdir: Path) -> dict[str, Any]:
             list(pool.map(worker, range(CLIENTS)))
         return per_thread * CLIENTS
 
-    def raw_sqlite() -> int:
-        for _ in range(calls):
-            raw.access(next(raw_cycle), raw_clock())
-        return calls
-
+    subject = f"keytrail over HTTP, 32 clients, {workers} worker{'s' if workers > 1 else ''}"
     try:
         clients.round(CLIENTS * 2)  # warm up: connections open, routes and statements prepared
         clients.latencies.clear()
         contenders = {
-            "keytrail over HTTP, 32 clients": lambda: clients.round(calls),
+            subject: lambda: clients.round(calls),
             "in-process engine, 32 threads": in_process,
-            "raw sqlite3, commit per event": raw_sqlite,
+            baseline[0]: baseline[1],
         }
-        contest = Contest(f"access over HTTP, {stores:,} stores, durability=full", contenders, rounds).run()
-        result = contest.report(
-            "keytrail over HTTP, 32 clients", list(contenders)[1:], {"raw sqlite3, commit per event": 1.0}
-        )
+        contest = Contest(label, contenders, rounds).run()
+        result = contest.report(subject, list(contenders)[1:], {baseline[0]: 1.0})
         ordered = sorted(clients.latencies)
         p50 = statistics.median(ordered) * 1000
         p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
         print(f"  HTTP latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms (p99/p50 {p99 / p50:.1f}x; goal <= 10x)")
-        result.update(stores=stores, clients=CLIENTS, p50_ms=p50, p99_ms=p99)
+        result.update(stores=stores, clients=CLIENTS, workers=workers, p50_ms=p50, p99_ms=p99)
         assert engine.verify().ok, "the in-process log must still verify"
     finally:
         clients.close()
         server.terminate()
         server.wait(timeout=60)
         engine.close()
-        raw.close()
-    with Engine.open(f"sqlite:///{served}") as check:
+    with Engine.open(served_url) as check:
         assert check.verify().ok, "the served log must still verify"
     return result
+
+
+def run(stores: int, calls: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    """SQLite, durability full: one server process, against raw sqlite3 committing each event."""
+    template = workdir / f"http-template-{stores}.db"
+    build_log(f"sqlite:///{template}", stores)
+    served, engine_path, raw_path = (workdir / f"http-{name}.db" for name in ("served", "engine", "raw"))
+    for path in (served, engine_path, raw_path):
+        shutil.copy(template, path)
+    raw = RawSqlite(raw_path, "FULL")
+    raw_clock = Clock(datetime(2026, 6, 1, tzinfo=UTC))
+    raw_cycle = itertools.cycle(stream_ids(stores))
+
+    def raw_sqlite() -> int:
+        for _ in range(calls):
+            raw.access(next(raw_cycle), raw_clock())
+        return calls
+
+    try:
+        return _measure(
+            f"access over HTTP, {stores:,} stores, SQLite durability=full",
+            f"sqlite:///{served}",
+            f"sqlite:///{engine_path}",
+            ("raw sqlite3, commit per event", raw_sqlite),
+            workers=1,
+            workdir=workdir,
+            stores=stores,
+            calls=calls,
+            rounds=rounds,
+        )
+    finally:
+        raw.close()
+
+
+def run_postgres(stores: int, calls: int, rounds: int, workdir: Path, workers: int = 4) -> dict[str, Any] | None:
+    """PostgreSQL (KEYTRAIL_BENCH_POSTGRES_URL, else the suite's throwaway cluster, fsync off): N workers, raw psycopg."""
+    from postgres import RawPsycopg
+
+    from keytrail.pgcluster import PostgresCluster, PostgresUnavailable, scratch_database
+
+    cluster = None
+    server = os.environ.get("KEYTRAIL_BENCH_POSTGRES_URL")
+    if not server:
+        try:
+            cluster = PostgresCluster.start()
+        except PostgresUnavailable as exc:
+            print(f"\n## access over HTTP on PostgreSQL: skipped ({exc})")
+            return None
+        server = cluster.url
+    try:
+        with (
+            scratch_database(server) as served,
+            scratch_database(server) as engine_url,
+            scratch_database(server) as raw_url,
+        ):
+            for url in (served, engine_url, raw_url):
+                build_log(url, stores)
+            raw = RawPsycopg(raw_url)
+            raw_clock = Clock(datetime(2026, 6, 1, tzinfo=UTC))
+            raw_cycle = itertools.cycle(stream_ids(stores))
+
+            def raw_psycopg() -> int:
+                for _ in range(calls):
+                    raw.access(next(raw_cycle), raw_clock())
+                return calls
+
+            try:
+                return _measure(
+                    f"access over HTTP, {stores:,} stores, PostgreSQL",
+                    served,
+                    engine_url,
+                    ("raw psycopg, commit per event", raw_psycopg),
+                    workers=workers,
+                    workdir=workdir,
+                    stores=stores,
+                    calls=calls,
+                    rounds=rounds,
+                )
+            finally:
+                raw.close()
+    finally:
+        if cluster is not None:
+            cluster.stop()
 
 
 def main() -> None:
@@ -171,9 +254,10 @@ def main() -> None:
     parser.add_argument("--stores", type=int, default=200)
     parser.add_argument("--calls", type=int, default=640, help="requests per round (a multiple of 32)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL with 4 workers instead of SQLite")
     args = parser.parse_args()
-    os.environ.setdefault("KEYTRAIL_LOG_LEVEL", "warning")
-    report_in_scratch(lambda workdir: run(args.stores, args.calls, args.rounds, workdir))
+    measure = run_postgres if args.postgres else run
+    report_in_scratch(lambda workdir: measure(args.stores, args.calls, args.rounds, workdir) or {})
 
 
 if __name__ == "__main__":
