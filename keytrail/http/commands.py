@@ -13,7 +13,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from starlette.responses import Response
 
 from keytrail.engine import Engine, KeyOutcome, Outcome
@@ -36,10 +36,18 @@ from keytrail.http.problems import problem_of, service_problem
 from keytrail.inputs import clipped
 from keytrail.states import Trigger
 
-__all__ = ["json_response", "parse_if_match", "router"]
+__all__ = ["StreamPath", "json_response", "parse_if_match", "router"]
 
 router = APIRouter(prefix="/v1/onboardings", tags=["commands"])
 
+# Documented, not enforced here: the engine refuses a bad id with its own sentence, as the CLI does.
+StreamPath = Annotated[
+    str,
+    Path(
+        description="The onboarding id: 1 to 128 letters, digits and . _ - : @, beginning with a letter or digit.",
+        json_schema_extra={"pattern": "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"},
+    ),
+]
 IdempotencyHeader = Annotated[
     str | None,
     Header(
@@ -133,7 +141,7 @@ _KEY_OUTCOME: dict[int | str, dict[str, Any]] = {
 
 @router.post("/{stream}/access", response_model=None, responses={**_OUTCOME, **_PROBLEMS})
 def access(
-    stream: str,
+    stream: StreamPath,
     request: Request,
     token: Driver,
     body: ActorBody | None = None,
@@ -149,7 +157,7 @@ def access(
 
 @router.post("/{stream}/sign_in", response_model=None, responses={**_OUTCOME, **_PROBLEMS})
 def sign_in(
-    stream: str,
+    stream: StreamPath,
     request: Request,
     token: Driver,
     body: SignInBody,
@@ -163,7 +171,7 @@ def sign_in(
 
 @router.post("/{stream}/register", response_model=None, responses={**_OUTCOME, **_PROBLEMS})
 def register(
-    stream: str,
+    stream: StreamPath,
     request: Request,
     token: Driver,
     body: RegisterBody,
@@ -177,7 +185,7 @@ def register(
 
 @router.post("/{stream}/generate_key", response_model=None, responses={**_KEY_OUTCOME, **_PROBLEMS})
 def generate_key(
-    stream: str,
+    stream: StreamPath,
     request: Request,
     token: Driver,
     body: GenerateKeyBody,
@@ -191,7 +199,7 @@ def generate_key(
 
 @router.post("/{stream}/copy_key", response_model=None, responses={**_KEY_OUTCOME, **_PROBLEMS})
 def copy_key(
-    stream: str,
+    stream: StreamPath,
     request: Request,
     token: Driver,
     body: CopyKeyBody | None = None,
@@ -207,7 +215,7 @@ def copy_key(
 
 @router.post("/{stream}/save_config", response_model=None, responses={**_OUTCOME, **_PROBLEMS})
 def save_config(
-    stream: str,
+    stream: StreamPath,
     request: Request,
     token: Driver,
     body: SaveConfigBody,
@@ -221,7 +229,7 @@ def save_config(
 
 @router.post("/{stream}/proceed", response_model=None, responses={**_OUTCOME, **_PROBLEMS})
 def proceed(
-    stream: str,
+    stream: StreamPath,
     request: Request,
     token: Driver,
     body: ActorBody | None = None,
@@ -236,7 +244,7 @@ def proceed(
 
 
 @router.post("/{stream}/{trigger}", include_in_schema=False)
-def unknown_trigger(stream: str, trigger: str, token: Driver) -> Response:
+def unknown_trigger(stream: StreamPath, trigger: str, token: Driver) -> Response:
     """Any other trigger: a problem naming the seven there are, rather than a bare 404."""
     raise service_problem(
         "unknown-trigger",

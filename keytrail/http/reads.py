@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from keytrail.engine import Engine
 from keytrail.engine.reports import digest, expiring
 from keytrail.errors import InvalidInput
 from keytrail.http.auth import Admin, Auditor, Reader
-from keytrail.http.commands import json_response
+from keytrail.http.commands import StreamPath, json_response
 from keytrail.http.models import (
     AccountBody,
     AccountOut,
@@ -31,6 +31,13 @@ from keytrail.inputs import clipped
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1")
+KeyIdPath = Annotated[
+    str,
+    Path(
+        description="A key id as the key authority issues them: key_ and 16 hex digits.",
+        json_schema_extra={"pattern": "^key_[0-9a-f]{16}$"},
+    ),
+]
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -64,7 +71,7 @@ def _engine(request: Request) -> Engine:
 @router.get(
     "/onboardings/{stream}", tags=["reads"], response_model=None, responses={**_ok(StatusOut, "Its status."), **_READ}
 )
-def status(stream: str, request: Request, token: Reader) -> Response:
+def status(stream: StreamPath, request: Request, token: Reader) -> Response:
     """Where the onboarding stands, from its projection (no replay); ETag is its version."""
     found = _engine(request).status(stream)
     return json_response(found.as_dict(), headers={"ETag": f'"{found.version}"'})
@@ -107,7 +114,7 @@ def onboardings(
     response_model=None,
     responses={**_ok(EventsOut, "Its events, oldest first (the `history --json` shape)."), **_READ},
 )
-def events(stream: str, request: Request, token: Auditor) -> Response:
+def events(stream: StreamPath, request: Request, token: Auditor) -> Response:
     """The onboarding's history."""
     history = _engine(request).history(stream)
     return json_response({"stream": stream, "events": [event.as_dict() for event in history]})
@@ -120,7 +127,7 @@ def events(stream: str, request: Request, token: Auditor) -> Response:
     responses={**_ok(ReplayOut, "The onboarding rebuilt from its events alone."), **_READ},
 )
 def replay(
-    stream: str,
+    stream: StreamPath,
     request: Request,
     token: Auditor,
     as_of: Annotated[
@@ -199,7 +206,7 @@ def create_account(body: AccountBody, request: Request, token: Admin) -> Respons
     response_model=None,
     responses={**_ok(KeyInfoOut, "The key, revoked."), **_problems(401, 403, 404, 422, 503)},
 )
-def revoke_key(key_id: str, request: Request, token: Admin) -> Response:
+def revoke_key(key_id: KeyIdPath, request: Request, token: Admin) -> Response:
     """Revoke an API key: from now on it verifies as invalid. Revoking twice keeps the first time."""
     engine = _engine(request)
     revoked = engine.portal.revoke_key(key_id)
