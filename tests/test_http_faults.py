@@ -99,6 +99,11 @@ def test_four_postgres_workers_and_32_clients_lose_and_fork_nothing(pg_url: str,
         assert load.refused == [] and load.lost_in_transit == 0
         assert len(load.acknowledged) == CLIENTS * 10
         check_log(served, token, load)
+        # Whichever worker answers /metrics, it counts the requests of all four.
+        line = 'keytrail_http_requests_total{method="POST",route="/v1/onboardings/{stream}/access",status="200"} '
+        for _ in range(4):
+            text = httpx.get(served.url + "/metrics").text
+            assert f"{line}{float(CLIENTS * 10)}" in text, [row for row in text.splitlines() if "access" in row]
 
 
 @pytest.mark.postgres
