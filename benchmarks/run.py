@@ -1,9 +1,11 @@
 """Run every keytrail benchmark against its same-run baselines: ``python benchmarks/run.py [--quick]``.
 
 Workloads (see each module's docstring): 1 access hot path (SQLite at both durability settings,
-PostgreSQL), group commit (16 threads of one engine), 2 full onboarding, 3 replay and status, 4 verify and export, 5 growth, 6 an
+PostgreSQL), group commit (16 threads of one engine), 2 full onboarding, 3 replay and status,
+4 verify and export, 5 growth, 6 an
 onboarding-shaped mix of every command on new streams against raw sqlite3 replaying the same
-SQL (both durability settings). Figures are medians over interleaved rounds; ratios are
+SQL (both durability settings), 7 access over HTTP from 32 keep-alive clients (``keytrail serve``)
+against the in-process engine at the same concurrency and raw sqlite3. Figures are medians over interleaved rounds; ratios are
 medians of same-round ratios. ``--quick`` (what ``make bench`` runs) keeps to a few minutes;
 the full run builds a 1,000,000-event log. To measure two checkouts against each other (before
 and after a refactor), use ``benchmarks/compare.py``.
@@ -24,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import access
 import group_commit
+import http_service
 import mix
 import onboarding
 import postgres
@@ -41,6 +44,7 @@ QUICK = {
     "growth_verify": [],
     "postgres": {"stores": 1000, "calls": 400, "rounds": 5},
     "group_commit": {"stores": 1000, "calls": 400, "rounds": 5, "threads": 16},
+    "http": {"stores": 200, "calls": 640, "rounds": 3},
 }
 FULL = {
     "access": {"stores": 1000, "calls": 2000, "rounds": 7},
@@ -52,6 +56,9 @@ FULL = {
     "growth_verify": [100_000],
     "postgres": {"stores": 1000, "calls": 1000, "rounds": 7},
     "group_commit": {"stores": 1000, "calls": 800, "rounds": 7, "threads": 16},
+    "http": {"stores": 200, "calls": 1280, "rounds": 5},
+    # Not in --quick: four workers take a while to start, and the cluster has fsync off (no durability).
+    "http_postgres": {"stores": 200, "calls": 1280, "rounds": 5},
 }
 
 
@@ -87,6 +94,12 @@ def main() -> None:
         if "postgres" in only:
             p = sizes["postgres"]
             results["postgres"] = postgres.bench(p["stores"], p["calls"], p["rounds"])
+        if "http" in only:
+            h = sizes["http"]
+            results["http"] = http_service.run(h["stores"], h["calls"], h["rounds"], workdir)
+        if "http_postgres" in sizes and ("http" in only or "http_postgres" in only):
+            h = sizes["http_postgres"]
+            results["http postgres"] = http_service.run_postgres(h["stores"], h["calls"], h["rounds"], workdir)
         if "onboarding" in only:
             o = sizes["onboarding"]
             results["onboarding"] = onboarding.run(o["stores"], o["rounds"], workdir)

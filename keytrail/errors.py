@@ -31,6 +31,11 @@ Messages are sentences with the facts, and never contain a key or a password.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
 __all__ = [
     "AccountLocked",
     "AuthenticationFailed",
@@ -113,7 +118,11 @@ class AuthenticationFailed(KeytrailError):
 
 
 class AccountLocked(AuthenticationFailed):
-    """The account is locked after too many failed sign-ins in a row."""
+    """The account is locked after too many failed sign-ins in a row; ``locked_until`` says until when."""
+
+    def __init__(self, message: str, *, locked_until: datetime | None = None) -> None:
+        super().__init__(message)
+        self.locked_until = locked_until
 
 
 class ConcurrencyConflict(KeytrailError):

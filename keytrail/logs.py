@@ -36,8 +36,8 @@ SENSITIVE_FIELDS = frozenset(
         "token",
     }
 )
-# keytrail's own keys (kt_ and 43 url-safe characters) and Fernet tokens, wherever they appear.
-_SECRET_SHAPES = re.compile(r"kt_[A-Za-z0-9_\-]{43}|gAAAAA[A-Za-z0-9_\-=]{40,}")
+# keytrail's own keys (kt_ and 43 url-safe characters), its HTTP tokens (ktt_ and 43), and Fernet tokens.
+_SECRET_SHAPES = re.compile(r"ktt?_[A-Za-z0-9_\-]{43}|gAAAAA[A-Za-z0-9_\-=]{40,}")
 
 
 def _scrub(value: Any) -> Any:

@@ -8,11 +8,15 @@ fi
 if ! command -v dot >/dev/null 2>&1; then
     need="$need graphviz"
 fi
+# The HTTP tests call the gateway check from PHP's curl extension, as Commerce does.
+if ! command -v php >/dev/null 2>&1 || ! php -m 2>/dev/null | grep -qi '^curl$'; then
+    need="$need php-cli php-curl"
+fi
 if [ -z "$need" ]; then
     exit 0
 fi
 if [ "$(id -u)" != "0" ]; then
-    echo "keytrail: missing Debian packages:$need (not root, so not installing; PostgreSQL tests will skip)" >&2
+    echo "keytrail: missing Debian packages:$need (not root, so not installing; the tests that need them will skip)" >&2
     exit 0
 fi
 echo "keytrail: installing$need" >&2

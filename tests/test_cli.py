@@ -408,6 +408,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "verify: ok: 1 onboarding(s), 14 events, 0 problem(s)" in out
     assert "flowchart LR" in out and "class StoreIntegration current" in out and "linkStyle" in out
     assert "kt_" not in out
+    assert f"keytrail --db sqlite:///{tmp_path}/demo.db serve --port 8080" in out.replace("\n", "")
 
 
 def test_demo_refuses_a_database_in_use(tmp_path: Path) -> None:
@@ -549,7 +550,7 @@ def test_logs_go_to_stderr_only(sqlite_db: str) -> None:
 
 
 def test_help_lists_the_commands_in_the_flows_order() -> None:
-    """The flow's commands first, in its order, then the audit commands, the demo, the authority's groups.
+    """The flow's commands first, in its order, then the audit commands, the demo, serve, and the groups.
 
     The order is the order the command modules register on the app (keytrail/cli/__init__.py).
     """
@@ -558,7 +559,7 @@ def test_help_lists_the_commands_in_the_flows_order() -> None:
     assert group.list_commands(typer.Context(group)) == [
         *("access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
         *("status", "history", "replay", "expiring", "verify", "export", "digest", "diagram"),
-        *("demo", "account", "keys"),
+        *("demo", "serve", "account", "keys", "token"),
     ]
 
 

@@ -9,13 +9,13 @@ never from arguments (shell history, the process list).
 
 The modules, by role: ``root`` (the app, ``--db``, logging, errors to exit codes, ``main``),
 ``driving`` (the commands that move an onboarding, and the key authority's), ``audit`` (the
-commands that read and check the log), ``rendering`` (tables, JSON, progress, times, ``-o``)
-and ``demo``. Importing this package registers every command on ``app``, in the order
-``--help`` lists them.
+commands that read and check the log), ``rendering`` (tables, JSON, progress, times, ``-o``),
+``server`` (``serve`` and ``token``) and ``demo``. Importing this package registers every command
+on ``app``, in the order ``--help`` lists them.
 """
 
 from keytrail.cli.root import app, main  # isort: skip  (the app first: the commands register on it)
-from keytrail.cli import driving, audit, demo  # noqa: F401  # isort: skip  (registered, in --help's order)
+from keytrail.cli import driving, audit, demo, server  # noqa: F401  # isort: skip  (registered, in --help's order)
 from keytrail.cli.audit import parse_duration
 
 __all__ = ["app", "main", "parse_duration"]

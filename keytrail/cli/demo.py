@@ -96,5 +96,10 @@ def demo() -> None:
         )
         out.print(f"\n[bold]The machine, with the path of {stream} highlighted (Mermaid):[/bold]")
         out.print(diagrams.mermaid(highlight(engine, stream)), markup=False, end="")
+        out.print(
+            f"\nThe same machine over HTTP (docs/http.md): keytrail --db {settings.db} token create --name me "
+            f"--scope admin, then keytrail --db {settings.db} serve --port 8080",
+            markup=False,
+        )
         if not report.ok:
             raise typer.Exit(1)

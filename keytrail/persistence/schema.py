@@ -118,6 +118,14 @@ class Schema:
         self._check_meta(meta)
         return SchemaStatus(exists=True, meta=meta, tables=frozenset(names))
 
+    def ping(self) -> str:
+        """The schema version the database records, read in one short transaction (a readiness probe)."""
+        with self.read() as conn:
+            found = conn.execute(sa.select(_meta.c.value).where(_meta.c.name == "schema_version")).scalar()
+        if found is None:
+            raise NotAKeytrailDatabase(f"{self.shown} holds no keytrail schema version.")
+        return str(found)
+
     def schema_complete(self, status: SchemaStatus, *meta_names: str) -> bool:
         """Whether every table of this version, and every named metadata row, is there."""
         tables = {table.name for table in KeytrailTable.metadata.sorted_tables}

@@ -32,6 +32,7 @@ from keytrail.persistence.stored import SQLITE_TIME_FORMAT, is_sqlite_time, show
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ApiTokenRow",
     "ConfigRow",
     "EventRow",
     "KeytrailTable",
@@ -161,3 +162,19 @@ class MetaRow(KeytrailTable, table=True):
 
     name: str = Field(sa_column=Column(String(64), primary_key=True))
     value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ApiTokenRow(KeytrailTable, table=True):
+    """A token of the HTTP service (``keytrail token create``): its name, scope and a hash, never the token.
+
+    A table of its own, so that a database of an earlier release is upgraded by adding it.
+    Names are never reused (a revoked token keeps its row), so an actor in the log names one token.
+    """
+
+    __tablename__ = "api_tokens"
+
+    name: str = Field(sa_column=Column(String(128), primary_key=True))
+    scope: str = Field(sa_column=Column(String(16), nullable=False))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

@@ -146,7 +146,8 @@ class KeyAuthority:
             self._record_failure(email, account.account_id, stream_id, actor, now, "locked")
             raise AccountLocked(
                 f"The account {email} is locked until {iso_utc(locked_until)} after "
-                f"{self.max_failed_sign_ins} failed sign-ins in a row."
+                f"{self.max_failed_sign_ins} failed sign-ins in a row.",
+                locked_until=locked_until,
             )
         if password is None:
             return account  # the session of this onboarding, checked above
@@ -155,7 +156,8 @@ class KeyAuthority:
             if locked is not None:
                 raise AccountLocked(
                     f"Sign-in as {email} failed: wrong email or password. After {self.max_failed_sign_ins} failures "
-                    f"in a row the account is locked until {iso_utc(locked)}."
+                    f"in a row the account is locked until {iso_utc(locked)}.",
+                    locked_until=locked,
                 )
             raise AuthenticationFailed(f"Sign-in as {email} failed: wrong email or password.")
         if needs_rehash(found.password_hash):
