@@ -142,3 +142,8 @@ def test_php_curl_calls_the_gateway_check_as_commerce_does(served: Served) -> No
         assert admin.post(f"/v1/keys/{key_id}/revoke").status_code == 200
     assert check(key) == (1, "401 invalid")
     assert httpx.get(served.url + "/healthz").status_code == 200
+
+
+def test_the_readme_carries_the_executed_http_section() -> None:
+    """The README's "HTTP service" section is docs/http.md word for word, so its examples are the executed ones."""
+    assert DOCS.read_text(encoding="utf-8").strip() in (ROOT / "README.md").read_text(encoding="utf-8")
