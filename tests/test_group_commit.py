@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keytrail import Engine, State
 from keytrail.errors import ConcurrencyConflict, IllegalTransition, InvalidInput
@@ -267,3 +270,80 @@ def test_opening_a_second_engine_keeps_the_first_ones_locks(tmp_path: Path, monk
         assert probe.stdout.strip() == "database is locked"
         assert results["write"].version == 2
         assert first.verify().ok
+
+
+# -- random interleavings equal some serial order --------------------------------------------------
+
+_STREAMS = ("s0", "s1", "s2")
+_COMMANDS = st.sampled_from(["access", "proceed", "save_kept"])
+
+
+def _run(engine: Engine, command: str, stream: str, actor: str) -> bool:
+    """One command; False when the engine refused it (refusals write nothing)."""
+    try:
+        if command == "access":
+            engine.access(stream, actor=actor)
+        elif command == "proceed":
+            engine.proceed(stream, actor=actor)
+        else:
+            engine.save_config(stream, key="*" * 8, actor=actor)  # asterisks keep the saved key
+    except IllegalTransition:
+        return False
+    return True
+
+
+def _rows(engine: Engine) -> list[tuple[Any, ...]]:
+    return [
+        (e.stream_id, e.version, e.trigger, e.source, e.dest, e.reason, e.data, e.actor, e.hash)
+        for stream in _STREAMS
+        for e in engine.events(stream)
+    ]
+
+
+@given(
+    programs=st.lists(
+        st.lists(st.tuples(_COMMANDS, st.sampled_from(_STREAMS)), min_size=1, max_size=8), min_size=2, max_size=4
+    )
+)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_interleavings_equal_a_serial_order(
+    programs: list[list[tuple[str, str]]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Threads run random programs at once; replaying the committed commands one at a time, in the log's
+    order, on a copy of the starting database writes exactly the same events (versions, states, hashes)."""
+    folder = tmp_path_factory.mktemp("interleavings")
+    template = folder / "template.db"
+    clock = MovableClock()  # does not move: times, and so hashes, depend only on the order
+    with Engine.open(f"sqlite:///{template}", clock=clock) as engine:
+        for stream in _STREAMS:
+            drive_to(engine, stream, State.Validated)
+    for copy in ("concurrent.db", "serial.db"):
+        shutil.copy(template, folder / copy)
+        shutil.copy(folder / "template.db.key", folder / f"{copy}.key")  # the key file beside each copy, 0600 kept
+    with Engine.open(f"sqlite:///{folder / 'concurrent.db'}", clock=clock) as engine:
+        start = threading.Barrier(len(programs))
+
+        def run(n: int) -> None:
+            start.wait()
+            for i, (command, stream) in enumerate(programs[n]):
+                _run(engine, command, stream, f"t{n}-{i}")
+
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(len(programs))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        concurrent = _rows(engine)
+        committed = sorted(
+            (e.position, e.actor) for stream in _STREAMS for e in engine.events(stream) if e.actor is not None
+        )
+        assert engine.verify().ok
+    with Engine.open(f"sqlite:///{folder / 'serial.db'}", clock=clock) as serial:
+        for _, actor in committed:
+            n, i = (int(part) for part in actor[1:].split("-"))
+            command, stream = programs[n][i]
+            assert _run(serial, command, stream, actor)  # the serial order accepts every committed command
+        assert _rows(serial) == concurrent
+    for thread_program_index in range(len(programs)):  # each thread's commands committed in its own order
+        mine = [int(actor.split("-")[1]) for _, actor in committed if actor.startswith(f"t{thread_program_index}-")]
+        assert mine == sorted(mine)

@@ -6,6 +6,7 @@ One server per backend for this module; each test uses onboardings of its own.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -336,6 +337,15 @@ def test_metrics_count_requests_commands_and_transitions(served: Served) -> None
     assert 'keytrail_http_requests_total{method="POST",route="/v1/onboardings/{stream}/access",status="200"}' in text
     assert 'keytrail_command_seconds_bucket{le="0.005",trigger="access"}' in text
     assert 'keytrail_transitions_total{dest="Prompted",trigger="access"}' in text
+    # Group commit's batch sizes and latency, where it is on (SQLite's default), absent where it is off.
+    commits = re.search(r"^keytrail_group_commits_total (\S+)$", text, re.MULTILINE)
+    commands = re.search(r"^keytrail_group_commit_commands_total (\S+)$", text, re.MULTILINE)
+    if served.db_url.startswith("sqlite"):
+        assert commits is not None and commands is not None
+        assert float(commands.group(1)) >= float(commits.group(1)) >= 1
+        assert re.search(r"^keytrail_group_commit_seconds_total \S+$", text, re.MULTILINE)
+    else:
+        assert commits is None
 
 
 def test_operations_endpoints_and_the_openapi_document(served: Served) -> None:

@@ -115,7 +115,7 @@ def create_app(engine_or_url: Engine | str, *, max_body: int = DEFAULT_MAX_BODY)
     )
     app.state.engine = engine
     app.state.tokens = Tokens(engine)
-    app.state.metrics = metrics = Metrics()
+    app.state.metrics = metrics = Metrics(lambda: engine.commit_stats)
     app.include_router(commands.router)
     app.include_router(reads.router)
     app.include_router(ops.router)

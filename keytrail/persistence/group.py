@@ -49,6 +49,8 @@ class CommitStats:
     commits: int
     commands: int
     largest: int
+    # Time spent in shared commits (the transaction and its sync), in seconds: ``seconds / commits`` is the mean latency.
+    seconds: float = 0.0
 
 
 class _Ticket(Generic[_U]):
@@ -82,10 +84,11 @@ class GroupCommit(Generic[_U]):
         self._commits = 0
         self._commands = 0
         self._largest = 0
+        self._seconds = 0.0
 
     @property
     def stats(self) -> CommitStats:
-        return CommitStats(self._commits, self._commands, self._largest)
+        return CommitStats(self._commits, self._commands, self._largest, self._seconds)
 
     def run(self, work: Callable[[_U], _T]) -> _T:
         """``work(unit)`` inside a write transaction, committed (maybe with others' work) before this returns."""
@@ -140,6 +143,7 @@ class GroupCommit(Generic[_U]):
             self._commits += 1
             self._commands += len(batch)
             self._largest = max(self._largest, len(batch))
+            self._seconds += time.perf_counter() - started
         if len(batch) > 1:
             _log.debug("group_commit", works=len(batch), commit_ms=round((time.perf_counter() - started) * 1000, 3))
 
