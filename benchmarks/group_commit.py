@@ -4,7 +4,8 @@ Contenders, in interleaved rounds on copies of one onboarded log:
 - keytrail with group commit (the SQLite default) and without, from 1 thread and from
   ``--threads`` threads (each on its own stores, page views in a scattered order);
 - raw sqlite3 committing one event per transaction from one thread (access.py's program):
-  the rate one writer reaches when every event waits for its own sync.
+  the rate one writer reaches when every event waits for its own sync;
+- ``eventsourcing`` 9.5 saving one event per call from the same number of threads.
 
 The figures to read: 1 thread with / without (a caller alone must be no slower), N threads
 with / without (what sharing a commit buys), and N threads with group commit / raw sqlite3's
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from access import RawSqlite
+from access import RawSqlite, eventsourcing_app
 from common import Clock, Contest, build_log, report_in_scratch, stream_ids
 
 from keytrail import Engine, State
@@ -80,9 +81,34 @@ def run(stores: int, calls: int, rounds: int, threads: int, workdir: Path) -> di
         return calls
 
     contenders["raw sqlite3, one commit per event, 1 thread"] = raw_access
+    app, aggregates = eventsourcing_app(workdir / "gc-es.db", min(stores, 5000))
+    es_parts = [itertools.cycle(aggregates[n::threads]) for n in range(threads)]
+
+    def es_threads() -> int:
+        share = max(1, calls // threads)
+
+        def work(n: int) -> None:
+            for _ in range(share):
+                aggregate = next(es_parts[n])
+                aggregate.access("sha256:" + "0" * 64, "2026-06-01T00:00:00.000000+00:00")
+                app.save(aggregate)
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return share * threads
+
+    es_label = f"eventsourcing 9.5 save, {threads} threads"
+    contenders[es_label] = es_threads
     many_on, many_off = f"{threads} threads, group commit on", f"{threads} threads, group commit off"
     contest = Contest(f"group commit: access at durability=full, {stores:,} stores", contenders, rounds).run()
-    result = contest.report(many_on, [many_off, "raw sqlite3, one commit per event, 1 thread"])
+    result = contest.report(
+        many_on,
+        [many_off, "raw sqlite3, one commit per event, 1 thread", es_label],
+        {"raw sqlite3, one commit per event, 1 thread": 3.0, es_label: 4.0},
+    )
     alone = contest.ratio("1 thread, group commit on", "1 thread, group commit off")
     print(f"  1 thread, group commit on / off: {alone:.2f}x (a caller alone must be no slower: ~1.0x)")
     result["alone on/off"] = alone
