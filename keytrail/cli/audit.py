@@ -15,13 +15,11 @@ from typing import Annotated
 
 import typer
 
-from keytrail import diagrams, inputs
+from keytrail import inputs
 from keytrail.cli import rendering
 from keytrail.cli.rendering import emit_json, history_rows, progress, say, table
 from keytrail.cli.root import JsonOpt, StreamArg, app, destination, errors_to_exit, open_engine
-from keytrail.engine import reports
 from keytrail.errors import InvalidInput
-from keytrail.events import iso_utc
 
 __all__ = ["diagram", "digest", "expiring", "export", "history", "parse_duration", "replay", "status", "verify"]
 
@@ -64,7 +62,7 @@ def _parse_instant(text: str) -> datetime:
 @errors_to_exit
 def status(
     stream: Annotated[
-        str | None, typer.Argument(help="One onboarding; all of them when left out.", metavar="[ID]")
+        str | None, typer.Argument(help="One onboarding; all of them when left out.", metavar="ID")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -137,6 +135,9 @@ def expiring(
     as_json: JsonOpt = False,
 ) -> None:
     """Onboardings whose saved key expires within the window (or already has), per the key authority."""
+    from keytrail.engine import reports
+    from keytrail.events import iso_utc
+
     window = parse_duration(within)
     with open_engine() as engine:
         now = engine.now()
@@ -168,7 +169,7 @@ def expiring(
 @errors_to_exit
 def verify(
     stream: Annotated[
-        str | None, typer.Argument(help="One onboarding; the whole log when left out.", metavar="[ID]")
+        str | None, typer.Argument(help="One onboarding; the whole log when left out.", metavar="ID")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -197,6 +198,8 @@ def export(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Every event with every column, streamed (events never hold a key or a password)."""
+    from keytrail.engine import reports
+
     if fmt not in ("jsonl", "csv"):
         raise InvalidInput(f"{inputs.quoted(fmt)} is not an export format; use jsonl or csv.")
     with destination(output) as handle, open_engine() as engine, progress("exporting") as advance:
@@ -224,6 +227,8 @@ def digest(
     as_json: JsonOpt = False,
 ) -> None:
     """One hash over the whole log (N:HEX) to keep elsewhere; --check proves the log still extends it."""
+    from keytrail.engine import reports
+
     with open_engine() as engine:
         if check is None:
             found = reports.digest(engine)
@@ -252,6 +257,8 @@ def diagram(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """The machine, drawn from the one transition table."""
+    from keytrail import diagrams
+
     if fmt not in diagrams.FORMATS:
         raise InvalidInput(f"{inputs.quoted(fmt)} is not a diagram format; use mermaid, dot or svg.")
     with destination(output) as handle:

@@ -11,10 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 
-from keytrail import diagrams
-from keytrail.cli.rendering import console, highlight, history_rows, table
+from keytrail.cli.rendering import console, history_rows, mermaid_of, table
 from keytrail.cli.root import app, errors_to_exit, settings
-from keytrail.engine import Engine, reports
 from keytrail.errors import InvalidInput
 
 __all__ = ["demo"]
@@ -34,6 +32,8 @@ class _DemoClock:
 @errors_to_exit
 def demo() -> None:
     """Walk through the source document's flow on a fresh database, then a key expiry and the repeat."""
+    from keytrail.engine import Engine, reports
+
     clock = _DemoClock()
     out = console()
     with Engine.open(settings.db, clock=clock) as engine:
@@ -95,6 +95,6 @@ def demo() -> None:
             f"digest (keep it to check the log later with `keytrail digest --check`): {reports.digest(engine).token}"
         )
         out.print(f"\n[bold]The machine, with the path of {stream} highlighted (Mermaid):[/bold]")
-        out.print(diagrams.mermaid(highlight(engine, stream)), markup=False, end="")
+        out.print(mermaid_of(engine, stream), markup=False, end="")
         if not report.ok:
             raise typer.Exit(1)

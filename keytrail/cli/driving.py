@@ -8,7 +8,7 @@ the process list).
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,8 +27,10 @@ from keytrail.cli.root import (
     keys_app,
     open_engine,
 )
-from keytrail.engine import KeyOutcome, Outcome
 from keytrail.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from keytrail.engine import Outcome
 
 __all__ = [
     "access",
@@ -64,6 +66,8 @@ def _secret(what: str, flag: str, from_stdin: bool, *, confirm: bool = False) ->
 
 
 def print_outcome(outcome: Outcome, as_json: bool) -> None:
+    from keytrail.engine import KeyOutcome
+
     if as_json:
         emit_json(outcome.as_dict())
         return

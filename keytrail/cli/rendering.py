@@ -21,11 +21,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from keytrail import diagrams, inputs
+from keytrail import inputs
 from keytrail.errors import InvalidInput
-from keytrail.events import iso_utc
 
 if TYPE_CHECKING:
+    from keytrail import diagrams
     from keytrail.engine import Engine, Event
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "emit_json",
     "highlight",
     "history_rows",
+    "mermaid_of",
     "output",
     "progress",
     "say",
@@ -98,6 +99,8 @@ def progress(description: str) -> Iterator[Callable[[int], None]]:
 
 
 def when(value: datetime | None) -> str:
+    from keytrail.events import iso_utc
+
     return "" if value is None else iso_utc(value)
 
 
@@ -121,7 +124,16 @@ def history_rows(events: Iterable[Event], *, with_actor: bool = True) -> Iterato
 
 def highlight(engine: Engine, stream: str) -> diagrams.Highlight:
     """The path ``stream`` took through the machine, for a diagram to mark."""
+    from keytrail import diagrams
+
     return diagrams.Highlight.from_events((e.trigger, e.source, e.dest) for e in engine.history(stream))
+
+
+def mermaid_of(engine: Engine, stream: str) -> str:
+    """The machine in Mermaid, with the path ``stream`` took marked."""
+    from keytrail import diagrams
+
+    return diagrams.mermaid(highlight(engine, stream))
 
 
 def _guarded_as(target: Path, guarded: Mapping[Path, str]) -> str | None:

@@ -12,17 +12,16 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated, ParamSpec, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, ParamSpec, TextIO, TypeVar
 
-import structlog
 import typer
 
 from keytrail import inputs
 from keytrail.cli import rendering
-from keytrail.engine import Engine
-from keytrail.engine.lifecycle import database_files
 from keytrail.errors import KeytrailError
-from keytrail.logs import configure_logging
+
+if TYPE_CHECKING:
+    from keytrail.engine import Engine
 
 __all__ = [
     "ActorOpt",
@@ -48,13 +47,13 @@ app = typer.Typer(
     no_args_is_help=True,
     help="The Amazon Sales Channel API-key onboarding as an audited state machine.",
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 account_app = typer.Typer(no_args_is_help=True, help="Company accounts of the key authority.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys in the key authority's portal.")
 app.add_typer(account_app, name="account")
 app.add_typer(keys_app, name="keys")
 
-_log = structlog.get_logger("keytrail.cli")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -66,6 +65,14 @@ class _Settings:
 settings = _Settings()
 
 
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from keytrail import __version__
+
+        print(f"keytrail {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     db: Annotated[
@@ -74,7 +81,13 @@ def _root(
             "--db", help="Database URL (else KEYTRAIL_DATABASE_URL, else sqlite:///keytrail.db).", metavar="URL"
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print keytrail's version and exit."),
+    ] = False,
 ) -> None:
+    from keytrail.logs import configure_logging
+
     settings.db = db or os.environ.get("KEYTRAIL_DATABASE_URL") or DEFAULT_URL
     # Quiet by default so an error is one line on stderr; KEYTRAIL_LOG_LEVEL=info shows the transitions.
     configure_logging(level=os.environ.get("KEYTRAIL_LOG_LEVEL", "error"))
@@ -105,11 +118,15 @@ def errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
 
 def open_engine(*, create: bool = False) -> Engine:
     """Commands that may start an onboarding create the database; reading commands need an existing one."""
+    from keytrail.engine import Engine  # here, not at the top: `keytrail --help` never loads the engine
+
     return Engine.open(settings.db, create=create)
 
 
 def destination(target: Path | None) -> AbstractContextManager[TextIO]:
     """Where a command writes (``-o``, else stdout), never onto the ``--db`` database's files or its key file."""
+    from keytrail.engine.lifecycle import database_files
+
     return rendering.output(target, lambda: database_files(settings.db))
 
 
@@ -153,12 +170,16 @@ def main() -> None:
         sys.exit(130)
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument, no command
         message = exc.format_message().strip()
-        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+        if type(exc).__name__ == "NoArgsIsHelpError":  # its message is the help: shown as --help shows it
+            print(message)
+        else:
             first = inputs.clipped(message.splitlines()[0], 200) if message else "bad usage."
             print(f"keytrail: {first}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # a bug: no traceback for the user, the type for the report
-        _log.debug("unexpected_error", exc_info=True)
+        import structlog
+
+        structlog.get_logger("keytrail.cli").debug("unexpected_error", exc_info=True)
         print(
             f"keytrail: unexpected {type(exc).__name__}; run with KEYTRAIL_LOG_LEVEL=debug for details.",
             file=sys.stderr,
