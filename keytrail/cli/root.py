@@ -177,9 +177,9 @@ def main() -> None:
             print(f"keytrail: {first}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # a bug: no traceback for the user, the type for the report
-        import structlog
+        from keytrail.logs import get_logger
 
-        structlog.get_logger("keytrail.cli").debug("unexpected_error", exc_info=True)
+        get_logger("keytrail.cli").debug("unexpected_error", exc_info=True)
         print(
             f"keytrail: unexpected {type(exc).__name__}; run with KEYTRAIL_LOG_LEVEL=debug for details.",
             file=sys.stderr,

@@ -17,8 +17,6 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-import structlog
-
 from keytrail import inputs
 from keytrail.crypto import (
     SecretBox,
@@ -42,7 +40,7 @@ from keytrail.errors import (
     StorageError,
 )
 from keytrail.events import IDEMPOTENCY_PREFIX, event_hash, hashed_fields, idempotency_digest, iso_utc
-from keytrail.logs import ensure_logging
+from keytrail.logs import get_logger
 from keytrail.persistence import (
     SCHEMA_VERSION,
     Database,
@@ -62,7 +60,7 @@ from keytrail.states.machine import compiled
 __all__ = ["Clock", "Engine", "database_files", "system_clock"]
 
 Clock = Callable[[], datetime]
-_log = structlog.get_logger("keytrail.engine")
+_log = get_logger("keytrail.engine")
 _VERIFYING = (Trigger.access, Trigger.proceed)
 # The one compiled machine: every command's legality check and destination are lookups in it.
 _DECISIONS = compiled()
@@ -210,7 +208,6 @@ class Engine(Reads):
             retries=retries,
             idempotency_salt=meta.get(_SALT, ""),
         )
-        ensure_logging()
         _log.debug("engine_opened", database=db.shown)
         return engine
 

@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import structlog
-
 from keytrail import inputs
 from keytrail.crypto import SecretBox, fingerprint, hint
 from keytrail.errors import (
@@ -27,13 +25,14 @@ from keytrail.errors import (
     UnknownKey,
 )
 from keytrail.events import iso_utc
+from keytrail.logs import get_logger
 from keytrail.portal.passwords import DUMMY_HASH, hash_password, verify_password
 from keytrail.portal.ports import AuthorityRecords, AuthorityStorage, SavedKey, Verdict
 from keytrail.portal.records import Account, AccountRecord, ApiKey, IssuedKey, KeyRecord, SignInAttempt
 
 __all__ = ["Account", "ApiKey", "IssuedKey", "KeyAuthority", "SignInAttempt", "session_problem"]
 
-_log = structlog.get_logger("keytrail.portal")
+_log = get_logger("keytrail.portal")
 
 
 def session_problem(expires: datetime | None, stream_id: str, at: datetime) -> str | None:
