@@ -3,7 +3,8 @@
 Workloads (see each module's docstring): 1 access hot path (SQLite at both durability settings,
 PostgreSQL), 2 full onboarding, 3 replay and status, 4 verify and export, 5 growth, 6 an
 onboarding-shaped mix of every command on new streams against raw sqlite3 replaying the same
-SQL (both durability settings). Figures are medians over interleaved rounds; ratios are
+SQL (both durability settings), 7 start-up of ``keytrail --help`` and ``keytrail status``
+against ``import typer, rich``. Figures are medians over interleaved rounds; ratios are
 medians of same-round ratios. ``--quick`` (what ``make bench`` runs) keeps to a few minutes;
 the full run builds a 1,000,000-event log. To measure two checkouts against each other (before
 and after a refactor), use ``benchmarks/compare.py``.
@@ -27,6 +28,7 @@ import mix
 import onboarding
 import postgres
 import replay
+import startup
 import verify
 from common import dump, machine_facts
 
@@ -39,6 +41,7 @@ QUICK = {
     "growth_access": [10_000, 100_000],
     "growth_verify": [],
     "postgres": {"stores": 1000, "calls": 400, "rounds": 5},
+    "startup": {"rounds": 15},
 }
 FULL = {
     "access": {"stores": 1000, "calls": 2000, "rounds": 7},
@@ -49,6 +52,7 @@ FULL = {
     "growth_access": [10_000, 100_000],
     "growth_verify": [100_000],
     "postgres": {"stores": 1000, "calls": 1000, "rounds": 7},
+    "startup": {"rounds": 30},
 }
 
 
@@ -68,6 +72,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="keytrail-bench-"))
     started = time.perf_counter()
     try:
+        if "startup" in only:
+            results["startup"] = startup.run(sizes["startup"]["rounds"], workdir)
         if "access" in only:
             a = sizes["access"]
             results["access full"] = access.run(a["stores"], a["calls"], a["rounds"], "full", workdir)

@@ -33,6 +33,7 @@ __all__ = [
     "StreamArg",
     "account_app",
     "app",
+    "configure_output",
     "destination",
     "errors_to_exit",
     "keys_app",
@@ -86,11 +87,7 @@ def _root(
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print keytrail's version and exit."),
     ] = False,
 ) -> None:
-    from keytrail.logs import configure_logging
-
     settings.db = db or os.environ.get("KEYTRAIL_DATABASE_URL") or DEFAULT_URL
-    # Quiet by default so an error is one line on stderr; KEYTRAIL_LOG_LEVEL=info shows the transitions.
-    configure_logging(level=os.environ.get("KEYTRAIL_LOG_LEVEL", "error"))
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -116,10 +113,19 @@ def errors_to_exit(func: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def configure_output() -> None:
+    """The command's own logging, set when a command opens a database (help and --version load none of it)."""
+    from keytrail.logs import configure_logging
+
+    # Quiet by default so an error is one line on stderr; KEYTRAIL_LOG_LEVEL=info shows the transitions.
+    configure_logging(level=os.environ.get("KEYTRAIL_LOG_LEVEL", "error"))
+
+
 def open_engine(*, create: bool = False) -> Engine:
     """Commands that may start an onboarding create the database; reading commands need an existing one."""
     from keytrail.engine import Engine  # here, not at the top: `keytrail --help` never loads the engine
 
+    configure_output()
     return Engine.open(settings.db, create=create)
 
 
