@@ -113,7 +113,16 @@ class AuthenticationFailed(KeytrailError):
 
 
 class AccountLocked(AuthenticationFailed):
-    """The account is locked after too many failed sign-ins in a row."""
+    """The account is locked after too many failed sign-ins in a row.
+
+    ``locked_until`` (ISO 8601, UTC) and ``retry_after`` (whole seconds from the refusal) say
+    when a sign-in can succeed again; the CLI's ``--json`` errors carry both.
+    """
+
+    def __init__(self, message: str, *, locked_until: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.locked_until = locked_until
+        self.retry_after = retry_after
 
 
 class ConcurrencyConflict(KeytrailError):

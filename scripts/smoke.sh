@@ -27,6 +27,7 @@ needed = {"keytrail/py.typed", "keytrail/__main__.py"}
 missing = sorted(needed - names)
 assert not missing, f"the wheel lacks {missing}"
 assert any(n.endswith("licenses/LICENSE") for n in names), "the wheel lacks LICENSE"
+assert any(n.startswith("keytrail/schemas/") and n.endswith(".json") for n in names), "the wheel lacks the schemas"
 PY
 
 "$UV" venv --quiet --python "$PYTHON" "$work/venv"

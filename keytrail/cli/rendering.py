@@ -51,8 +51,17 @@ def _stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def _styled_console(**options: Any) -> Console:
+    """A rich console that honours NO_COLOR fully: no escape sequence at all, bold and italic included.
+
+    (rich's own NO_COLOR support drops colours and keeps the other styles.)
+    """
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(highlight=False, color_system=None if plain else "auto", **options)
+
+
 def console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    return _styled_console(file=sys.stdout, soft_wrap=True)
 
 
 def emit_json(value: Any) -> None:
@@ -68,7 +77,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str
     if _stdout_is_terminal():
         drawn = Table(title=title)
         for column in columns:
-            drawn.add_column(column)
+            # Audit data is never cut short: a value too wide for its column wraps onto more lines.
+            drawn.add_column(column, overflow="fold")
         for row in rows:
             drawn.add_row(*(Text(value) for value in row))  # data is text, never rich markup
         console().print(drawn)
@@ -91,7 +101,7 @@ def progress(description: str) -> Iterator[Callable[[int], None]]:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=Console(stderr=True),
+        console=_styled_console(stderr=True),
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=None)

@@ -9,6 +9,7 @@ effects commit together.
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from collections.abc import Callable
@@ -145,7 +146,9 @@ class KeyAuthority:
             self._record_failure(email, account.account_id, stream_id, actor, now, "locked")
             raise AccountLocked(
                 f"The account {email} is locked until {iso_utc(locked_until)} after "
-                f"{self.max_failed_sign_ins} failed sign-ins in a row."
+                f"{self.max_failed_sign_ins} failed sign-ins in a row.",
+                locked_until=iso_utc(locked_until),
+                retry_after=math.ceil((locked_until - now).total_seconds()),
             )
         if password is None:
             return account  # the session of this onboarding, checked above
@@ -154,7 +157,9 @@ class KeyAuthority:
             if locked is not None:
                 raise AccountLocked(
                     f"Sign-in as {email} failed: wrong email or password. After {self.max_failed_sign_ins} failures "
-                    f"in a row the account is locked until {iso_utc(locked)}."
+                    f"in a row the account is locked until {iso_utc(locked)}.",
+                    locked_until=iso_utc(locked),
+                    retry_after=math.ceil((locked - now).total_seconds()),
                 )
             raise AuthenticationFailed(f"Sign-in as {email} failed: wrong email or password.")
         return account
