@@ -287,7 +287,10 @@ ExpectedOpt = Annotated[
 OutputOpt = Annotated[
     Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.", metavar="FILE")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (schema in the README).")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print JSON (schemas in keytrail/schemas); an error is one JSON object on stderr."),
+]
 EmailOpt = Annotated[str, typer.Option("--email", help="The company account's email.")]
 PasswordStdinOpt = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin instead of a prompt.")
