@@ -149,8 +149,12 @@ def _root(
 def _facts(exc: BaseException) -> dict[str, Any]:
     """The error's public attributes a script can act on (ids, states, retry_after): never a secret by design."""
     plain = (str, int, float, bool, type(None))
+
+    def shown(value: Any) -> Any:  # a value read from a damaged row may be huge: cut like messages cut
+        return inputs.clipped(value, 200) if isinstance(value, str) else value
+
     return {
-        name: value
+        name: [shown(v) for v in value] if isinstance(value, list) else shown(value)
         for name, value in vars(exc).items()
         if not name.startswith("_")
         and (isinstance(value, plain) or (isinstance(value, list) and all(isinstance(v, plain) for v in value)))
