@@ -1,20 +1,42 @@
-# The two commands a new user needs: `make demo` and `make test`. Both set up everything.
+# The two commands a new user needs: `make demo` and `make test`. Both set up the virtual environment
+# from the committed lock (uv.lock) with nothing but python3 on the machine; `make setup` installs the
+# system packages the tests need (Debian, as root), and `make test` says what is missing instead.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
+UV      = $(BIN)/uv
+# The uv that made uv.lock; pip bootstraps it into the virtual environment.
+UV_VERSION = 0.13.9
 STAMP   = $(VENV)/.keytrail-installed
+LOWEST  = .venv-lowest
+export UV_PROJECT_ENVIRONMENT = $(VENV)
+export UV_PYTHON_DOWNLOADS = never
 
-.PHONY: demo test lint pytest bench bench-full diagrams system-deps clean
+.PHONY: demo test lint pytest test-lowest smoke bench bench-full bench-startup diagrams setup system-deps system-check lock clean
 
-$(STAMP): pyproject.toml
+$(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet 'uv==$(UV_VERSION)'
+
+# Exactly the lock: keytrail editable, its dependencies, the dev group (--inexact keeps uv itself).
+$(STAMP): pyproject.toml uv.lock $(UV)
+	$(UV) sync --locked --inexact --quiet --python $(BIN)/python
 	touch $(STAMP)
 
-# Debian packages the tests and diagrams need (PostgreSQL server, Graphviz); installed when missing and root.
-system-deps:
-	@sh scripts/system-deps.sh
+# After changing a dependency in pyproject.toml: refresh uv.lock and commit it.
+lock: $(UV)
+	$(UV) lock
+
+# Debian packages the tests and diagrams need (PostgreSQL server, Graphviz): installs them (root).
+setup:
+	@sh scripts/system-deps.sh --install
+
+system-deps: setup
+
+# What `make test` checks: names what is missing and how to get it, installs nothing.
+system-check:
+	@sh scripts/system-deps.sh --check
 
 demo: $(STAMP)
 	rm -rf demo-output && mkdir -p demo-output
@@ -29,16 +51,33 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_module_size.py
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-check
 	$(BIN)/pytest
 
 test: lint pytest
 
-bench: $(STAMP) system-deps
+# The floors in pyproject.toml, proven: every direct dependency at its lowest allowed release.
+# The suite without its PostgreSQL cases, to keep CI short: they exercise the server more than the
+# floors, and psycopg at its floor is still installed and imported by every test.
+test-lowest: $(UV)
+	rm -rf $(LOWEST)
+	$(UV) venv --quiet --python $(BIN)/python $(LOWEST)
+	VIRTUAL_ENV=$(LOWEST) $(UV) pip install --quiet --resolution lowest-direct -e . --group dev
+	$(LOWEST)/bin/pytest -q -p no:cacheprovider -m "not postgres"
+
+# The built wheel, installed (not editable) in a clean virtual environment: --version, the demo, the plugin.
+smoke: $(UV)
+	UV=$(UV) PYTHON=$(BIN)/python sh scripts/smoke.sh
+
+bench: $(STAMP) system-check
 	$(BIN)/python benchmarks/run.py --quick
 
-bench-full: $(STAMP) system-deps
+bench-full: $(STAMP) system-check
 	$(BIN)/python benchmarks/run.py
 
+# `keytrail --help` and `keytrail status` against `import typer, rich`, as ratios.
+bench-startup: $(STAMP)
+	$(BIN)/python benchmarks/startup.py
+
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) demo-output .pytest_cache .mypy_cache .ruff_cache

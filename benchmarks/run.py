@@ -5,7 +5,8 @@ PostgreSQL), group commit (16 threads of one engine), 2 full onboarding, 3 repla
 4 verify and export, 5 growth, 6 an
 onboarding-shaped mix of every command on new streams against raw sqlite3 replaying the same
 SQL (both durability settings), 7 access over HTTP from 32 keep-alive clients (``keytrail serve``)
-against the in-process engine at the same concurrency and raw sqlite3. Figures are medians over interleaved rounds; ratios are
+against the in-process engine at the same concurrency and raw sqlite3, 8 start-up of ``keytrail --help``
+and ``keytrail status`` against ``import typer, rich``. Figures are medians over interleaved rounds; ratios are
 medians of same-round ratios. ``--quick`` (what ``make bench`` runs) keeps to a few minutes;
 the full run builds a 1,000,000-event log. To measure two checkouts against each other (before
 and after a refactor), use ``benchmarks/compare.py``.
@@ -31,6 +32,7 @@ import mix
 import onboarding
 import postgres
 import replay
+import startup
 import verify
 from common import dump, machine_facts
 
@@ -45,6 +47,7 @@ QUICK = {
     "postgres": {"stores": 1000, "calls": 400, "rounds": 5},
     "group_commit": {"stores": 1000, "calls": 400, "rounds": 5, "threads": 16},
     "http": {"stores": 200, "calls": 640, "rounds": 3},
+    "startup": {"rounds": 15},
 }
 FULL = {
     "access": {"stores": 1000, "calls": 2000, "rounds": 7},
@@ -59,6 +62,7 @@ FULL = {
     "http": {"stores": 200, "calls": 1280, "rounds": 5},
     # Not in --quick: four workers take a while to start, and the cluster has fsync off (no durability).
     "http_postgres": {"stores": 200, "calls": 1280, "rounds": 5},
+    "startup": {"rounds": 30},
 }
 
 
@@ -78,6 +82,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="keytrail-bench-"))
     started = time.perf_counter()
     try:
+        if "startup" in only:
+            results["startup"] = startup.run(sizes["startup"]["rounds"], workdir)
         if "access" in only:
             a = sizes["access"]
             results["access full"] = access.run(a["stores"], a["calls"], a["rounds"], "full", workdir)

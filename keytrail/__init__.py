@@ -28,6 +28,7 @@ if _typing.TYPE_CHECKING:
     from keytrail.portal import Account, ApiKey, KeyVerifier, SavedKey, Verdict
     from keytrail.states import Reason, State, Trigger
 
+# The one place the version is written: pyproject.toml reads it from here ([tool.hatch.version]).
 __version__ = "0.1.0"
 
 __all__ = [

@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    pass
 
 __all__ = [
     "AccountLocked",
@@ -118,11 +118,16 @@ class AuthenticationFailed(KeytrailError):
 
 
 class AccountLocked(AuthenticationFailed):
-    """The account is locked after too many failed sign-ins in a row; ``locked_until`` says until when."""
+    """The account is locked after too many failed sign-ins in a row.
 
-    def __init__(self, message: str, *, locked_until: datetime | None = None) -> None:
+    ``locked_until`` (ISO 8601, UTC) and ``retry_after`` (whole seconds from the refusal) say
+    when a sign-in can succeed again; the CLI's ``--json`` errors carry both.
+    """
+
+    def __init__(self, message: str, *, locked_until: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.locked_until = locked_until
+        self.retry_after = retry_after
 
 
 class ConcurrencyConflict(KeytrailError):

@@ -1,11 +1,22 @@
-"""Logging through structlog, to stderr, with secrets redacted on the way out.
+"""keytrail's logs: silent until the host configures logging, with secrets redacted on the way out.
 
-keytrail never passes a key or a password to a log call; :func:`redact_secrets` is the
-second line of defence, for keytrail and for the host application's own log calls.
+A library does not decide where its logs go. keytrail's modules log through :func:`get_logger`,
+whose loggers run keytrail's own processors (tracebacks to text, then :func:`redact_secrets`)
+and then hand the event to whatever the host set up:
+
+- a host that configured structlog gets keytrail's events through its own processors;
+- otherwise they go to the standard library's ``logging`` under the ``keytrail`` logger names,
+  as one JSON message each, where a ``NullHandler`` keeps them quiet until the host adds a
+  handler (``logging.basicConfig(level="INFO")`` shows the transitions).
+
+keytrail never calls ``structlog.configure``, except in :func:`configure_logging`, which only
+applications call (the ``keytrail`` command does, for its own stderr). keytrail never passes a
+key or a password to a log call; the redaction is the second line of defence.
 """
 
 from __future__ import annotations
 
+import json as _json
 import logging
 import os
 import re
@@ -15,7 +26,7 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["REDACTED", "SENSITIVE_FIELDS", "configure_logging", "ensure_logging", "redact_secrets"]
+__all__ = ["REDACTED", "SENSITIVE_FIELDS", "configure_logging", "get_logger", "redact_secrets"]
 
 REDACTED = "[redacted]"
 SENSITIVE_FIELDS = frozenset(
@@ -109,7 +120,52 @@ def configure_logging(*, level: str | None = None, json: bool | None = None, str
     )
 
 
-def ensure_logging() -> None:
-    """Give keytrail's logs a safe default (stderr, redacted) unless the application configured structlog."""
-    if not structlog.is_configured():
-        configure_logging()
+# Run before anything the host configured, so no processor of the host's sees a secret.
+_OWN_PROCESSORS: list[Any] = [structlog.processors.format_exc_info, redact_secrets]
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# The standard library's advice for libraries: a NullHandler, so that without the host's handlers
+# nothing is printed (not even logging's last-resort warnings on stderr).
+logging.getLogger("keytrail").addHandler(logging.NullHandler())
+
+
+class KeytrailLogger:
+    """A structlog-style logger (``log.info("event", key=value)``) that redacts, then defers to the host."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stdlib = logging.getLogger(name)
+
+    def _log(self, method: str, event: str, fields: dict[str, Any]) -> None:
+        if structlog.is_configured():
+            # The host's structlog: its logger factory, wrapper and processors, after keytrail's own.
+            processors = [*_OWN_PROCESSORS, *structlog.get_config()["processors"]]
+            getattr(structlog.wrap_logger(None, processors=processors), method)(event, **fields)
+            return
+        level = _LEVELS[method]
+        if not self._stdlib.isEnabledFor(level):
+            return
+        event_dict: MutableMapping[str, Any] = {"event": event, **fields}
+        for processor in _OWN_PROCESSORS:
+            event_dict = processor(None, method, event_dict)
+        self._stdlib.log(level, "%s", _json.dumps(dict(event_dict), default=str, ensure_ascii=False))
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log("error", event, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """An error with the traceback of the exception being handled (rendered, then redacted)."""
+        self._log("error", event, {"exc_info": True, **fields})
+
+
+def get_logger(name: str) -> KeytrailLogger:
+    """keytrail's logger for ``name`` (a ``keytrail.*`` name): quiet until the host configures logging."""
+    return KeytrailLogger(name)

@@ -1,25 +1,52 @@
 #!/bin/sh
-# Install the Debian packages keytrail's tests need, when they are missing and we may.
+# The system packages keytrail's tests need, beyond Python: PostgreSQL's server, Graphviz, PHP with curl.
+#   --check    (what `make test` runs) name what is missing and how to get it; install nothing
+#   --install  (`make setup`, which .ci/run calls) install what is missing with apt-get (Debian, root)
 set -eu
-need=""
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
-    need="$need postgresql"
+mode="${1:---check}"
+
+# One line per need: the command that proves it is there, the Debian package, the Homebrew formula.
+missing_debian=""
+missing_brew=""
+need() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        missing_debian="$missing_debian $2"
+        missing_brew="$missing_brew $3"
+    fi
+}
+# initdb is off PATH on Debian (/usr/lib/postgresql/N/bin); the tests find it there.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need initdb postgresql postgresql@15
 fi
-if ! command -v dot >/dev/null 2>&1; then
-    need="$need graphviz"
-fi
+need dot graphviz graphviz
 # The HTTP tests call the gateway check from PHP's curl extension, as Commerce does.
 if ! command -v php >/dev/null 2>&1 || ! php -m 2>/dev/null | grep -qi '^curl$'; then
-    need="$need php-cli php-curl"
+    missing_debian="$missing_debian php-cli php-curl"
+    missing_brew="$missing_brew php"
 fi
-if [ -z "$need" ]; then
+
+if [ -z "$missing_debian" ]; then
     exit 0
 fi
-if [ "$(id -u)" != "0" ]; then
-    echo "keytrail: missing Debian packages:$need (not root, so not installing; the tests that need them will skip)" >&2
-    exit 0
-fi
-echo "keytrail: installing$need" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
-apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $need >/dev/null
+case "$mode" in
+--install)
+    if [ "$(id -u)" != "0" ]; then
+        echo "keytrail: make setup installs with apt-get and needs root: sudo make setup (missing:$missing_debian)." >&2
+        exit 1
+    fi
+    echo "keytrail: installing$missing_debian" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+    # shellcheck disable=SC2086  # a list of package names
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing_debian >/dev/null
+    ;;
+--check)
+    echo "keytrail: missing system packages:$missing_debian; the tests that need them will skip." >&2
+    echo "  Debian/Ubuntu: sudo make setup   (or: sudo apt-get install$missing_debian)" >&2
+    echo "  macOS:         brew install$missing_brew" >&2
+    ;;
+*)
+    echo "usage: sh scripts/system-deps.sh --check | --install" >&2
+    exit 2
+    ;;
+esac

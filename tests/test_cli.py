@@ -20,6 +20,7 @@ from keytrail.cli import app, driving, parse_duration, rendering
 from keytrail.errors import InvalidInput
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to
+from tests.json_schemas import check_json_output
 
 OUTCOME_KEYS = {"stream", "trigger", "state", "reason", "version", "occurred_at", "replayed"}
 KEY_OUTCOME_KEYS = OUTCOME_KEYS | {"key_id", "hint", "expires_at", "key"}
@@ -58,7 +59,10 @@ runner = CliRunner()
 
 
 def run(db: str, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-    return runner.invoke(app, ["--db", db, *args], input=input, env=env)
+    """Invoke the app; under --json, its output is validated against the shipped schemas."""
+    result = runner.invoke(app, ["--db", db, *args], input=input, env=env)
+    check_json_output(args, result.stdout, result.stderr, result.exit_code)
+    return result
 
 
 def ok_json(result: Result) -> Any:
@@ -557,7 +561,7 @@ def test_help_lists_the_commands_in_the_flows_order() -> None:
     group = typer.main.get_command(app)
     assert isinstance(group, typer.core.TyperGroup)
     assert group.list_commands(typer.Context(group)) == [
-        *("access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
+        *("init", "access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
         *("status", "history", "replay", "expiring", "verify", "export", "digest", "diagram"),
         *("demo", "serve", "account", "keys", "token"),
     ]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import EMAIL, PASSWORD
+from tests.json_schemas import check_json_output
 
 SCRIPT = Path(sys.executable).parent / "keytrail"
 
@@ -24,7 +25,7 @@ def keytrail(tmp_path: Path) -> Any:
     env = {**os.environ, "KEYTRAIL_DATABASE_URL": f"sqlite:///{tmp_path}/real.db"}
 
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             [str(SCRIPT), *args],
             check=False,
             input=input,
@@ -34,6 +35,8 @@ def keytrail(tmp_path: Path) -> Any:
             cwd=tmp_path,
             timeout=120,
         )
+        check_json_output(args, done.stdout, done.stderr, done.returncode)
+        return done
 
     return run
 

@@ -374,8 +374,12 @@ def _assert_named(result: Result, stream: str, *fragments: str) -> None:
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
-    if result.stderr:  # an error: one line naming the row
+    if result.stderr:  # an error: one line naming the row (one JSON object under --json)
         (line,) = result.stderr.strip().splitlines()
+        if line.startswith("{"):
+            error = json.loads(line)["error"]
+            assert error["type"] == "CorruptEvent" and error["exit_code"] == 1, line
+            line = "keytrail: " + error["message"]
         assert line.startswith("keytrail: ") and stream in line, line
         said = line
     else:  # a problem, listed on stdout

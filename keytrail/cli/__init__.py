@@ -1,7 +1,8 @@
 """The ``keytrail`` command: thin over the engine (parse, call, print).
 
-stdout carries only a command's output (text, ``--json``, exports, diagrams); errors are
-one line on stderr, and logs go to stderr too. Exit codes: 0 ok, 1 the audit found a
+stdout carries only a command's output (text, ``--json``, exports, diagrams; ``-o FILE``
+instead); errors are one line on stderr (one JSON object under ``--json``), and logs go to
+stderr too. Exit codes: 0 ok, 1 the audit found a
 problem, 2 bad usage or input, 3 the database or the key authority could not be reached,
 4 the onboarding moved: the ``--expected-version`` given is stale (nothing was written).
 Keys and passwords come from a hidden prompt or ``--password-stdin`` / ``--key-stdin``,

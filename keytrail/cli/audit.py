@@ -10,18 +10,15 @@ import csv
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from keytrail import diagrams, inputs
+from keytrail import inputs
 from keytrail.cli import rendering
 from keytrail.cli.rendering import emit_json, history_rows, progress, say, table
-from keytrail.cli.root import JsonOpt, StreamArg, app, destination, errors_to_exit, open_engine
-from keytrail.engine import reports
+from keytrail.cli.root import JsonOpt, OutputOpt, StreamArg, app, destination, errors_to_exit, open_engine, writing_to
 from keytrail.errors import InvalidInput
-from keytrail.events import iso_utc
 
 __all__ = ["diagram", "digest", "expiring", "export", "history", "parse_duration", "replay", "status", "verify"]
 
@@ -64,12 +61,13 @@ def _parse_instant(text: str) -> datetime:
 @errors_to_exit
 def status(
     stream: Annotated[
-        str | None, typer.Argument(help="One onboarding; all of them when left out.", metavar="[ID]")
+        str | None, typer.Argument(help="One onboarding; all of them when left out.", metavar="ID")
     ] = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """Where one onboarding stands, or all of them as a table (from the projection, no replay)."""
-    with open_engine() as engine:
+    with writing_to(output), open_engine() as engine:
         if stream is not None:
             shown = engine.status(stream).as_dict()
             if as_json:
@@ -92,15 +90,15 @@ def status(
 
 @app.command()
 @errors_to_exit
-def history(stream: StreamArg, as_json: JsonOpt = False) -> None:
+def history(stream: StreamArg, as_json: JsonOpt = False, output: OutputOpt = None) -> None:
     """The onboarding's timeline: version, time, trigger, from, to, reason, actor."""
-    with open_engine() as engine:
+    with writing_to(output), open_engine() as engine:
         events = engine.history(stream)
-    if as_json:
-        emit_json({"stream": stream, "events": [e.as_dict() for e in events]})
-        return
-    columns = ("version", "time (UTC)", "trigger", "from", "to", "reason", "actor")
-    table(f"History of {stream}", columns, history_rows(events))
+        if as_json:
+            emit_json({"stream": stream, "events": [e.as_dict() for e in events]})
+            return
+        columns = ("version", "time (UTC)", "trigger", "from", "to", "reason", "actor")
+        table(f"History of {stream}", columns, history_rows(events))
 
 
 @app.command()
@@ -112,20 +110,21 @@ def replay(
         typer.Option("--as-of", help="Rebuild as the onboarding stood at this ISO 8601 instant (UTC if no zone)."),
     ] = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """Rebuild the onboarding from its events alone (exit 1 when a step is not legal under the machine)."""
     instant = None if as_of is None else _parse_instant(as_of)
-    with open_engine() as engine, progress("replaying") as advance:
+    with writing_to(output), open_engine() as engine, progress("replaying") as advance:
         rebuilt = engine.replay(stream, instant, progress=advance)
-    if as_json:
-        emit_json(rebuilt.as_dict())
-    else:
-        when = f" as of {rendering.when(rebuilt.as_of)}" if rebuilt.as_of is not None else ""
-        reason = f" (reason: {rebuilt.reason.value})" if rebuilt.reason is not None else ""
-        say(f"{rebuilt.stream}{when}: {rebuilt.state.value}{reason}, version {rebuilt.version}")
-        say("path: " + " -> ".join(s.value for s in rebuilt.path))
-        for problem in rebuilt.problems:
-            say(f"problem: {problem}")
+        if as_json:
+            emit_json(rebuilt.as_dict())
+        else:
+            when = f" as of {rendering.when(rebuilt.as_of)}" if rebuilt.as_of is not None else ""
+            reason = f" (reason: {rebuilt.reason.value})" if rebuilt.reason is not None else ""
+            say(f"{rebuilt.stream}{when}: {rebuilt.state.value}{reason}, version {rebuilt.version}")
+            say("path: " + " -> ".join(s.value for s in rebuilt.path))
+            for problem in rebuilt.problems:
+                say(f"problem: {problem}")
     if not rebuilt.ok:
         raise typer.Exit(1)
 
@@ -135,30 +134,34 @@ def replay(
 def expiring(
     within: Annotated[str, typer.Option("--within", help="The window: 30d, 2w, 12h, 1d12h ...")] = "30d",
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """Onboardings whose saved key expires within the window (or already has), per the key authority."""
+    from keytrail.engine import reports
+    from keytrail.events import iso_utc
+
     window = parse_duration(within)
     with open_engine() as engine:
         now = engine.now()
         found = reports.expiring(engine, window)
-    if as_json:
-        emit_json(
-            {
-                "as_of": iso_utc(now),
-                "within_seconds": int(window.total_seconds()),
-                "onboardings": [k.as_dict() for k in found],
-            }
-        )
-        return
-    if not found:
-        say(f"No saved key expires within {within}.")
-        return
-    columns = ("stream", "state", "key_id", "hint", "expires_at", "days_left")
-    table(
-        f"Saved keys expiring within {within}",
-        columns,
-        ([str(k.as_dict()[c]) if not (c == "days_left" and k.expired) else "expired" for c in columns] for k in found),
-    )
+    with writing_to(output):
+        if as_json:
+            emit_json(
+                {
+                    "as_of": iso_utc(now),
+                    "within_seconds": int(window.total_seconds()),
+                    "onboardings": [k.as_dict() for k in found],
+                }
+            )
+        elif not found:
+            say(f"No saved key expires within {within}.")
+        else:
+            columns = ("stream", "state", "key_id", "hint", "expires_at", "days_left")
+            shown = (
+                [str(k.as_dict()[c]) if not (c == "days_left" and k.expired) else "expired" for c in columns]
+                for k in found
+            )
+            table(f"Saved keys expiring within {within}", columns, shown)
 
 
 # -- auditing ------------------------------------------------------------------------------------------
@@ -168,23 +171,24 @@ def expiring(
 @errors_to_exit
 def verify(
     stream: Annotated[
-        str | None, typer.Argument(help="One onboarding; the whole log when left out.", metavar="[ID]")
+        str | None, typer.Argument(help="One onboarding; the whole log when left out.", metavar="ID")
     ] = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """Recompute every hash chain, check versions, legality and projections; exit 1 listing each problem."""
-    with open_engine() as engine, progress("verifying") as advance:
+    with writing_to(output), open_engine() as engine, progress("verifying") as advance:
         report = engine.verify(stream, progress=advance)
-    if as_json:
-        emit_json(report.as_dict())
-    else:
-        verdict = "ok" if report.ok else "PROBLEMS"
-        say(
-            f"verify: {verdict}: {report.streams} onboarding(s), {report.events} event(s), "
-            f"{len(report.problems)} problem(s)."
-        )
-        for problem in report.problems:
-            say(f"problem: {problem}")
+        if as_json:
+            emit_json(report.as_dict())
+        else:
+            verdict = "ok" if report.ok else "PROBLEMS"
+            say(
+                f"verify: {verdict}: {report.streams} onboarding(s), {report.events} event(s), "
+                f"{len(report.problems)} problem(s)."
+            )
+            for problem in report.problems:
+                say(f"problem: {problem}")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -194,9 +198,11 @@ def verify(
 def export(
     fmt: Annotated[str, typer.Option("--format", help="jsonl (one object per event per line) or csv.")] = "jsonl",
     stream: Annotated[str | None, typer.Option("--stream", help="Only this onboarding.", metavar="ID")] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
+    output: OutputOpt = None,
 ) -> None:
     """Every event with every column, streamed (events never hold a key or a password)."""
+    from keytrail.engine import reports
+
     if fmt not in ("jsonl", "csv"):
         raise InvalidInput(f"{inputs.quoted(fmt)} is not an export format; use jsonl or csv.")
     with destination(output) as handle, open_engine() as engine, progress("exporting") as advance:
@@ -222,18 +228,21 @@ def digest(
         typer.Option("--check", help="A digest kept earlier (N:HEX): exit 1 unless the log still extends it."),
     ] = None,
     as_json: JsonOpt = False,
+    output: OutputOpt = None,
 ) -> None:
     """One hash over the whole log (N:HEX) to keep elsewhere; --check proves the log still extends it."""
-    with open_engine() as engine:
+    from keytrail.engine import reports
+
+    with writing_to(output), open_engine() as engine:
         if check is None:
             found = reports.digest(engine)
             emit_json(found.as_dict()) if as_json else say(found.token)
             return
         result = reports.check_digest(engine, check)
-    if as_json:
-        emit_json(result.as_dict())
-    else:
-        say(("ok: " if result.ok else "CHANGED: ") + result.message)
+        if as_json:
+            emit_json(result.as_dict())
+        else:
+            say(("ok: " if result.ok else "CHANGED: ") + result.message)
     if not result.ok:
         raise typer.Exit(1)
 
@@ -249,9 +258,11 @@ def diagram(
         str | None,
         typer.Option("--highlight", help="Mark the path this onboarding took and where it stands.", metavar="ID"),
     ] = None,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to this file instead of stdout.")] = None,
+    output: OutputOpt = None,
 ) -> None:
     """The machine, drawn from the one transition table."""
+    from keytrail import diagrams
+
     if fmt not in diagrams.FORMATS:
         raise InvalidInput(f"{inputs.quoted(fmt)} is not a diagram format; use mermaid, dot or svg.")
     with destination(output) as handle:

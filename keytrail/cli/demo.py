@@ -7,33 +7,43 @@ it refuses a database that already holds onboardings or accounts. Only the packa
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import typer
 
-from keytrail import diagrams
-from keytrail.cli.rendering import console, highlight, history_rows, table
-from keytrail.cli.root import app, errors_to_exit, settings
-from keytrail.engine import Engine, reports
+from keytrail.cli.rendering import console, history_rows, mermaid_of, table
+from keytrail.cli.root import app, configure_output, errors_to_exit, settings
 from keytrail.errors import InvalidInput
 
 __all__ = ["demo"]
 
 
 class _DemoClock:
-    """A clock the demo can move forward, to show a key expiring."""
+    """The demo's clock: it starts 400 days ago and moves a few minutes at each step.
+
+    The log is what auditors practise on, so it reads like a real one: dates in the past (the
+    renewal a year later is still a month ago), steps minutes apart, not microseconds.
+    """
 
     def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+        self.now = datetime.now(UTC).replace(microsecond=0) - timedelta(days=400)
+        self._pauses = itertools.cycle((3, 1, 4, 2, 6, 2))
 
     def __call__(self) -> datetime:
         return self.now
+
+    def pause(self) -> None:
+        self.now += timedelta(minutes=next(self._pauses), seconds=17)
 
 
 @app.command()
 @errors_to_exit
 def demo() -> None:
     """Walk through the source document's flow on a fresh database, then a key expiry and the repeat."""
+    from keytrail.engine import Engine, reports
+
+    configure_output()
     clock = _DemoClock()
     out = console()
     with Engine.open(settings.db, clock=clock) as engine:
@@ -47,44 +57,34 @@ def demo() -> None:
 
         def say(step: str, outcome_text: str) -> None:
             out.print(f"[bold]{step}[/bold]\n    -> {outcome_text}")
+            clock.pause()
 
         engine.portal.create_account(email, password, company="Acme")
         say("The merchant's company has a Commerce account", email)
-        o = engine.access(stream)
-        say("1. Open Marketing > Channels > Amazon Sales Channel", f"{o.state} (reason: {o.reason})")
-        o = engine.sign_in(stream, email=email, password=password)
-        say("2. Sign in to the Commerce account", str(o.state))
-        g = engine.generate_key(stream, description="Amazon Sales Channel")
-        say("3. API Portal: describe the key, Add New", f"{g.state}, key {g.key_id} ending in {g.hint}")
-        c = engine.copy_key(stream)
-        say("4. Copy the key", str(c.state))
-        o = engine.save_config(stream, key=c.key)
-        say("5. Stores > Configuration > Services > Magento Services: paste, Save Config", str(o.state))
-        o = engine.access(stream)
-        say("6. Open the Amazon Sales Channel again: the key is verified", str(o.state))
-        o = engine.proceed(stream)
-        say("7. Go on", str(o.state))
-        clock.now += timedelta(days=366)
-        out.print("\n[bold]A year and a day later, the key has expired.[/bold]")
-        o = engine.access(stream)
-        say("Open the Amazon Sales Channel", f"{o.state} (reason: {o.reason})")
-        o = engine.sign_in(stream, email=email, password=password)
-        say("Sign in again (the session from a year ago is long gone)", str(o.state))
-        g = engine.generate_key(stream, description="Amazon Sales Channel (renewed)")
-        say("Generate a new key", f"{g.state}, key {g.key_id} ending in {g.hint}")
-        c = engine.copy_key(stream)
-        o = engine.save_config(stream, key=c.key)
-        say("Copy it and save it in the configuration", str(o.state))
-        o = engine.access(stream)
-        say("Open the channel again", str(o.state))
-        o = engine.proceed(stream)
-        say("Go on", str(o.state))
+        for year, actor in enumerate(("jane@acme.test", "omar@acme.test")):
+            if year:
+                clock.now += timedelta(days=366)
+                out.print("\n[bold]A year and a day later, the key has expired.[/bold]")
+            o = engine.access(stream, actor=actor)
+            say("1. Open Marketing > Channels > Amazon Sales Channel", f"{o.state} (reason: {o.reason})")
+            o = engine.sign_in(stream, email=email, password=password, actor=actor)
+            say("2. Sign in to the Commerce account", str(o.state))
+            g = engine.generate_key(
+                stream, description="Amazon Sales Channel" + (" (renewed)" if year else ""), actor=actor
+            )
+            say("3. API Portal: describe the key, Add New", f"{g.state}, key {g.key_id} ending in {g.hint}")
+            c = engine.copy_key(stream, actor=actor)
+            say("4. Copy the key", str(c.state))
+            o = engine.save_config(stream, key=c.key, actor=actor)
+            say("5. Stores > Configuration > Services > Magento Services: paste, Save Config", str(o.state))
+            o = engine.access(stream, actor=actor)
+            say("6. Open the Amazon Sales Channel again: the key is verified", str(o.state))
+            o = engine.proceed(stream, actor=actor)
+            say("7. Go on", str(o.state))
 
         out.print(f"\n[bold]History of {stream}[/bold]")
         table(
-            None,
-            ("v", "time (UTC)", "trigger", "from", "to", "reason"),
-            history_rows(engine.history(stream), with_actor=False),
+            None, ("v", "time (UTC)", "trigger", "from", "to", "reason", "actor"), history_rows(engine.history(stream))
         )
         report = engine.verify()
         out.print(
@@ -95,7 +95,7 @@ def demo() -> None:
             f"digest (keep it to check the log later with `keytrail digest --check`): {reports.digest(engine).token}"
         )
         out.print(f"\n[bold]The machine, with the path of {stream} highlighted (Mermaid):[/bold]")
-        out.print(diagrams.mermaid(highlight(engine, stream)), markup=False, end="")
+        out.print(mermaid_of(engine, stream), markup=False, end="")
         out.print(
             f"\nThe same machine over HTTP (docs/http.md): keytrail --db {settings.db} token create --name me "
             f"--scope admin, then keytrail --db {settings.db} serve --port 8080",

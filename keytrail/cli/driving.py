@@ -8,12 +8,14 @@ the process list).
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from keytrail.cli.rendering import emit_json, say, table, when
 from keytrail.cli.root import (
+    NOW_ENV,
+    SANDBOX_META,
     ActorOpt,
     EmailOpt,
     ExpectedOpt,
@@ -23,18 +25,24 @@ from keytrail.cli.root import (
     StreamArg,
     account_app,
     app,
+    configure_output,
     errors_to_exit,
+    is_sandbox,
     keys_app,
     open_engine,
+    settings,
 )
-from keytrail.engine import KeyOutcome, Outcome
 from keytrail.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from keytrail.engine import Outcome
 
 __all__ = [
     "access",
     "account_create",
     "copy_key",
     "generate_key",
+    "init",
     "keys_list",
     "keys_revoke",
     "print_outcome",
@@ -64,6 +72,8 @@ def _secret(what: str, flag: str, from_stdin: bool, *, confirm: bool = False) ->
 
 
 def print_outcome(outcome: Outcome, as_json: bool) -> None:
+    from keytrail.engine import KeyOutcome
+
     if as_json:
         emit_json(outcome.as_dict())
         return
@@ -73,6 +83,40 @@ def print_outcome(outcome: Outcome, as_json: bool) -> None:
     if isinstance(outcome, KeyOutcome):
         say(f"key id: {outcome.key_id} (ends in {outcome.hint}), expires {when(outcome.expires_at)}")
         say(f"key: {outcome.key}")
+
+
+@app.command()
+@errors_to_exit
+def init(
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="A throwaway database whose clock KEYTRAIL_NOW sets, to try the expiry story from a shell.",
+        ),
+    ] = False,
+) -> None:
+    """Create an empty keytrail database at --db (the commands that start an onboarding create one too)."""
+    from keytrail.engine import Engine
+    from keytrail.errors import UnknownDatabase
+
+    configure_output()
+    try:
+        with Engine.open(settings.db, create=False) as engine:
+            flagged = is_sandbox(engine)
+            if sandbox and not flagged:
+                raise InvalidInput(
+                    f"{engine.database.shown} already exists and is not a sandbox; a database in use never becomes "
+                    "one, since its clock could then be set. Name a new database for the sandbox."
+                )
+            say(f"{engine.database.shown} is already a keytrail database" + (" (a sandbox)." if flagged else "."))
+            return
+    except UnknownDatabase:
+        pass
+    with Engine.open(settings.db, create=True) as engine:
+        if sandbox:
+            engine.database.upgrade_schema({SANDBOX_META: "true"})
+        say(f"created {engine.database.shown}" + (f" as a sandbox: {NOW_ENV} sets its clock." if sandbox else "."))
 
 
 @app.command()

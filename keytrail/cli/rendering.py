@@ -21,11 +21,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from keytrail import diagrams, inputs
+from keytrail import inputs
 from keytrail.errors import InvalidInput
-from keytrail.events import iso_utc
 
 if TYPE_CHECKING:
+    from keytrail import diagrams
     from keytrail.engine import Engine, Event
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "emit_json",
     "highlight",
     "history_rows",
+    "mermaid_of",
     "output",
     "progress",
     "say",
@@ -50,8 +51,17 @@ def _stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+def _styled_console(**options: Any) -> Console:
+    """A rich console that honours NO_COLOR fully: no escape sequence at all, bold and italic included.
+
+    (rich's own NO_COLOR support drops colours and keeps the other styles.)
+    """
+    plain = bool(os.environ.get("NO_COLOR"))
+    return Console(highlight=False, color_system=None if plain else "auto", **options)
+
+
 def console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    return _styled_console(file=sys.stdout, soft_wrap=True)
 
 
 def emit_json(value: Any) -> None:
@@ -67,7 +77,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[str
     if _stdout_is_terminal():
         drawn = Table(title=title)
         for column in columns:
-            drawn.add_column(column)
+            # Audit data is never cut short: a value too wide for its column wraps onto more lines.
+            drawn.add_column(column, overflow="fold")
         for row in rows:
             drawn.add_row(*(Text(value) for value in row))  # data is text, never rich markup
         console().print(drawn)
@@ -90,7 +101,7 @@ def progress(description: str) -> Iterator[Callable[[int], None]]:
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        console=Console(stderr=True),
+        console=_styled_console(stderr=True),
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=None)
@@ -98,6 +109,8 @@ def progress(description: str) -> Iterator[Callable[[int], None]]:
 
 
 def when(value: datetime | None) -> str:
+    from keytrail.events import iso_utc
+
     return "" if value is None else iso_utc(value)
 
 
@@ -121,7 +134,16 @@ def history_rows(events: Iterable[Event], *, with_actor: bool = True) -> Iterato
 
 def highlight(engine: Engine, stream: str) -> diagrams.Highlight:
     """The path ``stream`` took through the machine, for a diagram to mark."""
+    from keytrail import diagrams
+
     return diagrams.Highlight.from_events((e.trigger, e.source, e.dest) for e in engine.history(stream))
+
+
+def mermaid_of(engine: Engine, stream: str) -> str:
+    """The machine in Mermaid, with the path ``stream`` took marked."""
+    from keytrail import diagrams
+
+    return diagrams.mermaid(highlight(engine, stream))
 
 
 def _guarded_as(target: Path, guarded: Mapping[Path, str]) -> str | None:

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from keytrail import inputs
 from keytrail.crypto import SecretBox, fingerprint, hint, key_file_keys, key_file_of, parse_secret_key, write_key_file
 from keytrail.errors import InvalidInput, SecretKeyError
 from keytrail.events import iso_utc
+from keytrail.logs import get_logger
 from keytrail.persistence import SavedConfig
 from keytrail.persistence.units import Storage
 from keytrail.portal import SavedKey, Verdict
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Admin", "SavedKeyRecord"]
 
-_log = structlog.get_logger("keytrail.engine")
+_log = get_logger("keytrail.engine")
 
 
 @dataclass(frozen=True)

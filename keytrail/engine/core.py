@@ -11,8 +11,6 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import structlog
-
 from keytrail import inputs
 from keytrail.crypto import SecretBox
 from keytrail.engine.admin import Admin
@@ -20,7 +18,7 @@ from keytrail.engine.commands import Commands
 from keytrail.engine.lifecycle import database_files, secret_keys_for, system_clock
 from keytrail.engine.reads import Reads
 from keytrail.errors import DatabaseBusy, DatabaseUnavailable, InvalidInput, StorageError
-from keytrail.logs import ensure_logging
+from keytrail.logs import get_logger
 from keytrail.persistence import Database, Durability
 from keytrail.persistence.group import CommitStats
 from keytrail.persistence.units import Storage
@@ -29,7 +27,7 @@ from keytrail.portal import KeyAuthority, KeyVerifier
 __all__ = ["Clock", "Engine", "database_files", "system_clock"]
 
 Clock = Callable[[], datetime]
-_log = structlog.get_logger("keytrail.engine")
+_log = get_logger("keytrail.engine")
 # The keytrail_meta row holding the key of idempotency digests (added to older databases on open).
 _SALT = "idempotency_salt"
 
@@ -147,7 +145,6 @@ class Engine(Commands, Reads):
             group_commit=db.dialect == "sqlite" if group_commit is None else group_commit,
             max_batch=max_batch,
         )
-        ensure_logging()
         _log.debug("engine_opened", database=db.shown)
         return engine
 

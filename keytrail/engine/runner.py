@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
 
-import structlog
-
 from keytrail import inputs
 from keytrail.crypto import SecretBox
 from keytrail.engine.audit import carried_ids
@@ -33,6 +31,7 @@ from keytrail.errors import (
     StorageError,
 )
 from keytrail.events import IDEMPOTENCY_PREFIX, idempotency_digest, iso_utc
+from keytrail.logs import get_logger
 from keytrail.persistence import Database, PendingEvent, RecordedEvent, SavedConfig, StreamHead
 from keytrail.persistence.commands import Loaded
 from keytrail.persistence.stored import shown
@@ -43,7 +42,7 @@ from keytrail.states.machine import compiled
 
 __all__ = ["Runner", "Step", "check_expected_version"]
 
-_log = structlog.get_logger("keytrail.engine")
+_log = get_logger("keytrail.engine")
 _VERIFYING = (Trigger.access, Trigger.proceed)
 # The one compiled machine: every command's legality check and destination are lookups in it.
 _DECISIONS = compiled()

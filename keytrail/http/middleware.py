@@ -13,15 +13,15 @@ import uuid
 from time import perf_counter
 from typing import Any
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keytrail.http.metrics import Metrics
 from keytrail.http.problems import problem_response, service_problem
+from keytrail.logs import get_logger
 
 __all__ = ["ServiceMiddleware"]
 
-_log = structlog.get_logger("keytrail.http")
+_log = get_logger("keytrail.http")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 
 

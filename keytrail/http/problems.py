@@ -9,7 +9,6 @@ client acts on come as members: ``state`` and ``allowed`` for an illegal transit
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from typing import Any
 
@@ -126,8 +125,8 @@ def problem_of(exc: KeytrailError, *, now: datetime | None = None, status: int |
         }
     elif isinstance(exc, AccountLocked):
         seconds = 1
-        if exc.locked_until is not None and now is not None:
-            seconds = max(1, math.ceil((exc.locked_until - now).total_seconds()))
+        if exc.retry_after is not None:
+            seconds = max(1, exc.retry_after)
         problem.members = {"retry_after": seconds}
         problem.headers = {"Retry-After": str(seconds)}
     elif isinstance(exc, DatabaseBusy):

@@ -22,16 +22,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
-import structlog
-
 from keytrail.errors import KeytrailError, StorageError
+from keytrail.logs import get_logger
 from keytrail.persistence.faults import translate_error
 
 __all__ = ["Batchable", "CommitStats", "GroupCommit"]
 
 _T = TypeVar("_T")
 _U = TypeVar("_U", bound="Batchable")
-_log = structlog.get_logger("keytrail.storage")
+_log = get_logger("keytrail.storage")
 
 
 class Batchable(Protocol):

@@ -9,12 +9,11 @@ effects commit together.
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-
-import structlog
 
 from keytrail import inputs
 from keytrail.crypto import SecretBox, fingerprint, hint
@@ -27,13 +26,14 @@ from keytrail.errors import (
     UnknownKey,
 )
 from keytrail.events import iso_utc
+from keytrail.logs import get_logger
 from keytrail.portal.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from keytrail.portal.ports import AuthorityRecords, AuthorityStorage, SavedKey, Verdict
 from keytrail.portal.records import Account, AccountRecord, ApiKey, IssuedKey, KeyRecord, SignInAttempt
 
 __all__ = ["Account", "ApiKey", "IssuedKey", "KeyAuthority", "SignInAttempt", "session_problem"]
 
-_log = structlog.get_logger("keytrail.portal")
+_log = get_logger("keytrail.portal")
 
 
 def session_problem(expires: datetime | None, stream_id: str, at: datetime) -> str | None:
@@ -147,7 +147,8 @@ class KeyAuthority:
             raise AccountLocked(
                 f"The account {email} is locked until {iso_utc(locked_until)} after "
                 f"{self.max_failed_sign_ins} failed sign-ins in a row.",
-                locked_until=locked_until,
+                locked_until=iso_utc(locked_until),
+                retry_after=math.ceil((locked_until - now).total_seconds()),
             )
         if password is None:
             return account  # the session of this onboarding, checked above
@@ -157,7 +158,8 @@ class KeyAuthority:
                 raise AccountLocked(
                     f"Sign-in as {email} failed: wrong email or password. After {self.max_failed_sign_ins} failures "
                     f"in a row the account is locked until {iso_utc(locked)}.",
-                    locked_until=locked,
+                    locked_until=iso_utc(locked),
+                    retry_after=math.ceil((locked - now).total_seconds()),
                 )
             raise AuthenticationFailed(f"Sign-in as {email} failed: wrong email or password.")
         if needs_rehash(found.password_hash):

@@ -25,9 +25,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-import structlog
 
 from keytrail.errors import AuthorityUnavailable, InvalidInput
+from keytrail.logs import get_logger
 from keytrail.portal.ports import SavedKey, Verdict
 from keytrail.states import Reason
 
@@ -35,7 +35,7 @@ __all__ = ["CHECK_PATH", "KEY_HEADER", "HttpKeyVerifier"]
 
 CHECK_PATH = "/gateway/apikeycheck"
 KEY_HEADER = "magento-api-key"
-_log = structlog.get_logger("keytrail.portal.http")
+_log = get_logger("keytrail.portal.http")
 
 
 _T = TypeVar("_T")
