@@ -12,7 +12,7 @@ LOWEST  = .venv-lowest
 export UV_PROJECT_ENVIRONMENT = $(VENV)
 export UV_PYTHON_DOWNLOADS = never
 
-.PHONY: demo test lint pytest test-lowest smoke bench bench-full bench-startup diagrams setup system-deps system-check lock clean
+.PHONY: demo test lint pytest test-lowest smoke bench bench-full bench-startup diagrams setup system-deps system-check system-auto lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -34,9 +34,14 @@ setup:
 
 system-deps: setup
 
-# What `make test` checks: names what is missing and how to get it, installs nothing.
+# Names what is missing and how to get it, installs nothing.
 system-check:
 	@sh scripts/system-deps.sh --check
+
+# What `make test` runs: as root on Debian it installs what is missing (and says so), so that the
+# README's two commands set a fresh machine up alone; elsewhere it only names what is missing.
+system-auto:
+	@sh scripts/system-deps.sh --auto
 
 demo: $(STAMP)
 	rm -rf demo-output && mkdir -p demo-output
@@ -51,7 +56,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_module_size.py
 
-pytest: $(STAMP) system-check
+pytest: $(STAMP) system-auto
 	$(BIN)/pytest
 
 test: lint pytest

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The system packages keytrail's tests need, beyond Python: PostgreSQL's server, Graphviz, PHP with curl.
-#   --check    (what `make test` runs) name what is missing and how to get it; install nothing
+#   --check    name what is missing and how to get it; install nothing
+#   --auto     (what `make test` runs) as root on Debian: install, saying so; otherwise as --check
 #   --install  (`make setup`, which .ci/run calls) install what is missing with apt-get (Debian, root)
 set -eu
 mode="${1:---check}"
@@ -28,6 +29,17 @@ fi
 if [ -z "$missing_debian" ]; then
     exit 0
 fi
+install() {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+    # shellcheck disable=SC2086  # a list of package names
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing_debian >/dev/null
+}
+check() {
+    echo "keytrail: missing system packages:$missing_debian; the tests that need them will skip." >&2
+    echo "  Debian/Ubuntu: sudo make setup   (or: sudo apt-get install$missing_debian)" >&2
+    echo "  macOS:         brew install$missing_brew" >&2
+}
 case "$mode" in
 --install)
     if [ "$(id -u)" != "0" ]; then
@@ -35,18 +47,22 @@ case "$mode" in
         exit 1
     fi
     echo "keytrail: installing$missing_debian" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
-    # shellcheck disable=SC2086  # a list of package names
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing_debian >/dev/null
+    install
+    ;;
+--auto)
+    # What `make test` runs: the two README commands set a fresh Debian machine up alone, and say so.
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "keytrail: make test is installing the system packages its tests need:$missing_debian (apt-get, as root; \`make setup\` does this alone)." >&2
+        install
+    else
+        check
+    fi
     ;;
 --check)
-    echo "keytrail: missing system packages:$missing_debian; the tests that need them will skip." >&2
-    echo "  Debian/Ubuntu: sudo make setup   (or: sudo apt-get install$missing_debian)" >&2
-    echo "  macOS:         brew install$missing_brew" >&2
+    check
     ;;
 *)
-    echo "usage: sh scripts/system-deps.sh --check | --install" >&2
+    echo "usage: sh scripts/system-deps.sh --check | --auto | --install" >&2
     exit 2
     ;;
 esac
