@@ -21,18 +21,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from keytrail.errors import ConcurrencyConflict, CorruptEvent, CorruptProjection, IntegrityViolation
+from keytrail.errors import ConcurrencyConflict, CorruptProjection, IntegrityViolation
 from keytrail.events import GENESIS_HASH, PendingEvent, RecordedEvent, event_hash
 from keytrail.persistence.stored import (
     SQLITE_TIME_FORMAT,
-    column_flaw,
-    data_flaw,
+    checked_event,
     is_sqlite_time,
-    read_sqlite_json,
     read_sqlite_time,
     shown,
+    strict_sqlite_event,
     time_flaw,
-    well_typed,
 )
 from keytrail.persistence.tables import SCHEMA_VERSION
 from keytrail.portal.records import ApiKey
@@ -161,10 +159,7 @@ class CommandSql:
         return ApiKey(row[11], row[12], row[13], row[14], row[15], row[16], row[17], row[18])
 
     def prior(self, row: Any) -> RecordedEvent:
-        flaw = data_flaw(row[26])
-        if flaw is not None:  # jsonb holds any JSON value; keytrail writes only objects
-            raise CorruptEvent(row[20], row[21], flaw.message, position=row[19])
-        return RecordedEvent(*row[19:33])
+        return checked_event(row[19:33])  # jsonb holds any JSON value; keytrail writes only objects
 
     # -- the statements ----------------------------------------------------------------------------
 
@@ -285,33 +280,7 @@ class SqliteCommandSql(CommandSql):
         return ApiKey(row[11], row[12], row[13], row[14], row[15], _key_time(row[16]), _key_time(row[17]), revoked)
 
     def prior(self, row: Any) -> RecordedEvent:
-        event = row[19:33]
-        try:
-            if not well_typed(event):
-                flaw = column_flaw(event)
-                raise ValueError(flaw.message if flaw is not None else "a column holds a value keytrail never writes.")
-            data = read_sqlite_json(event[7])
-            occurred = read_sqlite_time(event[9])
-        except ValueError as exc:
-            raise CorruptEvent(event[1], event[2], str(exc), position=event[0]) from None
-        position, stream, version, trigger, source, dest, reason = event[:7]
-        idempotency_key, schema_version, prev_hash, digest = event[10:]
-        return RecordedEvent(
-            position,
-            stream,
-            version,
-            trigger,
-            source,
-            dest,
-            reason,
-            data,
-            event[8],
-            occurred,
-            idempotency_key,
-            schema_version,
-            prev_hash,
-            digest,
-        )
+        return strict_sqlite_event(row[19:33])
 
 
 class PostgresCommandSql(CommandSql):

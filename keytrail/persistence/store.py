@@ -17,22 +17,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from keytrail.errors import CorruptEvent, CorruptProjection
+from keytrail.errors import CorruptProjection
 from keytrail.events import EVENT_COLUMNS, RecordedEvent, iso_utc
 from keytrail.persistence.commands import SavedConfig, StreamHead
 from keytrail.persistence.stored import (
     SQLITE_TIME_SHAPE,
     WELL_TYPED_ROWS,
     Flaw,
+    checked_event,
     column_flaw,
     data_flaw,
     is_sqlite_time,
-    read_sqlite_json,
-    read_sqlite_time,
     shown,
     sqlite_data,
+    strict_sqlite_event,
     time_flaw,
-    well_typed,
 )
 from keytrail.persistence.tables import ConfigRow, EventRow, StreamRow
 
@@ -67,42 +66,6 @@ _HEAD_COLUMNS = [
 
 def _event(row: Any) -> RecordedEvent:
     return RecordedEvent(*row)
-
-
-def _checked_event(row: Any) -> RecordedEvent:
-    """An event read off PostgreSQL for a reader: ``jsonb`` holds any JSON value, keytrail only objects."""
-    flaw = data_flaw(row[7])
-    if flaw is not None:
-        raise CorruptEvent(row[1], row[2], flaw.message, position=row[0])
-    return RecordedEvent(*row)
-
-
-def _strict_sqlite_event(row: Any) -> RecordedEvent:
-    """An event read off SQLite for a reader, every column as keytrail writes it, or CorruptEvent naming it."""
-    try:
-        if not well_typed(row):
-            flaw = column_flaw(row)
-            raise ValueError(flaw.message if flaw is not None else "a column holds a value keytrail never writes.")
-        data = read_sqlite_json(row[7])
-        occurred = read_sqlite_time(row[9])
-    except ValueError as exc:
-        raise CorruptEvent(row[1], row[2], str(exc), position=row[0]) from None
-    return RecordedEvent(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        data,
-        row[8],
-        occurred,
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-    )
 
 
 def _sqlite_head(row: Any) -> StreamHead:
@@ -270,7 +233,7 @@ class EventStore:
             yield from self._sqlite_events(conn, stream_id, as_of, after_position)
             return
         for row in self._rows(conn, stream_id, as_of, after_position):
-            yield _checked_event(row)
+            yield checked_event(row)
 
     def _rows(
         self, conn: Connection, stream_id: str | None, as_of: datetime | None, after_position: int | None
@@ -336,7 +299,7 @@ class EventStore:
         cursor = _sqlite_scan(conn.connection.driver_connection, stream_id, as_of, after_position)
         try:
             for row in cursor:
-                yield _strict_sqlite_event(row)
+                yield strict_sqlite_event(row)
         finally:
             _close(cursor)
 

@@ -20,13 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from keytrail.events import EVENT_COLUMNS, json_encoder
+from keytrail.errors import CorruptEvent
+from keytrail.events import EVENT_COLUMNS, RecordedEvent, json_encoder
 
 __all__ = [
     "SQLITE_TIME_FORMAT",
     "SQLITE_TIME_SHAPE",
     "WELL_TYPED_ROWS",
     "Flaw",
+    "checked_event",
     "column_flaw",
     "data_flaw",
     "is_sqlite_time",
@@ -34,6 +36,7 @@ __all__ = [
     "read_sqlite_time",
     "shown",
     "sqlite_data",
+    "strict_sqlite_event",
     "time_flaw",
     "well_typed",
 ]
@@ -222,3 +225,39 @@ def column_flaw(row: tuple[Any, ...]) -> Flaw | None:
         elif type(value) is not str and not (value is None and name in _NULLABLE):
             return Flaw("malformed", f"{name} is stored as {shown(value)}, not text.")
     return None
+
+
+def checked_event(row: Any) -> RecordedEvent:
+    """An event read off PostgreSQL for a reader: ``jsonb`` holds any JSON value, keytrail only objects."""
+    flaw = data_flaw(row[7])
+    if flaw is not None:
+        raise CorruptEvent(row[1], row[2], flaw.message, position=row[0])
+    return RecordedEvent(*row)
+
+
+def strict_sqlite_event(row: Any) -> RecordedEvent:
+    """An event read off SQLite for a reader, every column as keytrail writes it, or CorruptEvent naming it."""
+    try:
+        if not well_typed(row):
+            flaw = column_flaw(row)
+            raise ValueError(flaw.message if flaw is not None else "a column holds a value keytrail never writes.")
+        data = read_sqlite_json(row[7])
+        occurred = read_sqlite_time(row[9])
+    except ValueError as exc:
+        raise CorruptEvent(row[1], row[2], str(exc), position=row[0]) from None
+    return RecordedEvent(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        data,
+        row[8],
+        occurred,
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+    )
