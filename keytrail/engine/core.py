@@ -99,8 +99,9 @@ class Engine(Commands, Reads):
         ``group_commit``: commands of this engine's threads that arrive while a commit is in
         progress share the next one (one sync of the log for up to ``max_batch`` commands, each
         in its own savepoint; a caller alone waits for no one). None, the default, turns it on
-        for SQLite, whose writers queue for one lock anyway, and off for PostgreSQL, where each
-        thread has its own connection and the server already groups commits.
+        for a SQLite file, whose writers queue for one lock anyway, and off for PostgreSQL, where
+        each thread has its own connection and the server already groups commits (and for an
+        in-memory database, one connection whose users take turns).
         """
         for name, span in (
             ("key_lifetime", key_lifetime),
@@ -115,6 +116,12 @@ class Engine(Commands, Reads):
         if group_commit is not None and type(group_commit) is not bool:
             raise InvalidInput(f"group_commit must be True, False or None, not {group_commit!r}.")
         db = Database(url, busy_timeout=busy_timeout, durability=durability)
+        if group_commit and db.in_memory:
+            db.dispose()
+            raise InvalidInput(
+                "Group commit needs a database file or a server: an in-memory SQLite database is one shared "
+                "connection, whose users take turns already."
+            )
         try:
             status = db.inspect_schema(create=create)
             box = SecretBox(*secret_keys_for(db, new_database=not status.exists))
@@ -142,7 +149,7 @@ class Engine(Commands, Reads):
             verifier=verifier,
             retries=retries,
             idempotency_salt=meta.get(_SALT, ""),
-            group_commit=db.dialect == "sqlite" if group_commit is None else group_commit,
+            group_commit=(db.dialect == "sqlite" and not db.in_memory) if group_commit is None else group_commit,
             max_batch=max_batch,
         )
         _log.debug("engine_opened", database=db.shown)

@@ -77,6 +77,9 @@ class Loaded:
     saved_key: ApiKey | None
     # The event of an earlier use of the command's idempotency key, if any.
     prior: RecordedEvent | None
+    # Why the authority's record of the saved key could not be read (a damaged row): raised only
+    # where a verdict needs the record, so that every other command (the fix included) still runs.
+    saved_key_flaw: IntegrityViolation | None = None
 
 
 # The joined read's columns: the projection (0-6), the saved key (7-10), the authority's record
@@ -173,9 +176,14 @@ class CommandSql:
             row = dbapi.execute(self.load_prior_sql, (stream, *lookup)).fetchone()
         head = None if row[2] is None and row[0] is None else self.head(stream, row)
         config = None if row[7] is None else self.config(stream, row)
-        saved_key = None if row[11] is None else self.key_record(row)
+        saved_key, flaw = None, None
+        if row[11] is not None:
+            try:
+                saved_key = self.key_record(row)
+            except IntegrityViolation as exc:
+                flaw = exc
         prior = None if lookup is None or row[19] is None else self.prior(row)
-        return Loaded(head, config, saved_key, prior)
+        return Loaded(head, config, saved_key, prior, flaw)
 
     def append(self, dbapi: Any, stream: str, head: StreamHead | None, event: PendingEvent) -> RecordedEvent:
         """Append the next event of the stream and move its projection, or raise ConcurrencyConflict."""

@@ -132,9 +132,11 @@ class Database(Schema):
             # Writers take the lock up front: no deadlocked read-to-write upgrade, and the
             # busy timeout applies to the whole command. A write transaction began on the
             # driver already (see _on_driver): SQLAlchemy joins it.
+            # Only a writer's own connection joins; any other use of an open transaction (a read nested
+            # in a write on an in-memory database's one connection) fails at BEGIN, as it should.
             driver: Any = conn.connection.driver_connection
-            if not driver.in_transaction:
-                writing = conn.get_execution_options().get("keytrail_write", False)
+            writing = conn.get_execution_options().get("keytrail_write", False)
+            if not (writing and driver.in_transaction):
                 driver.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
 
         return engine
@@ -230,6 +232,12 @@ class Database(Schema):
         except SQLAlchemyError as exc:
             raise translate_error(exc, self.shown) from exc
 
+    def translated(self, exc: BaseException) -> BaseException:
+        """A driver's or SQLAlchemy's error as keytrail's; any other exception as it was raised."""
+        if isinstance(exc, (SQLAlchemyError, *self._driver_errors())):
+            return translate_error(exc, self.shown)
+        return exc
+
     def _driver_errors(self) -> tuple[type[BaseException], ...]:
         if self.dialect == "sqlite":
             return (sqlite3.Error,)
@@ -283,8 +291,8 @@ class Database(Schema):
 
     def close(self) -> None:
         """Release every connection for good: later use is a clear error, not a silent reopening."""
+        self.closed = True  # first: no transaction starts while the connections are being closed
         self.dispose()
-        self.closed = True
 
     def dispose(self) -> None:
         for pin in (self._write_pin, self._read_pin):

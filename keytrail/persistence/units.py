@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from keytrail.errors import IntegrityViolation
 from keytrail.events import PendingEvent, RecordedEvent, iso_utc
 from keytrail.persistence.authority_store import AuthorityStore, StoredAuthorityRecords
 from keytrail.persistence.commands import CommandSql, Loaded, SavedConfig, StreamHead, command_sql
@@ -66,12 +67,15 @@ class _PreloadedRecords(StoredAuthorityRecords):
         super().__init__(conn)
         self._fingerprint: str | None = None
         self._key: ApiKey | None = None
+        self._flaw: IntegrityViolation | None = None
 
-    def preload(self, fingerprint: str | None, key: ApiKey | None) -> None:
-        self._fingerprint, self._key = fingerprint, key
+    def preload(self, fingerprint: str | None, key: ApiKey | None, flaw: IntegrityViolation | None = None) -> None:
+        self._fingerprint, self._key, self._flaw = fingerprint, key, flaw
 
     def key_by_fingerprint(self, fingerprint: str) -> ApiKey | None:
         if fingerprint == self._fingerprint:
+            if self._flaw is not None:
+                raise self._flaw
             return self._key
         return super().key_by_fingerprint(fingerprint)
 
@@ -110,7 +114,7 @@ class Unit:
     def load(self, stream: str, lookup: tuple[str, str] | None = None) -> Loaded:
         loaded = self._sql.load(self._dbapi, stream, lookup, lock=self._writing)
         config = loaded.config
-        self.authority.preload(None if config is None else config.fingerprint, loaded.saved_key)
+        self.authority.preload(None if config is None else config.fingerprint, loaded.saved_key, loaded.saved_key_flaw)
         return loaded
 
     # Several commands in one transaction (group commit) are kept apart by a savepoint each.
@@ -198,7 +202,9 @@ class Storage:
         self._sql = command_sql(db.dialect)
         self.authority = AuthorityStore(db)
         self.group: GroupCommit[Unit] | None = (
-            GroupCommit(self.write, max_batch=max_batch, where=db.shown) if group_commit else None
+            GroupCommit(self.write, max_batch=max_batch, where=db.shown, translate=db.translated)
+            if group_commit
+            else None
         )
 
     def commit(self, work: Callable[[Unit], _T]) -> _T:
