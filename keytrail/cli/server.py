@@ -5,15 +5,25 @@ FastAPI and uvicorn are imported only when ``serve`` runs, so every other comman
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from keytrail.cli.rendering import emit_json, say, table
 from keytrail.cli.root import JsonOpt, app, errors_to_exit, open_engine, settings
-from keytrail.engine.tokens import Tokens
+
+if TYPE_CHECKING:
+    from keytrail.engine import Engine
+    from keytrail.engine.tokens import Tokens
 
 __all__ = ["serve", "token_app"]
+
+
+def _tokens(engine: Engine) -> Tokens:
+    """The token store, imported when a token command runs (``keytrail --help`` loads no engine)."""
+    from keytrail.engine.tokens import Tokens
+
+    return Tokens(engine)
 
 token_app = typer.Typer(no_args_is_help=True, help="API tokens of the HTTP service (keytrail serve).")
 app.add_typer(token_app, name="token")
@@ -28,7 +38,7 @@ def token_create(
 ) -> None:
     """Create a token; it is printed this once and stored only as a hash."""
     with open_engine(create=True) as engine:
-        created = Tokens(engine).create(name, scope)
+        created = _tokens(engine).create(name, scope)
     if as_json:
         emit_json(created.as_dict())
         return
@@ -41,7 +51,7 @@ def token_create(
 def token_list(as_json: JsonOpt = False) -> None:
     """Every token by name, revoked ones included: never the token itself."""
     with open_engine() as engine:
-        found = [token.as_dict() for token in Tokens(engine).listed()]
+        found = [token.as_dict() for token in _tokens(engine).listed()]
     if as_json:
         emit_json({"tokens": found})
         return
@@ -56,7 +66,7 @@ def token_revoke(
 ) -> None:
     """Revoke a token: every later request with it is refused (401)."""
     with open_engine() as engine:
-        revoked = Tokens(engine).revoke(name).as_dict()
+        revoked = _tokens(engine).revoke(name).as_dict()
     if as_json:
         emit_json(revoked)
         return
