@@ -17,6 +17,7 @@ from keytrail import inputs
 from keytrail.crypto import SecretBox
 from keytrail.engine.admin import Admin
 from keytrail.engine.commands import Commands
+from keytrail.engine.following import Following
 from keytrail.engine.lifecycle import database_files, secret_keys_for, system_clock
 from keytrail.engine.reads import Reads
 from keytrail.errors import DatabaseBusy, DatabaseUnavailable, InvalidInput, StorageError
@@ -34,7 +35,7 @@ _log = structlog.get_logger("keytrail.engine")
 _SALT = "idempotency_salt"
 
 
-class Engine(Commands, Reads):
+class Engine(Commands, Reads, Following):
     """Drives onboardings through the machine and keeps their event log. Open with :meth:`Engine.open`."""
 
     def __init__(

@@ -188,6 +188,7 @@ def _hashing_rows(cursor: Any) -> Iterator[AuditRow]:
 
 _HEAD_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams WHERE stream_id = ?"
 _HEADS_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams"
+_PAGE = " WHERE position > ? AND position <= ? ORDER BY position LIMIT ?"
 _AUDIT_SCAN = "SELECT " + ", ".join(EVENT_COLUMNS) + " FROM events"  # noqa: S608 (constant column names)
 
 
@@ -339,6 +340,22 @@ class EventStore:
                 yield _strict_sqlite_event(row)
         finally:
             _close(cursor)
+
+    def events_by_position(self, conn: Connection, after: int, upto: int, limit: int) -> Iterator[RecordedEvent]:
+        """Up to ``limit`` events with ``after < position <= upto``, in position order (a page of the feed)."""
+        if conn.dialect.name == "sqlite":
+            dbapi: Any = conn.connection.driver_connection
+            cursor = dbapi.execute(_AUDIT_SCAN + _PAGE, (after, upto, limit))
+            try:
+                for row in cursor:
+                    yield _strict_sqlite_event(row)
+            finally:
+                _close(cursor)
+            return
+        position = events_table.c.position
+        query = sa.select(*_EVENT_COLUMNS).where(position > after, position <= upto).order_by(position).limit(limit)
+        for row in conn.execute(query):
+            yield _checked_event(row)
 
     def stream_exists(self, conn: Connection, stream_id: str) -> bool:
         query = sa.select(sa.literal(1)).where(events_table.c.stream_id == stream_id).limit(1)

@@ -37,6 +37,7 @@ __all__ = [
     "KeytrailTable",
     "MetaRow",
     "StreamRow",
+    "SubscriptionRow",
     "UTCDateTime",
 ]
 
@@ -161,3 +162,13 @@ class MetaRow(KeytrailTable, table=True):
 
     name: str = Field(sa_column=Column(String(64), primary_key=True))
     value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class SubscriptionRow(KeytrailTable, table=True):
+    """A named subscription's checkpoint: the position up to which its handler has returned."""
+
+    __tablename__ = "subscriptions"
+
+    name: str = Field(sa_column=Column(String(128), primary_key=True))
+    position: int = Field(sa_column=Column(_POSITION, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

@@ -21,6 +21,7 @@ from keytrail.events import PendingEvent, RecordedEvent, iso_utc
 from keytrail.persistence.authority_store import AuthorityStore, StoredAuthorityRecords
 from keytrail.persistence.commands import CommandSql, Loaded, SavedConfig, StreamHead, command_sql
 from keytrail.persistence.database import Database
+from keytrail.persistence.feed import FeedReader
 from keytrail.persistence.group import GroupCommit
 from keytrail.persistence.store import AuditRow, EventStore, config_table, sqlite_time
 from keytrail.persistence.stored import SQLITE_TIME_SHAPE
@@ -197,6 +198,7 @@ class Storage:
         self._store = EventStore()
         self._sql = command_sql(db.dialect)
         self.authority = AuthorityStore(db)
+        self.feed = FeedReader(db, self._store)
         self.group: GroupCommit[Unit] | None = (
             GroupCommit(self.write, max_batch=max_batch, where=db.shown) if group_commit else None
         )

@@ -1,0 +1,111 @@
+"""The log as a feed: the settled global order, and the checkpoints of named subscriptions.
+
+A reader of the global order must never move past a position that can still appear. On
+SQLite the one writer commits positions in order, so whatever a reader sees is settled. On
+PostgreSQL positions come from a sequence when a transaction inserts its event, and the
+transaction may commit after a later one: a reader that took the later position as its
+checkpoint would never see the earlier one.
+
+The horizon here is computed without touching the write path. Read the sequence's last
+value M first, then the transactions that hold a write lock on ``events`` (every inserting
+transaction takes it before it draws a position, and keeps it to its end). Every position up
+to M was drawn by a transaction that has committed, rolled back, or is among those holders; so
+once each of them has ended (a later check no longer finds its virtual transaction id, which
+is never reused), every position up to M is settled. The feed keeps such candidates and
+serves up to the newest one settled: it never waits for a writer, it only does not go past one.
+A transaction left open (idle in transaction) holds the horizon back until it ends.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from keytrail.events import RecordedEvent
+from keytrail.persistence.database import Database
+from keytrail.persistence.store import EventStore
+from keytrail.persistence.tables import SubscriptionRow
+
+__all__ = ["FeedReader"]
+
+_subscriptions: sa.Table = SubscriptionRow.__table__  # type: ignore[attr-defined]
+_LAST_DRAWN = "SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('events', 'position')), 0)"
+_WRITERS = (
+    "SELECT DISTINCT virtualtransaction FROM pg_locks WHERE locktype = 'relation' "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND relation = 'events'::regclass AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"
+)
+# Candidates kept while writers are in flight: the oldest are dropped past this (a later one settles them).
+_MAX_CANDIDATES = 64
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """Every position up to ``position`` is settled once none of ``writers`` is still in flight."""
+
+    position: int
+    writers: frozenset[str]
+
+
+class FeedReader:
+    """The settled prefix of the global order, pages of it, and subscription checkpoints."""
+
+    def __init__(self, db: Database, store: EventStore) -> None:
+        self._db = db
+        self._store = store
+        self._lock = threading.Lock()
+        self._settled = 0
+        self._candidates: list[_Candidate] = []
+
+    def horizon(self) -> int:
+        """The last position of the settled prefix: no event can commit at or below it later."""
+        if self._db.dialect == "sqlite":
+            with self._db.read() as conn:
+                return int(conn.exec_driver_sql("SELECT COALESCE(MAX(position), 0) FROM events").scalar_one())
+        with self._db.read() as conn:
+            drawn = int(conn.exec_driver_sql(_LAST_DRAWN).scalar_one())  # first: see the module's docstring
+            writers = frozenset(row[0] for row in conn.exec_driver_sql(_WRITERS))
+        with self._lock:
+            settled = self._settled
+            pending: list[_Candidate] = []
+            for candidate in self._candidates:
+                if candidate.writers & writers:
+                    pending.append(candidate)
+                else:
+                    settled = max(settled, candidate.position)
+            if writers:
+                pending.append(_Candidate(drawn, writers))
+            else:
+                settled = max(settled, drawn)
+            self._candidates = [c for c in pending if c.position > settled][-_MAX_CANDIDATES:]
+            self._settled = settled
+            return settled
+
+    def page(self, after: int, limit: int, upto: int) -> list[RecordedEvent]:
+        """Up to ``limit`` events with ``after < position <= upto``, by position (read after the horizon was)."""
+        with self._db.read() as conn:
+            return list(self._store.events_by_position(conn, after, upto, limit))
+
+    # -- subscriptions ----------------------------------------------------------------------------
+
+    def checkpoint(self, name: str) -> int:
+        """The position subscription ``name`` has handled up to (0: none yet)."""
+        with self._db.read() as conn:
+            found = conn.execute(sa.select(_subscriptions.c.position).where(_subscriptions.c.name == name)).first()
+        return 0 if found is None else int(found[0])
+
+    def move_checkpoint(self, name: str, position: int, at: datetime) -> None:
+        """Record that ``name`` handled every event up to ``position``."""
+        with self._db.write() as conn:
+            _save(conn, name, position, at)
+
+
+def _save(conn: Connection, name: str, position: int, at: datetime) -> None:
+    values = {"position": position, "updated_at": at}
+    moved = conn.execute(sa.update(_subscriptions).where(_subscriptions.c.name == name).values(**values))
+    if moved.rowcount == 0:
+        conn.execute(sa.insert(_subscriptions).values(name=name, **values))
