@@ -204,3 +204,29 @@ def test_subscription_names_are_checked(engine: Engine) -> None:
     """A subscription's name is an id like an onboarding's: anything else is one clear error."""
     with pytest.raises(InvalidInput):
         engine.subscription("no spaces allowed")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_digest_taken_while_a_writer_is_mid_command_still_checks(engine: Engine, storage: Storage) -> None:
+    """The digest stops below a position still in flight, so the event committing late lands after
+    its prefix: the kept token still checks afterwards (before, it covered a prefix that later grew)."""
+    from keytrail.engine import reports
+
+    engine.access("early")
+    taken: list[reports.Digest] = []
+    with storage.write() as held:
+        _held_append(held, held.load("late").head)
+        append(Storage(engine.database), "quick", "b")
+        # The digest waits for the writers in flight at its start: take it on another thread,
+        # commit the held transaction once that thread is waiting, then join.
+        import threading
+
+        thread = threading.Thread(target=lambda: taken.append(reports.digest(engine)))
+        thread.start()
+        thread.join(timeout=0.3)  # it must still be waiting for the held writer
+        assert thread.is_alive()
+    thread.join(timeout=60)
+    check = reports.check_digest(engine, taken[0].token)
+    assert check.ok, check.message
+    assert taken[0].events == 3

@@ -19,6 +19,7 @@ A transaction left open (idle in transaction) holds the horizon back until it en
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -61,14 +62,33 @@ class FeedReader:
         self._settled = 0
         self._candidates: list[_Candidate] = []
 
-    def horizon(self) -> int:
-        """The last position of the settled prefix: no event can commit at or below it later."""
+    def horizon(self, *, wait: bool = False) -> int:
+        """The last position of the settled prefix: no event can commit at or below it later.
+
+        Without ``wait`` it never blocks: positions drawn by writers still in flight are left for a
+        later call. With ``wait``, it waits for the writers in flight now to end, and returns at
+        least every position drawn before the call (a digest's cut).
+        """
         if self._db.dialect == "sqlite":
             with self._db.read() as conn:
                 return int(conn.exec_driver_sql("SELECT COALESCE(MAX(position), 0) FROM events").scalar_one())
+        drawn, writers = self._drawn_and_writers()
+        settled = self._settle(drawn, writers)
+        pause = 0.001
+        while wait and settled < drawn:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+            settled = self._settle(*self._drawn_and_writers())
+        return settled
+
+    def _drawn_and_writers(self) -> tuple[int, frozenset[str]]:
         with self._db.read() as conn:
             drawn = int(conn.exec_driver_sql(_LAST_DRAWN).scalar_one())  # first: see the module's docstring
             writers = frozenset(row[0] for row in conn.exec_driver_sql(_WRITERS))
+        return drawn, writers
+
+    def _settle(self, drawn: int, writers: frozenset[str]) -> int:
+        """Settle the candidates whose writers have all ended; keep (``drawn``, ``writers``) as the newest."""
         with self._lock:
             settled = self._settled
             pending: list[_Candidate] = []

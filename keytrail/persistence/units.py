@@ -146,8 +146,8 @@ class Unit:
     def audit_rows(self, stream: str | None = None) -> Generator[AuditRow, None, None]:
         return self._store.audit_rows(self._conn, stream)
 
-    def audit_rows_by_position(self) -> Generator[AuditRow, None, None]:
-        return self._store.audit_rows_by_position(self._conn)
+    def audit_rows_by_position(self, upto: int | None = None) -> Generator[AuditRow, None, None]:
+        return self._store.audit_rows_by_position(self._conn, upto)
 
     def lock_secrets(self) -> None:
         """Keep every save and key creation out until this transaction ends (PostgreSQL; SQLite's writer is alone)."""
