@@ -558,7 +558,7 @@ def test_help_lists_the_commands_in_the_flows_order() -> None:
     assert group.list_commands(typer.Context(group)) == [
         *("access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
         *("status", "history", "replay", "expiring", "verify", "export", "digest", "diagram"),
-        *("demo", "account", "keys"),
+        *("demo", "tail", "account", "keys", "db"),
     ]
 
 

@@ -16,7 +16,7 @@ and ``demo``. Importing this package registers every command on ``app``, in the 
 
 from keytrail.cli.root import app, main  # isort: skip  (the app first: the commands register on it)
 from keytrail.cli import driving, audit, demo  # noqa: F401  # isort: skip  (registered, in --help's order)
-from keytrail.cli import feed  # noqa: F401  # isort: skip  (registered: tail)
+from keytrail.cli import feed, db  # noqa: F401  # isort: skip  (registered: tail, db)
 from keytrail.cli.audit import parse_duration
 
 __all__ = ["app", "main", "parse_duration"]

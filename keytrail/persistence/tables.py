@@ -31,6 +31,7 @@ from keytrail.errors import IntegrityViolation
 from keytrail.persistence.stored import SQLITE_TIME_FORMAT, is_sqlite_time, shown
 
 __all__ = [
+    "DATABASE_SCHEMA",
     "SCHEMA_VERSION",
     "ConfigRow",
     "EventRow",
@@ -41,7 +42,10 @@ __all__ = [
     "UTCDateTime",
 ]
 
+# The format of an event row (its ``schema_version`` column, which the hash chain covers).
 SCHEMA_VERSION = 1
+# The database's schema: ``keytrail_meta.schema_version``, and alembic's revision 000N (see persistence.migrations).
+DATABASE_SCHEMA = 2
 
 
 class UTCDateTime(TypeDecorator[datetime]):
