@@ -230,3 +230,31 @@ def test_a_digest_taken_while_a_writer_is_mid_command_still_checks(engine: Engin
     check = reports.check_digest(engine, taken[0].token)
     assert check.ok, check.message
     assert taken[0].events == 3
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("trigger", "'bogus'"),
+        ("data", """'{"a": 1, "a": 2}'"""),
+        ("occurred_at", "'2026-01-01T09:00:00.000000'"),
+        ("occurred_at", "'2026-13-01 09:00:00.000000'"),
+        ("version", "'two'"),
+    ],
+)
+def test_a_damaged_row_stops_the_feed_naming_it(tmp_path: Path, column: str, value: str) -> None:
+    """The feed reads as strictly as every reader: a row not as keytrail writes it is CorruptEvent, never passed on."""
+    from keytrail.errors import CorruptEvent
+
+    url = f"sqlite:///{tmp_path}/k.db"
+    with Engine.open(url) as engine:
+        for n in range(4):
+            engine.access(f"acme-{n % 2}")
+        assert len(engine.feed().events) == 4
+    raw = sa.create_engine(url)
+    with raw.begin() as conn:
+        conn.execute(sa.text(f"UPDATE events SET {column} = {value} WHERE position = 3"))  # noqa: S608
+    raw.dispose()
+    with Engine.open(url) as engine, pytest.raises(CorruptEvent, match="acme-0") as caught:
+        engine.feed()
+    assert caught.value.exit_code == 1

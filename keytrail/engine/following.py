@@ -26,6 +26,7 @@ __all__ = ["FeedPage", "Following", "Subscription"]
 
 _MAX_POSITION = 2**63 - 1
 _MAX_LIMIT = 10_000
+_BATCH_PAUSE = 0.002
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}", re.ASCII)
 
 
@@ -59,16 +60,19 @@ class Following:
         horizon = feed.horizon()
         if horizon <= after:
             return FeedPage([], after)
-        events = [Event.from_record(record) for record in feed.page(after, limit, horizon)]
+        events = feed.page(after, limit, horizon, Event.from_row)
         full = len(events) == limit
         return FeedPage(events, events[-1].position if full else horizon)
 
     def follow(self, after: int = 0, *, limit: int = 500, poll: float = 0.05) -> Iterator[Event]:
         """Every event after ``after``, then each new one as it settles, forever (break to stop).
 
-        Waiting is a short poll of the horizon, from 1 ms growing to ``poll`` seconds while nothing comes.
+        Waiting is a short poll of the horizon: full pages follow each other at once; after a
+        partial one it waits 2 ms (so that a busy log is read in batches, not one query per
+        event), and while nothing comes, from 1 ms growing to ``poll`` seconds.
         """
         after = _check_after(after)
+        limit = inputs.check_count("limit", limit, least=1, most=_MAX_LIMIT)
         poll = inputs.check_seconds("poll", poll)
         pause = 0.001
         while True:
@@ -77,6 +81,8 @@ class Following:
             if page.events:
                 pause = 0.001
                 yield from page.events
+                if len(page.events) < limit:
+                    time.sleep(min(_BATCH_PAUSE, poll))
                 continue
             time.sleep(min(pause, poll))
             pause *= 2

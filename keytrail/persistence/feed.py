@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from keytrail.events import RecordedEvent
 from keytrail.persistence.database import Database
 from keytrail.persistence.store import EventStore
 from keytrail.persistence.tables import SubscriptionRow
@@ -40,6 +41,7 @@ _WRITERS = (
     "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
     "AND relation = 'events'::regclass AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"
 )
+_E = TypeVar("_E")
 # Candidates kept while writers are in flight: the oldest are dropped past this (a later one settles them).
 _MAX_CANDIDATES = 64
 
@@ -84,6 +86,8 @@ class FeedReader:
     def _drawn_and_writers(self) -> tuple[int, frozenset[str]]:
         with self._db.read() as conn:
             drawn = int(conn.exec_driver_sql(_LAST_DRAWN).scalar_one())  # first: see the module's docstring
+            if drawn <= self._settled and not self._candidates:
+                return drawn, frozenset()  # nothing drawn since the last settled horizon: no lock table read
             writers = frozenset(row[0] for row in conn.exec_driver_sql(_WRITERS))
         return drawn, writers
 
@@ -105,10 +109,11 @@ class FeedReader:
             self._settled = settled
             return settled
 
-    def page(self, after: int, limit: int, upto: int) -> list[RecordedEvent]:
-        """Up to ``limit`` events with ``after < position <= upto``, by position (read after the horizon was)."""
+    def page(self, after: int, limit: int, upto: int, make: Callable[[Any, Any, Any], _E]) -> list[_E]:
+        """Up to ``limit`` events with ``after < position <= upto``, by position (read after the horizon was),
+        each built by ``make`` (see :meth:`~keytrail.persistence.store.EventStore.events_by_position`)."""
         with self._db.read() as conn:
-            return list(self._store.events_by_position(conn, after, upto, limit))
+            return self._store.events_by_position(conn, after, upto, limit, make)
 
     # -- subscriptions ----------------------------------------------------------------------------
 
