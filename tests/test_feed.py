@@ -253,7 +253,7 @@ def test_a_damaged_row_stops_the_feed_naming_it(tmp_path: Path, column: str, val
         assert len(engine.feed().events) == 4
     raw = sa.create_engine(url)
     with raw.begin() as conn:
-        conn.execute(sa.text(f"UPDATE events SET {column} = {value} WHERE position = 3"))  # noqa: S608
+        conn.execute(sa.text(f"UPDATE events SET {column} = {value} WHERE position = 3"))
     raw.dispose()
     with Engine.open(url) as engine, pytest.raises(CorruptEvent, match="acme-0") as caught:
         engine.feed()
