@@ -3,7 +3,8 @@
 Workloads (see each module's docstring): 1 access hot path (SQLite at both durability settings,
 PostgreSQL), group commit (16 threads of one engine), 2 full onboarding, 3 replay and status, 4 verify and export, 5 growth, 6 an
 onboarding-shaped mix of every command on new streams against raw sqlite3 replaying the same
-SQL (both durability settings). Figures are medians over interleaved rounds; ratios are
+SQL (both durability settings), 7 the feed (catch-up, follow latency, the write path while
+followed). Figures are medians over interleaved rounds; ratios are
 medians of same-round ratios. ``--quick`` (what ``make bench`` runs) keeps to a few minutes;
 the full run builds a 1,000,000-event log. To measure two checkouts against each other (before
 and after a refactor), use ``benchmarks/compare.py``.
@@ -23,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import access
+import feed
 import group_commit
 import mix
 import onboarding
@@ -41,6 +43,7 @@ QUICK = {
     "growth_verify": [],
     "postgres": {"stores": 1000, "calls": 400, "rounds": 5},
     "group_commit": {"stores": 1000, "calls": 400, "rounds": 5, "threads": 16},
+    "feed": {"events": 100_000, "rounds": 3},
 }
 FULL = {
     "access": {"stores": 1000, "calls": 2000, "rounds": 7},
@@ -52,6 +55,7 @@ FULL = {
     "growth_verify": [100_000],
     "postgres": {"stores": 1000, "calls": 1000, "rounds": 7},
     "group_commit": {"stores": 1000, "calls": 800, "rounds": 7, "threads": 16},
+    "feed": {"events": 1_000_000, "rounds": 3},
 }
 
 
@@ -84,6 +88,8 @@ def main() -> None:
                 lambda server: group_commit.run_postgres(server, g["stores"], g["calls"], g["rounds"], g["threads"]),
                 "group commit on PostgreSQL",
             )
+        if "feed" in only:
+            results["feed"] = feed.run(sizes["feed"]["events"], sizes["feed"]["rounds"], workdir)
         if "postgres" in only:
             p = sizes["postgres"]
             results["postgres"] = postgres.bench(p["stores"], p["calls"], p["rounds"])
