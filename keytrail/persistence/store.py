@@ -8,12 +8,11 @@ command path's (see :mod:`keytrail.persistence.commands`).
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -187,43 +186,8 @@ def _hashing_rows(cursor: Any) -> Iterator[AuditRow]:
         _close(cursor)
 
 
-_E = TypeVar("_E")
-_SCALARS = frozenset((str, int, float, bool, type(None)))
-
-
-def _feed_rows(rows: list[Any], make: Callable[[Any, Any, Any], _E]) -> list[_E]:
-    """SQLite rows of a feed page, each column checked as :func:`_strict_sqlite_event` checks it, faster.
-
-    ``data`` texts repeat (every page view of a stream records the same verdict): each distinct
-    text is checked once per page; a flat object (keytrail's are) is then copied for each row, a
-    fresh dict that no other event shares; any other is parsed again.
-    """
-    flat: dict[str, dict[str, Any] | None] = {}
-    typed, parse = WELL_TYPED_ROWS, datetime.fromisoformat
-    out = []
-    for row in rows:
-        text, stamp = row[7], row[9]
-        # The time's shape (see SQLITE_TIME_SHAPE) at a fraction of the regex's cost: 26 characters, the
-        # separators in place, and fromisoformat below (which takes only ASCII digits around them).
-        if tuple(map(type, row)) not in typed or len(stamp) != 26 or stamp[10] != " " or stamp[19] != ".":
-            _strict_sqlite_event(row)  # raises CorruptEvent naming what is wrong
-        try:
-            occurred = parse(stamp + "+00:00")
-            if text in flat:
-                known = flat[text]
-                data = json.loads(text) if known is None else known.copy()
-            else:
-                data = read_sqlite_json(text)
-                flat[text] = dict(data) if all(type(v) in _SCALARS for v in data.values()) else None
-        except ValueError as exc:
-            raise CorruptEvent(row[1], row[2], str(exc), position=row[0]) from None
-        out.append(make(row, data, occurred))
-    return out
-
-
 _HEAD_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams WHERE stream_id = ?"
 _HEADS_SQL = "SELECT stream_id, state, reason, version, head_hash, account_id, key_id, updated_at FROM streams"
-_PAGE = " WHERE position > ? AND position <= ? ORDER BY position LIMIT ?"
 _AUDIT_SCAN = "SELECT " + ", ".join(EVENT_COLUMNS) + " FROM events"  # noqa: S608 (constant column names)
 
 
@@ -381,23 +345,6 @@ class EventStore:
                 yield _strict_sqlite_event(row)
         finally:
             _close(cursor)
-
-    def events_by_position(
-        self, conn: Connection, after: int, upto: int, limit: int, make: Callable[[Any, Any, Any], _E]
-    ) -> list[_E]:
-        """Up to ``limit`` events with ``after < position <= upto``, in position order (a page of the feed),
-        each checked as every reader checks them and built by ``make(row, data, occurred_at)``: ``row``
-        holds :class:`RecordedEvent`'s fields in order, with ``data`` and ``occurred_at`` as stored."""
-        if conn.dialect.name == "sqlite":
-            dbapi: Any = conn.connection.driver_connection
-            return _feed_rows(dbapi.execute(_AUDIT_SCAN + _PAGE, (after, upto, limit)).fetchall(), make)
-        position = events_table.c.position
-        query = sa.select(*_EVENT_COLUMNS).where(position > after, position <= upto).order_by(position).limit(limit)
-        rows = conn.execute(query).all()
-        for row in rows:
-            if type(row[7]) is not dict:
-                _checked_event(row)  # raises CorruptEvent naming it
-        return [make(row, row[7], row[9]) for row in rows]
 
     def stream_exists(self, conn: Connection, stream_id: str) -> bool:
         query = sa.select(sa.literal(1)).where(events_table.c.stream_id == stream_id).limit(1)

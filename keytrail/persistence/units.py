@@ -198,7 +198,7 @@ class Storage:
         self._store = EventStore()
         self._sql = command_sql(db.dialect)
         self.authority = AuthorityStore(db)
-        self.feed = FeedReader(db, self._store)
+        self.feed = FeedReader(db)
         self.group: GroupCommit[Unit] | None = (
             GroupCommit(self.write, max_batch=max_batch, where=db.shown) if group_commit else None
         )
