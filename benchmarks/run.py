@@ -6,7 +6,8 @@ PostgreSQL), group commit (16 threads of one engine), 2 full onboarding, 3 repla
 onboarding-shaped mix of every command on new streams against raw sqlite3 replaying the same
 SQL (both durability settings), 7 access over HTTP from 32 keep-alive clients (``keytrail serve``)
 against the in-process engine at the same concurrency and raw sqlite3, 8 start-up of ``keytrail --help``
-and ``keytrail status`` against ``import typer, rich``. Figures are medians over interleaved rounds; ratios are
+and ``keytrail status`` against ``import typer, rich``, 9 the feed (catch-up, follow latency, the write
+path while followed). Figures are medians over interleaved rounds; ratios are
 medians of same-round ratios. ``--quick`` (what ``make bench`` runs) keeps to a few minutes;
 the full run builds a 1,000,000-event log. To measure two checkouts against each other (before
 and after a refactor), use ``benchmarks/compare.py``.
@@ -26,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import access
+import feed
 import group_commit
 import http_service
 import mix
@@ -48,6 +50,7 @@ QUICK = {
     "group_commit": {"stores": 1000, "calls": 400, "rounds": 5, "threads": 16},
     "http": {"stores": 200, "calls": 640, "rounds": 3},
     "startup": {"rounds": 15},
+    "feed": {"events": 100_000, "rounds": 3},
 }
 FULL = {
     "access": {"stores": 1000, "calls": 2000, "rounds": 7},
@@ -63,6 +66,7 @@ FULL = {
     # Not in --quick: four workers take a while to start, and the cluster has fsync off (no durability).
     "http_postgres": {"stores": 200, "calls": 1280, "rounds": 5},
     "startup": {"rounds": 30},
+    "feed": {"events": 1_000_000, "rounds": 3},
 }
 
 
@@ -97,6 +101,8 @@ def main() -> None:
                 lambda server: group_commit.run_postgres(server, g["stores"], g["calls"], g["rounds"], g["threads"]),
                 "group commit on PostgreSQL",
             )
+        if "feed" in only:
+            results["feed"] = feed.run(sizes["feed"]["events"], sizes["feed"]["rounds"], workdir)
         if "postgres" in only:
             p = sizes["postgres"]
             results["postgres"] = postgres.bench(p["stores"], p["calls"], p["rounds"])

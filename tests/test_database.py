@@ -30,7 +30,7 @@ def test_first_open_creates_the_schema_and_an_owner_only_key_file(tmp_path: Path
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT value FROM keytrail_meta WHERE name='schema_version'").fetchone()[0] == "1"
+        assert conn.execute("SELECT value FROM keytrail_meta WHERE name='schema_version'").fetchone()[0] == "3"
     with Engine.open(f"sqlite:///{db}") as again:
         assert again.state("acme") is State.Prompted
 

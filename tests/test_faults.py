@@ -100,13 +100,13 @@ def test_a_newer_schema_is_refused_and_nothing_is_lost(db_url: str, clock: Movab
         _busy_log(engine)
     raw = _raw(db_url)
     with raw.begin() as conn:
-        conn.execute(sa.update(meta_table).where(meta_table.c.name == "schema_version").values(value="2"))
+        conn.execute(sa.update(meta_table).where(meta_table.c.name == "schema_version").values(value="4"))
     before = _rows(db_url)
-    with pytest.raises(SchemaMismatch, match="schema version 2, but this keytrail reads version 1; upgrade keytrail"):
+    with pytest.raises(SchemaMismatch, match="schema version 4, but this keytrail reads version 3; upgrade keytrail"):
         Engine.open(db_url, clock=clock)
     assert _rows(db_url) == before
     with raw.begin() as conn:  # what the newer keytrail would read is all still there
-        conn.execute(sa.update(meta_table).where(meta_table.c.name == "schema_version").values(value="1"))
+        conn.execute(sa.update(meta_table).where(meta_table.c.name == "schema_version").values(value="3"))
     raw.dispose()
     with Engine.open(db_url, clock=clock) as engine:
         assert engine.state("store-a") is State.StoreIntegration and engine.state("store-c") is State.KeyCopied

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from keytrail.persistence.tables import DATABASE_SCHEMA
 from keytrail.pgcluster import scratch_database
 from tests.http_server import PASSWORD, Served, serve
 
@@ -350,7 +351,7 @@ def test_metrics_count_requests_commands_and_transitions(served: Served) -> None
 
 def test_operations_endpoints_and_the_openapi_document(served: Served) -> None:
     assert httpx.get(served.url + "/healthz").json() == {"status": "ok"}
-    assert httpx.get(served.url + "/readyz").json() == {"status": "ready", "schema_version": 1}
+    assert httpx.get(served.url + "/readyz").json() == {"status": "ready", "schema_version": DATABASE_SCHEMA}
     document = httpx.get(served.url + "/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     paths = set(document["paths"])

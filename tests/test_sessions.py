@@ -16,7 +16,15 @@ from typer.testing import CliRunner
 
 from keytrail import Engine, State
 from keytrail.cli import app
-from keytrail.errors import AccountLocked, AuthenticationFailed, ConcurrencyConflict, KeyUnusable, StorageError
+from keytrail.engine import upgrading
+from keytrail.errors import (
+    AccountLocked,
+    AuthenticationFailed,
+    ConcurrencyConflict,
+    KeyUnusable,
+    SchemaMismatch,
+    StorageError,
+)
 from keytrail.events import iso_utc
 from keytrail.persistence import PendingEvent
 from keytrail.persistence.units import Storage
@@ -269,7 +277,8 @@ _OLD_SESSIONS = """CREATE TABLE portal_sessions (
 
 
 def test_a_database_of_the_previous_version_opens_and_works(db_url: str, clock: MovableClock) -> None:
-    """The schema before sessions were bound: opened, upgraded in place, its unbound sessions unusable."""
+    """The schema before sessions were bound (an early 0.1.0): refused on open, upgraded by `keytrail db upgrade`,
+    its unbound sessions unusable."""
     with Engine.open(db_url, clock=clock) as engine:
         drive_to(engine, "acme", State.SignedIn)
         with engine.database.write() as conn:
@@ -277,6 +286,7 @@ def test_a_database_of_the_previous_version_opens_and_works(db_url: str, clock: 
             for name in names - {"events", "streams", "store_config", "keytrail_meta", "accounts", "api_keys"}:
                 if name != "sign_in_attempts":
                     conn.execute(sa.text(f"DROP TABLE {name}"))
+            conn.execute(sa.text("UPDATE keytrail_meta SET value = '1' WHERE name = 'schema_version'"))
             time = "TIMESTAMP WITH TIME ZONE" if engine.database.dialect == "postgresql" else "DATETIME"
             conn.execute(sa.text(_OLD_SESSIONS.format(time=time)))
             account_id = conn.execute(sa.text("SELECT account_id FROM accounts")).scalar_one()
@@ -285,7 +295,10 @@ def test_a_database_of_the_previous_version_opens_and_works(db_url: str, clock: 
                 {"a": account_id, "o": clock.now, "e": clock.now + timedelta(hours=8)},
             )
             conn.execute(sa.text("DELETE FROM keytrail_meta WHERE name = 'idempotency_salt'"))
-    for _ in range(2):  # the upgrade runs once, and opening again finds nothing to do
+    with pytest.raises(SchemaMismatch, match="keytrail db upgrade"):
+        Engine.open(db_url, clock=clock, create=False)
+    upgrading.upgrade(db_url)
+    for _ in range(2):  # the upgrade ran once, and opening again finds nothing to do
         with Engine.open(db_url, clock=clock, create=False) as engine:
             assert engine.state("acme") is State.SignedIn
     with Engine.open(db_url, clock=clock, create=False) as engine:
@@ -303,8 +316,11 @@ def test_a_database_of_the_previous_version_opens_and_works(db_url: str, clock: 
 
 
 @pytest.mark.postgres
-def test_an_older_database_that_is_read_only_still_reads(postgres_server: str, clock: MovableClock) -> None:
-    """The upgrade cannot run on a read-only database: it opens and reads, and idempotency keys are refused clearly.
+def test_an_older_database_that_is_read_only_is_refused_and_not_upgraded(
+    postgres_server: str, clock: MovableClock
+) -> None:
+    """Opening an older schema is refused (never migrated), read-only or not; the upgrade on a read-only
+    database fails clearly and writes nothing; once writable, it upgrades and works.
 
     PostgreSQL only: the suite runs as root, where a SQLite file's permissions stop no write.
     """
@@ -313,27 +329,28 @@ def test_an_older_database_that_is_read_only_still_reads(postgres_server: str, c
             drive_to(engine, "acme", State.SignedIn)
             with engine.database.write() as conn:
                 conn.execute(sa.text("DROP TABLE onboarding_sessions"))
+                conn.execute(sa.text("DROP TABLE subscriptions"))
+                conn.execute(sa.text("DROP TABLE keytrail_alembic_version"))
                 conn.execute(sa.text("DELETE FROM keytrail_meta WHERE name = 'idempotency_salt'"))
+                conn.execute(sa.text("UPDATE keytrail_meta SET value = '1' WHERE name = 'schema_version'"))
         name = sa.make_url(url).database
         raw = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         with raw.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
         try:
-            with Engine.open(url, clock=clock, create=False) as engine:
-                assert engine.state("acme") is State.SignedIn and engine.verify().ok
-                # Without the salt an idempotency key cannot be stored: refused before any transaction.
-                with pytest.raises(StorageError, match="idempotency keys cannot be used on it"):
-                    engine.access("acme", idempotency_key="req-1")
-                # The stream lock is the command's first statement, so the read-only database refuses it there.
-                with pytest.raises(StorageError, match="read-only; nothing was written"):
-                    engine.access("acme")
-                assert engine.history("acme")[-1].version == 2
+            with pytest.raises(SchemaMismatch, match=r"older than this keytrail's.*keytrail db upgrade"):
+                Engine.open(url, clock=clock, create=False)
+            with pytest.raises(StorageError, match="read-only"):
+                upgrading.upgrade(url)
         finally:
             with raw.connect() as conn:
                 conn.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off'))
             raw.dispose()
-        with Engine.open(url, clock=clock, create=False) as engine:  # writable again: upgraded on open
+        assert upgrading.current(url).revision == "0001"
+        upgrading.upgrade(url)
+        with Engine.open(url, clock=clock, create=False) as engine:
             assert engine.access("acme", idempotency_key="req-1").state is State.Prompted
+            assert engine.verify().ok
 
 
 def test_a_stale_expected_version_is_refused_before_the_password_is_checked(engine: Engine) -> None:

@@ -115,7 +115,7 @@ def init(
         pass
     with Engine.open(settings.db, create=True) as engine:
         if sandbox:
-            engine.database.upgrade_schema({SANDBOX_META: "true"})
+            engine.database.add_meta({SANDBOX_META: "true"})
         say(f"created {engine.database.shown}" + (f" as a sandbox: {NOW_ENV} sets its clock." if sandbox else "."))
 
 

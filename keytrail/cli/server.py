@@ -25,6 +25,7 @@ def _tokens(engine: Engine) -> Tokens:
 
     return Tokens(engine)
 
+
 token_app = typer.Typer(no_args_is_help=True, help="API tokens of the HTTP service (keytrail serve).")
 app.add_typer(token_app, name="token")
 

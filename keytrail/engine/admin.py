@@ -200,6 +200,11 @@ class Admin:
         occurred_at, idempotency_key, schema_version, prev_hash, hash)``, ``occurred_at`` as ISO
         UTC text; a value not spelled as keytrail writes it comes as a
         :class:`~keytrail.persistence.stored.Flaw` in its place.
+
+        Only the settled prefix of the global order is read (see :mod:`keytrail.persistence.feed`):
+        an event that commits later always lands after it, so a digest taken while writers run is
+        one a later check reproduces.
         """
-        with self._storage.read() as unit, closing(unit.audit_rows_by_position()) as rows:
+        settled = self._storage.feed.horizon(wait=True)
+        with self._storage.read() as unit, closing(unit.audit_rows_by_position(settled)) as rows:
             yield from rows

@@ -15,9 +15,10 @@ from keytrail import inputs
 from keytrail.crypto import SecretBox
 from keytrail.engine.admin import Admin
 from keytrail.engine.commands import Commands
+from keytrail.engine.following import Following
 from keytrail.engine.lifecycle import database_files, secret_keys_for, system_clock
 from keytrail.engine.reads import Reads
-from keytrail.errors import DatabaseBusy, DatabaseUnavailable, InvalidInput, StorageError
+from keytrail.errors import InvalidInput
 from keytrail.logs import get_logger
 from keytrail.persistence import Database, Durability
 from keytrail.persistence.group import CommitStats
@@ -28,11 +29,11 @@ __all__ = ["Clock", "Engine", "database_files", "system_clock"]
 
 Clock = Callable[[], datetime]
 _log = get_logger("keytrail.engine")
-# The keytrail_meta row holding the key of idempotency digests (added to older databases on open).
+# The keytrail_meta row holding the key of idempotency digests.
 _SALT = "idempotency_salt"
 
 
-class Engine(Commands, Reads):
+class Engine(Commands, Reads, Following):
     """Drives onboardings through the machine and keeps their event log. Open with :meth:`Engine.open`."""
 
     def __init__(
@@ -127,14 +128,10 @@ class Engine(Commands, Reads):
             box = SecretBox(*secret_keys_for(db, new_database=not status.exists))
             fresh = {"secret_check": box.check_token(), _SALT: secrets.token_hex(32)}
             meta = status.meta if status.exists else db.create_schema(fresh)
+            if "secret_check" not in meta:
+                # Made by `keytrail db upgrade` on an empty database: nothing is sealed in it yet.
+                meta = db.add_meta(fresh)
             box.confirm(meta.get("secret_check", ""))
-            if status.exists and not db.schema_complete(status, _SALT):
-                try:
-                    meta = db.upgrade_schema({_SALT: fresh[_SALT]})
-                except (DatabaseBusy, DatabaseUnavailable):
-                    raise
-                except StorageError as exc:  # a read-only database still reads; its writes are refused anyway
-                    _log.warning("schema_not_upgraded", database=db.shown, error=str(exc))
         except BaseException:
             db.dispose()
             raise

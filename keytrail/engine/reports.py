@@ -23,9 +23,10 @@ check refuse it, naming its stream and version, since its hash would not say wha
 reads there. And an event added after the digest but dated before the newest event it
 covers: it would change what ``replay --as-of`` says about an instant the digest vouched for.
 
-On PostgreSQL, positions come from a sequence: a transaction that takes a position and
-commits after a later one could land inside an already-taken prefix. Take digests when no
-writer is mid-command (SQLite serializes writers, so there it always holds).
+Both read only the settled prefix of the global order (see :mod:`keytrail.persistence.feed`):
+on PostgreSQL a transaction that drew a position and commits after a later one is waited out
+(the digest stops below it), so a digest taken while writers run never has an event land
+inside its prefix afterwards.
 """
 
 from __future__ import annotations

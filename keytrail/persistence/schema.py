@@ -1,4 +1,4 @@
-"""The schema's checks and changes: refuse foreign or mismatched databases untouched, create, upgrade by adding."""
+"""The schema's checks and changes: refuse foreign or mismatched databases untouched, create, migrate on request."""
 
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ from keytrail.errors import (
 )
 from keytrail.inputs import clipped
 from keytrail.persistence.faults import SHOWN_LIMIT, translate_error
-from keytrail.persistence.tables import SCHEMA_VERSION, KeytrailTable, MetaRow
+from keytrail.persistence.tables import DATABASE_SCHEMA, KeytrailTable, MetaRow
 
 __all__ = ["APPLICATION", "Schema", "SchemaStatus"]
 
 APPLICATION = "keytrail"
 _meta = MetaRow.__table__  # type: ignore[attr-defined]
+_VERSION_TABLE = "keytrail_alembic_version"  # migrations.VERSION_TABLE, without importing alembic
 
 
 @dataclass(frozen=True)
@@ -103,17 +104,13 @@ class Schema:
         """Whether the keytrail schema is there, refusing foreign or mismatched databases untouched."""
         self._check_sqlite_file(create)
         with self.read() as conn:
-            names = set(sa.inspect(conn).get_table_names())
+            names = set(sa.inspect(conn).get_table_names()) - {_VERSION_TABLE}  # migrated down to nothing
             if not names:
                 if not create:
                     raise UnknownDatabase(f"{self.shown} holds no keytrail database yet; nothing was created.")
                 return SchemaStatus(exists=False, meta={})
             if _meta.name not in names:
-                listed = ", ".join(sorted(names)[:5])
-                raise NotAKeytrailDatabase(
-                    f"{self.shown} is not a keytrail database: it has other tables ({listed}) and no keytrail_meta; "
-                    "it was left untouched."
-                )
+                self._foreign(names)
             meta = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
         self._check_meta(meta)
         return SchemaStatus(exists=True, meta=meta, tables=frozenset(names))
@@ -126,44 +123,90 @@ class Schema:
             raise NotAKeytrailDatabase(f"{self.shown} holds no keytrail schema version.")
         return str(found)
 
-    def schema_complete(self, status: SchemaStatus, *meta_names: str) -> bool:
-        """Whether every table of this version, and every named metadata row, is there."""
-        tables = {table.name for table in KeytrailTable.metadata.sorted_tables}
-        return tables <= status.tables and all(name in status.meta for name in meta_names)
+    def add_meta(self, defaults: dict[str, str]) -> dict[str, str]:
+        """Add the metadata rows of ``defaults`` the database lacks (never a table, never a change); the metadata after.
 
-    def upgrade_schema(self, defaults: dict[str, str]) -> dict[str, str]:
-        """Bring a database of an earlier release of this schema version up to date, in one transaction.
-
-        Upgrades only add: the tables this release has and the database lacks, and the metadata
-        rows of ``defaults`` it lacks; nothing existing is altered, so older keytrails still open
-        it. Idempotent, and a racing opener's upgrade wins. Returns the metadata afterwards.
+        A racing opener's rows win.
         """
         try:
             with self.write() as conn:
-                names = set(sa.inspect(conn).get_table_names())
-                missing = [table for table in KeytrailTable.metadata.sorted_tables if table.name not in names]
-                if missing:
-                    KeytrailTable.metadata.create_all(conn, tables=missing)
                 meta = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
                 added = {name: value for name, value in defaults.items() if name not in meta}
                 if added:
                     conn.execute(sa.insert(_meta), [{"name": k, "value": v} for k, v in added.items()])
                 return {**meta, **added}
         except ConcurrencyConflict:
-            return self.inspect_schema(create=False).meta  # another opener upgraded it first
+            return self.inspect_schema(create=False).meta
 
-    def _check_meta(self, meta: dict[str, str]) -> None:
+    def revision(self) -> str | None:
+        """The database's schema revision (see :mod:`~keytrail.persistence.migrations`); None when it is empty."""
+        from keytrail.persistence import migrations  # alembic: imported only when asked for
+
+        self._check_sqlite_file(create=False)
+        with self.read() as conn:
+            return migrations.current(conn)
+
+    def migrate(self, target: str = "head", *, down: bool = False) -> tuple[str | None, str | None]:
+        """Migrate the schema up to ``target`` ("head" or a revision), or with ``down`` down to it
+        ("base": nothing left), in one transaction; the revisions before and after.
+
+        Only an empty database or a keytrail one (checked first, untouched otherwise); a target
+        on the wrong side of the current revision is refused.
+        """
+        from keytrail.persistence import migrations
+
+        self._check_sqlite_file(create=False)
+        with self.read() as conn:
+            names = set(sa.inspect(conn).get_table_names()) - {_VERSION_TABLE}
+            if names and _meta.name not in names:
+                self._foreign(names)
+            if _meta.name in names:
+                meta = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
+                self._check_application(meta)
+        with self.write() as conn:
+            before = migrations.current(conn)
+            wanted = migrations.HEAD if target == "head" else target
+            if before is not None and before != wanted and (target != "base") and (int(wanted) < int(before)) != down:
+                direction = "down" if down else "up"
+                raise InvalidInput(
+                    f"{self.shown} is at revision {before}: migrating {direction} to {wanted} is not possible."
+                )
+            if down:
+                migrations.downgrade(conn, target)
+            elif before != wanted:
+                migrations.upgrade(conn, target)
+            return before, migrations.current(conn)
+
+    def _foreign(self, names: set[str]) -> None:
+        listed = ", ".join(sorted(names)[:5])
+        raise NotAKeytrailDatabase(
+            f"{self.shown} is not a keytrail database: it has other tables ({listed}) and no keytrail_meta; "
+            "it was left untouched."
+        )
+
+    def _check_application(self, meta: dict[str, str]) -> None:
         if meta.get("application") != APPLICATION:
             raise NotAKeytrailDatabase(
                 f"{self.shown} has a keytrail_meta table that keytrail did not write; it was left untouched."
             )
+
+    def _check_meta(self, meta: dict[str, str]) -> None:
+        """Refuse another application's table, and a schema older or newer than this keytrail's (never migrated here)."""
+        self._check_application(meta)
         found = meta.get("schema_version", "?")
-        if found != str(SCHEMA_VERSION):
-            newer = found.isdigit() and int(found) > SCHEMA_VERSION
+        if found == str(DATABASE_SCHEMA):
+            return
+        if found.isdigit() and int(found) < DATABASE_SCHEMA:
             raise SchemaMismatch(
-                f"{self.shown} has keytrail schema version {found}, but this keytrail reads version {SCHEMA_VERSION}"
-                + ("; upgrade keytrail to open it." if newer else "; it was left untouched.")
+                f"{self.shown} has keytrail schema version {found}, older than this keytrail's {DATABASE_SCHEMA}; "
+                "it was left untouched. Back it up, then run `keytrail db upgrade` on it "
+                "(with --db or KEYTRAIL_DATABASE_URL naming it), and open it again."
             )
+        newer = found.isdigit() and int(found) > DATABASE_SCHEMA
+        raise SchemaMismatch(
+            f"{self.shown} has keytrail schema version {found}, but this keytrail reads version {DATABASE_SCHEMA}"
+            + ("; upgrade keytrail to open it." if newer else "; it was left untouched.")
+        )
 
     def _use_wal(self, raw: Any) -> None:
         """Switch a new SQLite file to WAL, waiting out processes that create the same database at once.
@@ -194,13 +237,16 @@ class Schema:
             finally:
                 raw.close()
         try:
+            from keytrail.persistence import migrations
+
             with self.write() as conn:
                 if _meta.name in sa.inspect(conn).get_table_names():
                     existing = {row.name: row.value for row in conn.execute(sa.select(_meta.c.name, _meta.c.value))}
                     self._check_meta(existing)
                     return existing
                 KeytrailTable.metadata.create_all(conn)
-                full = {"application": APPLICATION, "schema_version": str(SCHEMA_VERSION), **meta}
+                migrations.stamp_head(conn)  # created from the models, which are the newest revision's
+                full = {"application": APPLICATION, "schema_version": str(DATABASE_SCHEMA), **meta}
                 conn.execute(sa.insert(_meta), [{"name": k, "value": v} for k, v in full.items()])
                 return full
         except (ConcurrencyConflict, StorageError):

@@ -263,15 +263,21 @@ class EventStore:
             return
         yield from self.sqlite_audit_rows(conn.connection.driver_connection, stream_id, as_of=as_of)
 
-    def audit_rows_by_position(self, conn: Connection) -> Generator[AuditRow, None, None]:
-        """Every event as an :data:`AuditRow` in ``position`` order, streamed: what a digest hashes."""
+    def audit_rows_by_position(self, conn: Connection, upto: int | None = None) -> Generator[AuditRow, None, None]:
+        """Every event (up to position ``upto``) as an :data:`AuditRow` in ``position`` order, streamed:
+        what a digest hashes."""
         if conn.dialect.name != "sqlite":
             query = sa.select(*_EVENT_COLUMNS).order_by(events_table.c.position)
+            if upto is not None:
+                query = query.where(events_table.c.position <= upto)
             for row in _streamed(conn, query, 2000):
                 yield _pg_audit_row(row)
             return
         dbapi: Any = conn.connection.driver_connection
-        yield from _hashing_rows(dbapi.execute(_AUDIT_SCAN + " ORDER BY position"))
+        if upto is None:
+            yield from _hashing_rows(dbapi.execute(_AUDIT_SCAN + " ORDER BY position"))
+        else:
+            yield from _hashing_rows(dbapi.execute(_AUDIT_SCAN + " WHERE position <= ? ORDER BY position", (upto,)))
 
     def sqlite_audit_rows(
         self, dbapi: Any, stream_id: str | None = None, *, as_of: datetime | None = None, hashing: bool = True

@@ -31,6 +31,7 @@ from keytrail.errors import IntegrityViolation
 from keytrail.persistence.stored import SQLITE_TIME_FORMAT, is_sqlite_time, shown
 
 __all__ = [
+    "DATABASE_SCHEMA",
     "SCHEMA_VERSION",
     "ApiTokenRow",
     "ConfigRow",
@@ -38,10 +39,14 @@ __all__ = [
     "KeytrailTable",
     "MetaRow",
     "StreamRow",
+    "SubscriptionRow",
     "UTCDateTime",
 ]
 
+# The format of an event row (its ``schema_version`` column, which the hash chain covers).
 SCHEMA_VERSION = 1
+# The database's schema: ``keytrail_meta.schema_version``, and alembic's revision 000N (see persistence.migrations).
+DATABASE_SCHEMA = 3
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -178,3 +183,13 @@ class ApiTokenRow(KeytrailTable, table=True):
     token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
+
+
+class SubscriptionRow(KeytrailTable, table=True):
+    """A named subscription's checkpoint: the position up to which its handler has returned."""
+
+    __tablename__ = "subscriptions"
+
+    name: str = Field(sa_column=Column(String(128), primary_key=True))
+    position: int = Field(sa_column=Column(_POSITION, nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

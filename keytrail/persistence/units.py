@@ -22,6 +22,7 @@ from keytrail.events import PendingEvent, RecordedEvent, iso_utc
 from keytrail.persistence.authority_store import AuthorityStore, StoredAuthorityRecords
 from keytrail.persistence.commands import CommandSql, Loaded, SavedConfig, StreamHead, command_sql
 from keytrail.persistence.database import Database
+from keytrail.persistence.feed import FeedReader
 from keytrail.persistence.group import GroupCommit
 from keytrail.persistence.store import AuditRow, EventStore, config_table, sqlite_time
 from keytrail.persistence.stored import SQLITE_TIME_SHAPE
@@ -149,8 +150,8 @@ class Unit:
     def audit_rows(self, stream: str | None = None) -> Generator[AuditRow, None, None]:
         return self._store.audit_rows(self._conn, stream)
 
-    def audit_rows_by_position(self) -> Generator[AuditRow, None, None]:
-        return self._store.audit_rows_by_position(self._conn)
+    def audit_rows_by_position(self, upto: int | None = None) -> Generator[AuditRow, None, None]:
+        return self._store.audit_rows_by_position(self._conn, upto)
 
     def lock_secrets(self) -> None:
         """Keep every save and key creation out until this transaction ends (PostgreSQL; SQLite's writer is alone)."""
@@ -201,6 +202,7 @@ class Storage:
         self._store = EventStore()
         self._sql = command_sql(db.dialect)
         self.authority = AuthorityStore(db)
+        self.feed = FeedReader(db)
         self.group: GroupCommit[Unit] | None = (
             GroupCommit(self.write, max_batch=max_batch, where=db.shown, translate=db.translated)
             if group_commit
