@@ -12,7 +12,7 @@ LOWEST  = .venv-lowest
 export UV_PROJECT_ENVIRONMENT = $(VENV)
 export UV_PYTHON_DOWNLOADS = never
 
-.PHONY: demo test lint pytest test-lowest smoke bench bench-full bench-startup diagrams setup system-deps system-check system-auto lock clean
+.PHONY: demo test lint docs pytest test-lowest smoke bench bench-full bench-startup diagrams setup system-deps system-check system-auto lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -56,10 +56,15 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_module_size.py
 
+# The reference in docs/, built as a site: --strict turns a broken link or anchor, a missing page or
+# one left out of mkdocs.yml's nav into a failure. (Never add -q: it hides the warnings --strict counts.)
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
 pytest: $(STAMP) system-auto
 	$(BIN)/pytest
 
-test: lint pytest
+test: lint docs pytest
 
 # The floors in pyproject.toml, proven: every direct dependency at its lowest allowed release.
 # The suite without its PostgreSQL cases, to keep CI short: they exercise the server more than the
@@ -85,4 +90,4 @@ bench-startup: $(STAMP)
 	$(BIN)/python benchmarks/startup.py
 
 clean:
-	rm -rf $(VENV) $(LOWEST) demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) demo-output site .pytest_cache .mypy_cache .ruff_cache

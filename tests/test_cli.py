@@ -690,7 +690,7 @@ def _times_in(value: Any, found: list[str]) -> list[str]:
 
 
 def test_every_json_time_has_microseconds_even_at_a_whole_second(sqlite_db: str) -> None:
-    """The README's schema spells every time 2026-...T09:00:00.000000+00:00, whatever the clock read."""
+    """docs/cli.md's schema spells every time 2026-...T09:00:00.000000+00:00, whatever the clock read."""
     outputs: list[Any] = []
     with freeze_time("2026-01-01 09:00:00"):
         outputs.extend(drive_flow(sqlite_db).values())

@@ -178,7 +178,7 @@ def test_help_shows_no_artefacts() -> None:
 
 
 def test_shell_completion_is_offered() -> None:
-    """``keytrail --show-completion bash`` prints the completion script the README tells users to install."""
+    """``keytrail --show-completion bash`` prints the completion script docs/cli.md tells users to install."""
     done = _script("--show-completion", "bash", env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert done.returncode == 0, done.stderr
     assert "complete" in done.stdout and "keytrail" in done.stdout

@@ -50,7 +50,7 @@ def assert_failed(done: subprocess.CompletedProcess[str], code: int, fragment: s
 
 
 def test_flow_audit_and_draw_from_the_terminal(keytrail: Any, tmp_path: Path) -> None:
-    """The README's walk-through: the whole flow, then status, verify, export, digest and a diagram."""
+    """The walk-through of docs/cli.md: the whole flow, then status, verify, export, digest and a diagram."""
     created = keytrail("account", "create", "--email", EMAIL, "--company", "Acme", "--password-stdin", input=PASSWORD)
     assert created.returncode == 0, created.stderr
     first = json.loads(keytrail("access", "acme", "--json").stdout)

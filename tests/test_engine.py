@@ -28,7 +28,7 @@ ISSUE_EXAMPLE_PASSWORD = "correct horse battery"
 
 
 def test_issue_example_happy_path(engine: Engine) -> None:
-    """The whole flow of the source document, as the README shows it."""
+    """The whole flow of the source document, as docs/python.md shows it."""
     engine.portal.create_account("ops@acme.test", ISSUE_EXAMPLE_PASSWORD, company="Acme")
     first = engine.access("acme")
     assert (first.state, first.reason, first.version) == (State.Prompted, Reason.missing, 1)

@@ -596,7 +596,7 @@ def test_replay_as_of_must_be_an_aware_datetime_in_range(engine: Engine, as_of: 
 
 
 def test_times_in_outcomes_always_carry_microseconds(db_url: str) -> None:
-    """An event at a whole second is spelled like every other time (the README's --json schema)."""
+    """An event at a whole second is spelled like every other time (the --json schema of docs/cli.md)."""
     whole = datetime(2026, 1, 1, 9, 0, 0, tzinfo=UTC)
     with Engine.open(db_url, clock=lambda: whole) as engine:
         drive_to(engine, STREAM, State.SignedIn)

@@ -28,7 +28,7 @@ from keytrail.testing import (
 
 pytest_plugins = ["pytester"]
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+TESTING_PAGE = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
 
 
 def test_the_plugin_is_registered_through_its_entry_point(pytestconfig: pytest.Config) -> None:
@@ -254,11 +254,10 @@ def test_assert_path_reminds_that_paths_start_at_unverified(keytrail_engine: Eng
         assert_path(keytrail_engine, "acme", ["Prompted"])
 
 
-def _readme_example() -> str:
-    """The Python block of README's "Testing your integration" section, run as a user's test file."""
-    section = README.read_text(encoding="utf-8").split("## Testing your integration", 1)[1]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match is not None, "README's Testing section has no python example"
+def _documented_example() -> str:
+    """The Python block of docs/testing.md ("Testing your integration"), run as a user's test file."""
+    match = re.search(r"```python\n(.*?)```", TESTING_PAGE.read_text(encoding="utf-8"), re.DOTALL)
+    assert match is not None, "docs/testing.md has no python example"
     return match.group(1)
 
 
@@ -295,15 +294,15 @@ def _user_project(pytester: pytest.Pytester) -> None:
         filterwarnings = ["error"]
         """
     )
-    pytester.makepyfile(test_amazon_onboarding=_readme_example(), test_failing=FAILING_EXAMPLE)
+    pytester.makepyfile(test_amazon_onboarding=_documented_example(), test_failing=FAILING_EXAMPLE)
 
 
 def test_a_project_that_only_installs_keytrail(pytester: pytest.Pytester) -> None:
-    """README's example and a failing test, in a fresh interpreter: the plugin comes from the installed package."""
+    """The documented example and a failing test, in a fresh interpreter: the plugin comes from the installed package."""
     _user_project(pytester)
     result = pytester.runpytest_subprocess("-v")
-    readme_tests = 3 + 25  # three stories, and one test per generated covering sequence
-    result.assert_outcomes(passed=readme_tests + 1, failed=1)
+    documented_tests = 3 + 25  # three stories, and one test per generated covering sequence
+    result.assert_outcomes(passed=documented_tests + 1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*test_amazon_onboarding.py::test_a_new_store_goes_through_to_store_integration PASSED*",
