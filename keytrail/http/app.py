@@ -16,7 +16,7 @@ from keytrail import __version__
 from keytrail.engine import Engine
 from keytrail.engine.tokens import Tokens
 from keytrail.errors import InvalidInput, KeytrailError
-from keytrail.http import commands, ops, reads
+from keytrail.http import commands, feed, ops, reads
 from keytrail.http.metrics import Metrics
 from keytrail.http.middleware import ServiceMiddleware
 from keytrail.http.problems import Problem, problem_of, problem_response, service_problem
@@ -118,6 +118,7 @@ def create_app(engine_or_url: Engine | str, *, max_body: int = DEFAULT_MAX_BODY)
     app.state.metrics = metrics = Metrics(lambda: engine.commit_stats)
     app.include_router(commands.router)
     app.include_router(reads.router)
+    app.include_router(feed.router)
     app.include_router(ops.router)
 
     def answer(request: Request, problem: Problem) -> Response:

@@ -127,6 +127,15 @@ class EventsOut(BaseModel):
     events: list[EventOut]
 
 
+class FeedEventOut(EventOut):
+    stream: str
+
+
+class FeedOut(BaseModel):
+    events: list[FeedEventOut]
+    next: int = Field(description="Pass as `after` for the next page.")
+
+
 class ProblemItem(BaseModel):
     stream: str
     version: int

@@ -28,7 +28,7 @@ from keytrail.http.models import (
 )
 from keytrail.inputs import clipped
 
-__all__ = ["router"]
+__all__ = ["problem_responses", "router"]
 
 router = APIRouter(prefix="/v1")
 KeyIdPath = Annotated[
@@ -40,7 +40,7 @@ KeyIdPath = Annotated[
 ]
 
 
-def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     what = {
         401: "No, an unknown or a revoked token.",
         403: "The token's scope does not allow this.",
@@ -56,7 +56,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-_READ = _problems(401, 403, 404, 422, 500, 503)
+_READ = problem_responses(401, 403, 404, 422, 500, 503)
 
 
 def _ok(model: type, what: str) -> dict[int | str, dict[str, Any]]:
@@ -192,7 +192,10 @@ def expiring_keys(
     tags=["admin"],
     status_code=201,
     response_model=None,
-    responses={201: {"model": AccountOut, "description": "The account."}, **_problems(401, 403, 409, 413, 422, 503)},
+    responses={
+        201: {"model": AccountOut, "description": "The account."},
+        **problem_responses(401, 403, 409, 413, 422, 503),
+    },
 )
 def create_account(body: AccountBody, request: Request, token: Admin) -> Response:
     """Create a company account in the key authority (never echoes the password)."""
@@ -204,7 +207,7 @@ def create_account(body: AccountBody, request: Request, token: Admin) -> Respons
     "/keys/{key_id}/revoke",
     tags=["admin"],
     response_model=None,
-    responses={**_ok(KeyInfoOut, "The key, revoked."), **_problems(401, 403, 404, 422, 503)},
+    responses={**_ok(KeyInfoOut, "The key, revoked."), **problem_responses(401, 403, 404, 422, 503)},
 )
 def revoke_key(key_id: KeyIdPath, request: Request, token: Admin) -> Response:
     """Revoke an API key: from now on it verifies as invalid. Revoking twice keeps the first time."""
