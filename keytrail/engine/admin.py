@@ -93,6 +93,7 @@ class Admin:
         there (first, if you keep the old one listed after it) before the next open. Stop other
         hosts sharing the database while rotating. Returns how many secrets were re-sealed.
         """
+        self._engine.database.check_writable()  # before the key file is touched
         fernet = parse_secret_key(new_key)
         new_key = new_key.strip()
         retiring = self._box()
@@ -141,6 +142,7 @@ class Admin:
         No event is recorded and the onboarding need not exist: this is a store configured
         outside keytrail, which the next ``access`` finds. Returns what is now saved.
         """
+        self._engine.database.check_writable()  # before the key is asked for to seal
         stream = inputs.check_stream_id(stream)
         if isinstance(key, str) and inputs.is_masked(key.strip()):
             raise InvalidInput(
