@@ -83,6 +83,14 @@ class Admin:
 
     # -- the encryption key ---------------------------------------------------------------------
 
+    def check_secret_key(self) -> str:
+        """Find the encryption key and check it against the database now, not at the first seal or unseal.
+
+        Returns where it came from (the variable's name or the key file), never the key; a
+        missing or wrong key is the SecretKeyError a command needing it would get.
+        """
+        return self._box().source
+
     def rotate_secret_key(self, new_key: str) -> int:
         """Re-seal every saved store key and every authority key under ``new_key``, in one transaction.
 
