@@ -99,7 +99,7 @@ WRITES: dict[str, Callable[[Engine], Any]] = {
     "save_config": lambda e: e.save_config("gamma", key="k" * 20),
     "proceed": lambda e: e.proceed("acme"),
     "create_account": lambda e: e.portal.create_account("other@acme.test", PASSWORD, company="Acme"),
-    "revoke_key": lambda e: e.portal.revoke_key(e.status("acme").key_id),
+    "revoke_key": lambda e: e.portal.revoke_key(e.status("acme").key_id or ""),
     "rotate": lambda e: e.admin.rotate_secret_key("x" * 44),
     "put_saved_key": lambda e: e.admin.put_saved_key("gamma", "k" * 20),
     "token create": lambda e: Tokens(e).create("auditor", "audit"),
