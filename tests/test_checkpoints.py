@@ -206,3 +206,25 @@ def test_the_statement_is_checkable_from_its_documented_format(log: tuple[str, P
     with Engine.open(url, clock=clock, read_only=True) as engine:
         assert f"{body['log_size']}:{body['digest']}" == reports.digest(engine).token
         assert checkpoints.check(engine, document, (folder / "auditor.pub").read_bytes()).ok
+
+
+def test_sign_and_check_on_each_backend(db_url: str, clock: MovableClock) -> None:
+    """The Python API on SQLite and PostgreSQL: a grown log passes, a consistent rewrite fails, read-only too."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with Engine.open(db_url, clock=clock) as engine:
+        drive_to(engine, "acme", State.StoreIntegration)
+        document = checkpoints.sign(engine, private)
+        engine.access("acme")
+        grown = checkpoints.check(engine, document, public_pem)
+        assert (grown.ok, grown.new_events) == (True, 1)
+        _rechain(engine, "acme", 3, "mallory")
+        assert engine.verify().ok
+        assert not checkpoints.check(engine, document, public_pem).ok
+    with Engine.open(db_url, clock=clock, read_only=True) as reader:
+        result = checkpoints.check(reader, document, public_pem)
+        assert not result.ok and "no longer extends" in result.message

@@ -563,7 +563,7 @@ def test_help_lists_the_commands_in_the_flows_order() -> None:
     assert group.list_commands(typer.Context(group)) == [
         *("init", "access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
         *("status", "history", "replay", "expiring", "verify", "export", "digest", "diagram"),
-        *("demo", "serve", "account", "keys", "token"),
+        *("demo", "serve", "account", "keys", "checkpoint", "token"),
     ]
 
 
