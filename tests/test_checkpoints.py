@@ -228,3 +228,31 @@ def test_sign_and_check_on_each_backend(db_url: str, clock: MovableClock) -> Non
     with Engine.open(db_url, clock=clock, read_only=True) as reader:
         result = checkpoints.check(reader, document, public_pem)
         assert not result.ok and "no longer extends" in result.message
+
+
+def test_the_worked_example_of_the_documentation(tmp_path: Path) -> None:
+    """Every value docs/checkpoints.md shows is what keytrail computes: the page cannot drift from the code."""
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from keytrail.events import canonical_json
+
+    page = (Path(__file__).parent.parent / "docs" / "checkpoints.md").read_text(encoding="utf-8")
+    instant = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    private = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    with Engine.open(f"sqlite:///{tmp_path}/example.db", clock=lambda: instant) as engine:
+        engine.access("acme-store", actor="ops@acme.example")
+        event = next(iter(engine.events()))
+        document = checkpoints.sign(engine, private)
+        shown = [
+            canonical_json(event.hashed_fields()).decode(),
+            event.hash,
+            reports.DIGEST_SEED,
+            reports.digest(engine).digest,
+            private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex(),
+            checkpoints.signed_bytes(document["statement"]).decode(),
+            json.dumps(document, indent=2, sort_keys=True),
+        ]
+    for value in shown:
+        assert value in page, value
