@@ -284,3 +284,48 @@ def test_postgres_read_only_uses_a_read_only_transaction_and_no_key(
                     write(engine)
             assert snapshot(engine) == rows
         assert list((tmp_path / "xdg" / "keytrail").iterdir()) == []
+
+
+_ON_A_READ_ONLY_MOUNT = """
+import sys
+from keytrail import Engine
+from keytrail.engine import reports
+from keytrail.errors import ReadOnly
+url = sys.argv[1]
+with Engine.open(url, read_only=True) as engine:
+    assert engine.verify().ok and engine.history("acme") and reports.digest(engine).events
+    assert list(reports.export_rows(engine)) and engine.replay("acme").ok
+    try:
+        engine.access("acme")
+    except ReadOnly:
+        print("refused")
+"""
+
+
+def test_on_a_read_only_mount(handed_over: tuple[str, Path]) -> None:
+    """Root ignores chmod, but not a read-only mount: the audit runs on one (in a private mount namespace)."""
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a read-only bind mount needs root and unshare; chmod covers a non-root run")
+    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], check=False, capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare -m is not allowed here: {probe.stderr.decode(errors='replace').strip()}")
+    url, folder = handed_over
+    mounted = folder.parent / "mounted"
+    mounted.mkdir()
+    script = (
+        f'mount --bind "{folder}" "{mounted}" && mount -o remount,bind,ro "{mounted}" && '
+        f'exec "{sys.executable}" -c "$0" "sqlite:///{mounted}/keytrail.db"'
+    )
+    before = listing(folder)
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, _ON_A_READ_ONLY_MOUNT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (0, "refused\n"), done.stderr
+    assert listing(folder) == before
