@@ -307,12 +307,13 @@ def test_on_a_read_only_mount(handed_over: tuple[str, Path]) -> None:
     import subprocess
     import sys
 
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
+    unshare = shutil.which("unshare")
+    if os.geteuid() != 0 or unshare is None:
         pytest.skip("a read-only bind mount needs root and unshare; chmod covers a non-root run")
-    probe = subprocess.run(["unshare", "-m", "--propagation", "private", "true"], check=False, capture_output=True)
+    probe = subprocess.run([unshare, "-m", "--propagation", "private", "true"], check=False, capture_output=True)
     if probe.returncode != 0:
         pytest.skip(f"unshare -m is not allowed here: {probe.stderr.decode(errors='replace').strip()}")
-    url, folder = handed_over
+    _, folder = handed_over
     mounted = folder.parent / "mounted"
     mounted.mkdir()
     script = (
@@ -321,7 +322,7 @@ def test_on_a_read_only_mount(handed_over: tuple[str, Path]) -> None:
     )
     before = listing(folder)
     done = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, _ON_A_READ_ONLY_MOUNT],
+        [unshare, "-m", "--propagation", "private", "/bin/sh", "-c", script, _ON_A_READ_ONLY_MOUNT],
         check=False,
         capture_output=True,
         text=True,
