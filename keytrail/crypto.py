@@ -32,7 +32,6 @@ __all__ = [
     "key_file_of",
     "load_secret_keys",
     "parse_secret_key",
-    "read_private_file",
     "write_key_file",
     "write_new_private_file",
 ]
@@ -106,11 +105,6 @@ def _read_key_file_or_fail(path: Path) -> str:
 
 def _unreadable(path: Path, exc: Exception) -> SecretKeyError:
     return SecretKeyError(f"The encryption key file {_named(path)} cannot be read: {exc.__class__.__name__}.")
-
-
-def read_private_file(path: Path) -> str:
-    """An owner-only file's text (a key file, a checkpoint signing key), refused if others may read or change it."""
-    return _read_key_file_or_fail(path)
 
 
 def key_file_keys(path: Path) -> list[str]:
