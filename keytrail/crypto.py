@@ -12,6 +12,8 @@ import hashlib
 import os
 import secrets
 import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -22,6 +24,7 @@ from keytrail.inputs import clipped
 __all__ = [
     "SECRET_KEY_ENV",
     "SECRET_KEY_FILE_ENV",
+    "DeferredBox",
     "SecretBox",
     "fingerprint",
     "generate_secret_key",
@@ -30,6 +33,7 @@ __all__ = [
     "load_secret_keys",
     "parse_secret_key",
     "write_key_file",
+    "write_new_private_file",
 ]
 
 SECRET_KEY_ENV = "KEYTRAIL_SECRET_KEY"  # noqa: S105 - the variable's name, not a secret
@@ -213,6 +217,21 @@ def _create_key_file(path: Path) -> str:
     return _read_key_file_or_fail(path)
 
 
+def write_new_private_file(path: Path, text: str, *, mode: int = 0o600) -> None:
+    """Create ``path`` whole, synced, with ``mode``; never over an existing file (FileExistsError) or through a link.
+
+    Written under a temporary name, then linked to its name, as :func:`_create_key_file` does.
+    """
+    tmp = _written_temporary(path, text)
+    try:
+        if mode != 0o600:
+            tmp.chmod(mode)
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
+
+
 def _replace_empty_key_file(path: Path) -> str:
     """Put a key in place of an empty key file, if it is still the same empty file."""
     seen = path.stat()
@@ -270,7 +289,12 @@ class SecretBox:
         self._keys = list(keys)
         self._fernet = MultiFernet(keys)
         self._current = keys[0]
-        self.source = source
+        self._source = source
+
+    @property
+    def source(self) -> str:
+        """Where the keys came from (the environment variable's name, or the key file), for messages."""
+        return self._source
 
     def with_new_key(self, key: Fernet, source: str) -> SecretBox:
         """A box that seals with ``key`` and still opens what the current keys sealed (for a rotation)."""
@@ -318,3 +342,53 @@ class SecretBox:
                 f"The encryption key from {_named(self.source)} is not the one this database was sealed with; "
                 "nothing was read or written. Use the key the database was created with."
             )
+
+
+class DeferredBox(SecretBox):
+    """A :class:`SecretBox` whose keys are found at first use: reading and auditing never need them.
+
+    ``load`` finds and checks the keys (a missing or wrong key is its SecretKeyError, raised to
+    the first command that seals or opens, and again to the next: nothing failed is kept).
+    """
+
+    def __init__(self, load: Callable[[], SecretBox]) -> None:  # no super().__init__: no keys yet
+        self._load = load
+        self._box: SecretBox | None = None
+        self._lock = threading.Lock()
+
+    def _loaded(self) -> SecretBox:
+        box = self._box
+        if box is None:
+            with self._lock:
+                if self._box is None:
+                    self._box = self._load()
+                box = self._box
+        return box
+
+    @property
+    def source(self) -> str:
+        return self._loaded().source
+
+    def __repr__(self) -> str:
+        return "SecretBox(keys found at first use)" if self._box is None else repr(self._box)
+
+    def with_new_key(self, key: Fernet, source: str) -> SecretBox:
+        return self._loaded().with_new_key(key, source)
+
+    def only_current(self) -> SecretBox:
+        return self._loaded().only_current()
+
+    def seal(self, plaintext: str) -> str:
+        return self._loaded().seal(plaintext)
+
+    def open(self, token: str, *, what: str) -> str:
+        return self._loaded().open(token, what=what)
+
+    def rotate(self, token: str, *, what: str) -> str:
+        return self._loaded().rotate(token, what=what)
+
+    def check_token(self) -> str:
+        return self._loaded().check_token()
+
+    def confirm(self, token: str) -> None:
+        self._loaded().confirm(token)

@@ -22,6 +22,7 @@
     ├── StorageError                 the database refused                       (CLI exit 3)
     │   ├── NotAKeytrailDatabase     a foreign or corrupt file                  (CLI exit 2)
     │   ├── SchemaMismatch           a keytrail database of another schema      (CLI exit 2)
+    │   ├── ReadOnly                 opened read-only (or a read-only database) (CLI exit 2)
     │   ├── DatabaseBusy             locked by another writer past the timeout
     │   └── DatabaseUnavailable      cannot be reached or opened
     └── AuthorityUnavailable         the key authority did not answer           (CLI exit 3)
@@ -53,6 +54,7 @@ __all__ = [
     "KeyUnusable",
     "KeytrailError",
     "NotAKeytrailDatabase",
+    "ReadOnly",
     "SchemaMismatch",
     "SecretKeyError",
     "StorageError",
@@ -200,6 +202,17 @@ class NotAKeytrailDatabase(StorageError):
 
 class SchemaMismatch(StorageError):
     """The database was made by a keytrail of another schema version; it was left untouched."""
+
+    exit_code = 2
+
+
+class ReadOnly(StorageError):
+    """The database takes no writes: opened with ``read_only=True`` (``keytrail --read-only``), or read-only itself.
+
+    A storage fact, so ``except StorageError`` catches it with the driver's own refusals; but
+    exit 2, not 3: 3 says "could not be reached, try again", and no retry makes a read-only open
+    write. Open it without ``read_only`` (and with write access) to run the command.
+    """
 
     exit_code = 2
 

@@ -16,7 +16,7 @@ import jsonschema
 from keytrail import schemas
 
 _GLOBAL_WITH_VALUE = {"--db"}
-_GROUPS = {"account", "keys"}
+_GROUPS = {"account", "keys", "checkpoint"}
 
 
 @cache

@@ -563,7 +563,7 @@ def test_help_lists_the_commands_in_the_flows_order() -> None:
     assert group.list_commands(typer.Context(group)) == [
         *("init", "access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
         *("status", "history", "replay", "expiring", "verify", "export", "digest", "diagram"),
-        *("demo", "serve", "tail", "account", "keys", "token", "db"),
+        *("demo", "serve", "tail", "account", "keys", "checkpoint", "token", "db"),
     ]
 
 
@@ -639,7 +639,7 @@ LONG = "x" * 100_000
         ("--db", "postgresql://u@" + LONG + "/db", "status"),
         ("diagram", "-o", "./" + LONG),
         ("diagram", "-o", "/nonexistent-folder/" + LONG),
-        ("key-file", "status"),
+        ("key-file", "save-config", "acme", "--key-stdin"),
     ],
     ids=[
         "export-format",
@@ -660,7 +660,9 @@ def test_a_huge_value_is_not_echoed_whole(sqlite_db: str, args: tuple[str, ...])
     run(sqlite_db, "access", "acme")
     env = {"KEYTRAIL_SECRET_KEY_FILE": "./" + LONG} if args[0] == "key-file" else None
     args = args[1:] if args[0] == "key-file" else args
-    result = runner.invoke(app, args if args[0] == "--db" else ["--db", sqlite_db, *args], env=env)
+    result = runner.invoke(
+        app, args if args[0] == "--db" else ["--db", sqlite_db, *args], env=env, input="k" * 20 + "\n"
+    )
     line = one_error_line(result, 2)
     assert len(line) < 400, line[:500]
 

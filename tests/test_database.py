@@ -83,8 +83,8 @@ def test_a_missing_key_file_is_a_clear_error_not_a_new_key(tmp_path: Path) -> No
     with Engine.open(f"sqlite:///{db}") as engine:
         drive_to(engine, "acme", State.StoreIntegration)
     (tmp_path / "keytrail.db.key").unlink()
-    with pytest.raises(SecretKeyError, match="does not exist"):
-        Engine.open(f"sqlite:///{db}")
+    with Engine.open(f"sqlite:///{db}") as engine, pytest.raises(SecretKeyError, match="does not exist"):
+        engine.admin.check_secret_key()  # reads need no key: it is looked for at first use
     assert not (tmp_path / "keytrail.db.key").exists()
 
 
@@ -93,8 +93,11 @@ def test_a_wrong_key_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
     with Engine.open(f"sqlite:///{db}") as engine:
         engine.access("acme")
     monkeypatch.setenv(SECRET_KEY_ENV, generate_secret_key())
-    with pytest.raises(SecretKeyError, match="not the one this database was sealed with"):
-        Engine.open(f"sqlite:///{db}")
+    with (
+        Engine.open(f"sqlite:///{db}") as engine,
+        pytest.raises(SecretKeyError, match="not the one this database was sealed with"),
+    ):
+        engine.save_config("acme", key="k" * 20)
 
 
 def test_a_malformed_key_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

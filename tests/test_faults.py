@@ -27,6 +27,7 @@ from keytrail.errors import (
     DatabaseUnavailable,
     KeytrailError,
     NotAKeytrailDatabase,
+    ReadOnly,
     SchemaMismatch,
     StorageError,
 )
@@ -167,9 +168,9 @@ def test_a_read_only_database_refuses_writes_clearly_and_still_reads(db_url: str
                 lambda: engine.portal.create_account("new@acme.test", PASSWORD, company="Acme"),
                 lambda: engine.access("brand-new"),
             ):
-                with pytest.raises(StorageError, match="is read-only; nothing was written") as caught:
+                with pytest.raises(ReadOnly, match="is read-only; nothing was written") as caught:
                     command()
-                assert caught.value.exit_code == 3
+                assert caught.value.exit_code == 2  # no retry makes it writable: bad input, not unreachable
             assert snapshot(engine) == before
         assert engine.access("store-a").state is State.StoreIntegration
         assert engine.verify().ok
@@ -344,7 +345,7 @@ class _PgError(Exception):
         (sqlite3.DatabaseError("file is not a database"), NotAKeytrailDatabase, "not a keytrail database"),
         (sqlite3.DatabaseError("database disk image is malformed"), NotAKeytrailDatabase, "not a keytrail database"),
         (sqlite3.OperationalError("database is locked"), DatabaseBusy, "locked by another writer"),
-        (sqlite3.OperationalError("attempt to write a readonly database"), StorageError, "is read-only"),
+        (sqlite3.OperationalError("attempt to write a readonly database"), ReadOnly, "is read-only"),
         (sqlite3.OperationalError("unable to open database file"), DatabaseUnavailable, "cannot be opened"),
         (sqlite3.IntegrityError("UNIQUE constraint failed: events.stream_id"), ConcurrencyConflict, "concurrent"),
         (sqlite3.OperationalError("disk I/O error"), StorageError, "refused the operation"),
@@ -354,7 +355,7 @@ class _PgError(Exception):
         (_PgError("08006", "connection failure"), DatabaseUnavailable, "cannot be reached"),
         (_PgError("57P01", "terminating connection due to administrator command"), DatabaseUnavailable, "reached"),
         (_PgError("53300", "too many connections"), DatabaseUnavailable, "cannot be reached"),
-        (_PgError("25006", "cannot execute UPDATE in a read-only transaction"), StorageError, "is read-only"),
+        (_PgError("25006", "cannot execute UPDATE in a read-only transaction"), ReadOnly, "is read-only"),
         (_PgError("55P03", "canceling statement due to lock timeout"), DatabaseBusy, "did not answer in time"),
         (_PgError("57014", "canceling statement due to statement timeout"), DatabaseBusy, "did not answer in time"),
         (_PgError("42P01", 'relation "events" does not exist'), StorageError, "SQLSTATE 42P01"),

@@ -191,11 +191,12 @@ def test_a_key_file_others_can_read_or_write_is_refused(tmp_path: Path, mode: in
     Engine.open(url).close()
     key_file = tmp_path / "k.db.key"
     key_file.chmod(mode)
-    with pytest.raises(SecretKeyError, match=r"chmod 600") as caught:
-        Engine.open(url)
+    with Engine.open(url) as engine, pytest.raises(SecretKeyError, match=r"chmod 600") as caught:
+        engine.admin.check_secret_key()  # reads need no key: it is looked for at first use
     assert str(key_file) in str(caught.value) and oct(mode)[2:] in str(caught.value)
     assert key_file.read_text(encoding="ascii").strip() not in str(caught.value)
-    result = run(url, "status")
+    assert run(url, "status").exit_code == 0
+    result = runner.invoke(app, ["--db", url, "save-config", "acme", "--key-stdin"], input="k" * 20 + "\n")
     assert result.exit_code == 2 and "chmod 600" in result.stderr
     key_file.chmod(0o600)
     Engine.open(url).close()
@@ -233,8 +234,8 @@ def test_an_empty_key_file_beside_an_existing_database_is_a_clear_error(tmp_path
         engine.access("acme")
     key_file = tmp_path / "k.db.key"
     key_file.write_bytes(b"")
-    with pytest.raises(SecretKeyError, match="is empty") as caught:
-        Engine.open(url)
+    with Engine.open(url) as engine, pytest.raises(SecretKeyError, match="is empty") as caught:
+        engine.admin.check_secret_key()
     assert "restore" in str(caught.value)
     assert key_file.read_bytes() == b""
 

@@ -429,8 +429,11 @@ def test_rotation_with_a_key_file_reseals_everything(tmp_path: Path, clock: Mova
     with Engine.open(url, clock=clock) as reopened:
         _all_secrets_open(reopened, keys)
     key_file.write_text(old_secret + "\n")
-    with pytest.raises(SecretKeyError, match="not the one this database was sealed with"):
-        Engine.open(url, clock=clock)
+    with (
+        Engine.open(url, clock=clock) as stale,
+        pytest.raises(SecretKeyError, match="not the one this database was sealed with"),
+    ):
+        stale.admin.check_secret_key()
 
 
 def test_rotation_with_the_environment_key(db_url: str, clock: MovableClock, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -440,8 +443,11 @@ def test_rotation_with_the_environment_key(db_url: str, clock: MovableClock, mon
         keys = _three_onboardings(engine)
         assert engine.admin.rotate_secret_key(new_secret) == 6
         _all_secrets_open(engine, keys)
-    with pytest.raises(SecretKeyError, match="not the one this database was sealed with"):
-        Engine.open(db_url, clock=clock)
+    with (
+        Engine.open(db_url, clock=clock) as stale,
+        pytest.raises(SecretKeyError, match="not the one this database was sealed with"),
+    ):
+        stale.admin.check_secret_key()
     for value in (new_secret, f"{new_secret},{old_secret}", f"{new_secret} {old_secret}"):
         monkeypatch.setenv(SECRET_KEY_ENV, value)
         with Engine.open(db_url, clock=clock) as engine:
@@ -491,13 +497,19 @@ def test_a_wrong_or_missing_key_is_a_clear_error_never_garbage(
         _three_onboardings(engine)
         before = snapshot(engine)
     monkeypatch.setenv(SECRET_KEY_ENV, generate_secret_key())
-    with pytest.raises(SecretKeyError, match=f"from {SECRET_KEY_ENV} is not the one this database was sealed with"):
-        Engine.open(db_url, clock=clock)
+    with (
+        Engine.open(db_url, clock=clock) as wrong,
+        pytest.raises(SecretKeyError, match=f"from {SECRET_KEY_ENV} is not the one this database was sealed with"),
+    ):
+        wrong.save_config("reader", key="k" * 20)
     monkeypatch.delenv(SECRET_KEY_ENV)
     missing = tmp_path / "nowhere" / "keytrail.key"
     monkeypatch.setenv(SECRET_KEY_FILE_ENV, str(missing))
-    with pytest.raises(SecretKeyError, match=f"key file {missing} does not exist"):
-        Engine.open(db_url, clock=clock)
+    with (
+        Engine.open(db_url, clock=clock) as keyless,
+        pytest.raises(SecretKeyError, match=f"key file {missing} does not exist"),
+    ):
+        keyless.save_config("reader", key="k" * 20)
     assert not missing.exists()
     monkeypatch.delenv(SECRET_KEY_FILE_ENV)
     monkeypatch.setenv(SECRET_KEY_ENV, secret)

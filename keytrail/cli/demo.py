@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import typer
 
 from keytrail.cli.rendering import console, history_rows, mermaid_of, table
-from keytrail.cli.root import app, configure_output, errors_to_exit, settings
+from keytrail.cli.root import app, configure_output, errors_to_exit, refuse_if_read_only, settings
 from keytrail.errors import InvalidInput
 
 __all__ = ["demo"]
@@ -43,6 +43,7 @@ def demo() -> None:
     """Walk through the source document's flow on a fresh database, then a key expiry and the repeat."""
     from keytrail.engine import Engine, reports
 
+    refuse_if_read_only("the demo")
     configure_output()
     clock = _DemoClock()
     out = console()

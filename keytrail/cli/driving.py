@@ -30,6 +30,7 @@ from keytrail.cli.root import (
     is_sandbox,
     keys_app,
     open_engine,
+    refuse_if_read_only,
     settings,
 )
 from keytrail.errors import InvalidInput
@@ -98,6 +99,8 @@ def init(
 ) -> None:
     """Create an empty keytrail database at --db (the commands that start an onboarding create one too)."""
     from keytrail.engine import Engine
+
+    refuse_if_read_only("init")
     from keytrail.errors import UnknownDatabase
 
     configure_output()

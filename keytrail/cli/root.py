@@ -46,6 +46,7 @@ __all__ = [
     "keys_app",
     "main",
     "open_engine",
+    "refuse_if_read_only",
     "settings",
     "writing_to",
 ]
@@ -53,12 +54,13 @@ __all__ = [
 DEFAULT_URL = "sqlite:///keytrail.db"
 # Options users put on either side of the command: the app's own (--db) and the commands' (--json, --actor).
 _ROOT_WITH_VALUE = ("--db",)
+_ROOT_FLAGS = ("--read-only",)
 _COMMAND_FLAGS = ("--json",)
 _COMMAND_WITH_VALUE = ("--actor",)
 
 
 def arrange(args: list[str]) -> list[str]:
-    """``--db`` moved before the command, ``--json`` and ``--actor`` after it, the rest left in order.
+    """``--db`` and ``--read-only`` moved before the command, ``--json`` and ``--actor`` after it, the rest left in order.
 
     So ``keytrail status --db X`` and ``keytrail --json status`` mean what users meant. Nothing
     after ``--`` moves (it is positional by definition).
@@ -77,6 +79,10 @@ def arrange(args: list[str]) -> list[str]:
             break
         name, has_value, _ = arg.partition("=")
         width = 1 if has_value else 2
+        if arg in _ROOT_FLAGS:
+            root.append(arg)
+            index += 1
+            continue
         if name in _ROOT_WITH_VALUE:
             root.extend(args[index : index + width])
             index += width
@@ -117,6 +123,7 @@ R = TypeVar("R")
 
 class _Settings:
     db: str = DEFAULT_URL
+    read_only: bool = False
 
 
 settings = _Settings()
@@ -138,12 +145,21 @@ def _root(
             "--db", help="Database URL (else KEYTRAIL_DATABASE_URL, else sqlite:///keytrail.db).", metavar="URL"
         ),
     ] = None,
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only",
+            help="Audit a database as handed over: no encryption key needed, nothing written or created "
+            "(SQLite mode=ro); commands that write are refused (exit 2).",
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print keytrail's version and exit."),
     ] = False,
 ) -> None:
     settings.db = db or os.environ.get("KEYTRAIL_DATABASE_URL") or DEFAULT_URL
+    settings.read_only = read_only
 
 
 def _facts(exc: BaseException) -> dict[str, Any]:
@@ -225,6 +241,14 @@ def _sandbox_now(text: str) -> datetime:
     return inputs.check_instant(NOW_ENV, value.replace(tzinfo=UTC) if value.tzinfo is None else value)
 
 
+def refuse_if_read_only(what: str) -> None:
+    """Under ``--read-only``, refuse a command that writes before it opens anything (the engine refuses the rest)."""
+    if settings.read_only:
+        from keytrail.errors import ReadOnly
+
+        raise ReadOnly(f"keytrail --read-only takes no writes, and {what} writes; nothing was written.")
+
+
 def open_engine(*, create: bool = False) -> Engine:
     """Commands that may start an onboarding create the database; reading commands need an existing one.
 
@@ -235,12 +259,15 @@ def open_engine(*, create: bool = False) -> Engine:
     from keytrail.errors import UnknownDatabase
 
     configure_output()
+    read_only = settings.read_only
+    if create:  # only commands that write may create the database
+        refuse_if_read_only("this command")
     text = os.environ.get(NOW_ENV)
     if not text:
-        return Engine.open(settings.db, create=create)
+        return Engine.open(settings.db, create=create, read_only=read_only)
     instant = _sandbox_now(text)
     try:
-        engine = Engine.open(settings.db, create=False, clock=lambda: instant)
+        engine = Engine.open(settings.db, create=False, clock=lambda: instant, read_only=read_only)
     except UnknownDatabase:
         raise InvalidInput(
             f"{NOW_ENV} is set and there is no database at {inputs.clipped(settings.db, 200)}: make a sandbox "

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from keytrail.cli.rendering import emit_json, say, table
-from keytrail.cli.root import JsonOpt, app, errors_to_exit, open_engine, settings
+from keytrail.cli.root import JsonOpt, app, errors_to_exit, open_engine, refuse_if_read_only, settings
 
 if TYPE_CHECKING:
     from keytrail.engine import Engine
@@ -84,6 +84,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Serve the HTTP API (DESIGN.md section 9) until Ctrl-C or SIGTERM, which let requests in flight finish."""
+    refuse_if_read_only("serve")
     from keytrail.http.serve import serve as run
 
     run(settings.db, host=host, port=port, workers=workers)

@@ -83,6 +83,14 @@ class Admin:
 
     # -- the encryption key ---------------------------------------------------------------------
 
+    def check_secret_key(self) -> str:
+        """Find the encryption key and check it against the database now, not at the first seal or unseal.
+
+        Returns where it came from (the variable's name or the key file), never the key; a
+        missing or wrong key is the SecretKeyError a command needing it would get.
+        """
+        return self._box().source
+
     def rotate_secret_key(self, new_key: str) -> int:
         """Re-seal every saved store key and every authority key under ``new_key``, in one transaction.
 
@@ -93,6 +101,7 @@ class Admin:
         there (first, if you keep the old one listed after it) before the next open. Stop other
         hosts sharing the database while rotating. Returns how many secrets were re-sealed.
         """
+        self._engine.database.check_writable()  # before the key file is touched
         fernet = parse_secret_key(new_key)
         new_key = new_key.strip()
         retiring = self._box()
@@ -141,6 +150,7 @@ class Admin:
         No event is recorded and the onboarding need not exist: this is a store configured
         outside keytrail, which the next ``access`` finds. Returns what is now saved.
         """
+        self._engine.database.check_writable()  # before the key is asked for to seal
         stream = inputs.check_stream_id(stream)
         if isinstance(key, str) and inputs.is_masked(key.strip()):
             raise InvalidInput(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from keytrail import inputs
-from keytrail.crypto import SecretBox
+from keytrail.crypto import DeferredBox, SecretBox
 from keytrail.engine.admin import Admin
 from keytrail.engine.commands import Commands
 from keytrail.engine.following import Following
@@ -90,12 +90,19 @@ class Engine(Commands, Reads, Following):
         retries: int = 3,
         group_commit: bool | None = None,
         max_batch: int = 64,
+        read_only: bool = False,
     ) -> Engine:
         """Open (and, when ``create``, first create) a keytrail database.
 
         The encryption key comes from ``KEYTRAIL_SECRET_KEY`` or ``KEYTRAIL_SECRET_KEY_FILE``;
         without either, a key file is created beside a new SQLite database (or in the user's
-        data folder for a server database) with owner-only permissions.
+        data folder for a server database) with owner-only permissions. An existing database's
+        key is looked for only when a command first seals or decrypts: reading and auditing
+        need none.
+
+        ``read_only``: the auditor's open. Nothing is created or upgraded, every write is refused
+        with :class:`~keytrail.errors.ReadOnly`, SQLite opens the file ``mode=ro`` (creating no
+        -wal or -shm file) and PostgreSQL runs every transaction READ ONLY.
 
         ``group_commit``: commands of this engine's threads that arrive while a commit is in
         progress share the next one (one sync of the log for up to ``max_batch`` commands, each
@@ -116,7 +123,7 @@ class Engine(Commands, Reads, Following):
         inputs.check_count("max_batch", max_batch, least=1, most=10_000)
         if group_commit is not None and type(group_commit) is not bool:
             raise InvalidInput(f"group_commit must be True, False or None, not {group_commit!r}.")
-        db = Database(url, busy_timeout=busy_timeout, durability=durability)
+        db = Database(url, busy_timeout=busy_timeout, durability=durability, read_only=read_only)
         if group_commit and db.in_memory:
             db.dispose()
             raise InvalidInput(
@@ -124,14 +131,20 @@ class Engine(Commands, Reads, Following):
                 "connection, whose users take turns already."
             )
         try:
-            status = db.inspect_schema(create=create)
-            box = SecretBox(*secret_keys_for(db, new_database=not status.exists))
-            fresh = {"secret_check": box.check_token(), _SALT: secrets.token_hex(32)}
-            meta = status.meta if status.exists else db.create_schema(fresh)
-            if "secret_check" not in meta:
+            status = db.inspect_schema(create=create and not read_only)
+            box: SecretBox
+            if status.exists and ("secret_check" in status.meta or read_only):
+                box = DeferredBox(_keys_loader(db, status.meta.get("secret_check", "")))
+                meta = status.meta
+            elif status.exists:
                 # Made by `keytrail db upgrade` on an empty database: nothing is sealed in it yet.
-                meta = db.add_meta(fresh)
-            box.confirm(meta.get("secret_check", ""))
+                box = SecretBox(*secret_keys_for(db, new_database=True))
+                meta = db.add_meta({"secret_check": box.check_token(), _SALT: secrets.token_hex(32)})
+                box.confirm(meta.get("secret_check", ""))
+            else:
+                box = SecretBox(*secret_keys_for(db, new_database=True))
+                meta = db.create_schema({"secret_check": box.check_token(), _SALT: secrets.token_hex(32)})
+                box.confirm(meta.get("secret_check", ""))
         except BaseException:
             db.dispose()
             raise
@@ -146,7 +159,8 @@ class Engine(Commands, Reads, Following):
             verifier=verifier,
             retries=retries,
             idempotency_salt=meta.get(_SALT, ""),
-            group_commit=(db.dialect == "sqlite" and not db.in_memory) if group_commit is None else group_commit,
+            group_commit=not read_only
+            and ((db.dialect == "sqlite" and not db.in_memory) if group_commit is None else group_commit),
             max_batch=max_batch,
         )
         _log.debug("engine_opened", database=db.shown)
@@ -154,6 +168,11 @@ class Engine(Commands, Reads, Following):
 
     def __repr__(self) -> str:
         return f"Engine({self._db.shown!r})"
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the engine was opened ``read_only`` (every write refused with ReadOnly)."""
+        return self._db.read_only
 
     def __enter__(self) -> Engine:
         return self
@@ -193,3 +212,14 @@ class Engine(Commands, Reads, Following):
     def now(self) -> datetime:
         """The engine's clock, read the way commands read it (aware, UTC)."""
         return self._now()
+
+
+def _keys_loader(db: Database, check: str) -> Callable[[], SecretBox]:
+    """Find an existing database's keys, at first use, and check them against its sealed constant."""
+
+    def load() -> SecretBox:
+        box = SecretBox(*secret_keys_for(db, new_database=False))
+        box.confirm(check)
+        return box
+
+    return load

@@ -20,8 +20,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from keytrail.errors import (
+    DatabaseUnavailable,
     InvalidInput,
     KeytrailError,
+    ReadOnly,
     StorageError,
 )
 from keytrail.inputs import clipped, is_text, quoted
@@ -31,6 +33,12 @@ from keytrail.persistence.schema import APPLICATION, Schema, SchemaStatus
 __all__ = ["APPLICATION", "Database", "Durability", "SchemaStatus", "normalize_url", "redact_url", "translate_error"]
 
 Durability = Literal["full", "normal"]
+
+
+def _read_only_session(dbapi_connection: Any, _record: Any) -> None:
+    """Every transaction of a read-only engine's PostgreSQL sessions is READ ONLY (committed, or SET would roll back)."""
+    dbapi_connection.execute("SET default_transaction_read_only = on")
+    dbapi_connection.commit()
 
 
 class _Pin:
@@ -46,7 +54,9 @@ class _Pin:
 class Database(Schema):
     """One keytrail database: an SQLAlchemy engine, transactions, and the schema checks."""
 
-    def __init__(self, url: str, *, busy_timeout: float = 5.0, durability: Durability = "full") -> None:
+    def __init__(
+        self, url: str, *, busy_timeout: float = 5.0, durability: Durability = "full", read_only: bool = False
+    ) -> None:
         if not isinstance(url, str):
             raise InvalidInput(
                 f"A database URL must be a string such as sqlite:///path/to/keytrail.db, not a {type(url).__name__}."
@@ -91,6 +101,8 @@ class Database(Schema):
         if self.dialect == "sqlite" and not self.in_memory:
             self.sqlite_path = Path(database)
         self._busy_timeout = busy_timeout
+        # Writes refused here, before any statement, and by the database too (mode=ro, a read-only transaction).
+        self.read_only = read_only
         try:
             self.engine = self._make_engine(busy_timeout)
         except ImportError as exc:  # postgresql+asyncpg://, say: a driver keytrail does not ship with
@@ -109,10 +121,18 @@ class Database(Schema):
 
     def _make_engine(self, busy_timeout: float) -> Engine:
         if self.dialect == "postgresql":
-            return sa.create_engine(
+            engine = sa.create_engine(
                 self.url, pool_pre_ping=False, connect_args={"connect_timeout": max(1, round(busy_timeout))}
             )
+            if self.read_only:
+                event.listen(engine, "connect", _read_only_session)
+            return engine
         extra: dict[str, Any] = {"poolclass": StaticPool} if self.in_memory else {}
+        path = self.sqlite_path
+        if self.read_only and path is not None:
+            extra["creator"] = lambda: sqlite3.connect(
+                self.sqlite_uri(path), uri=True, timeout=busy_timeout, check_same_thread=False
+            )
         engine = sa.create_engine(self.url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **extra)
         synchronous = "FULL" if self.durability == "full" else "NORMAL"
         timeout_ms = int(busy_timeout * 1000)
@@ -125,6 +145,8 @@ class Database(Schema):
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
+            if self.read_only:
+                cursor.execute("PRAGMA query_only = ON")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -141,6 +163,37 @@ class Database(Schema):
 
         return engine
 
+    def sqlite_uri(self, path: Path) -> str:
+        """The URI SQLite opens ``path`` by: read-write, or read-only creating no file.
+
+        Read-only, a WAL database whose -wal and -shm exist (a writer has it open) is read through
+        them (``mode=ro``); one without them (closed cleanly, or a copy) is read ``immutable``: no
+        lock and no -shm, at the price that a writer starting meanwhile is not seen, and a page it
+        checkpoints into the file mid-read could be. A -wal holding transactions but no -shm cannot
+        be read without creating a -shm, and immutable mode would ignore the -wal: refused.
+        """
+        uri = path.resolve().as_uri()
+        if not self.read_only:
+            return f"{uri}?mode=rw"
+        wal, shm, journal = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal"))
+        if wal.exists() and shm.exists():
+            return f"{uri}?mode=ro"
+        if wal.exists() and wal.stat().st_size > 0:
+            raise DatabaseUnavailable(
+                f"{self.shown} cannot be opened read-only: its -wal file holds transactions but there is no -shm file, "
+                "which SQLite would have to create. Open a copy with write access once, or have its owner run "
+                "`sqlite3 FILE 'PRAGMA wal_checkpoint(TRUNCATE)'`; nothing was created."
+            )
+        return f"{uri}?mode=ro" if journal.exists() else f"{uri}?mode=ro&immutable=1"
+
+    def check_writable(self) -> None:
+        """ReadOnly when the database was opened read-only: for writers with work to refuse before their transaction."""
+        if self.read_only:
+            raise ReadOnly(
+                f"{self.shown} was opened read-only (read_only=True, or keytrail --read-only): it takes no writes, "
+                "and nothing was written."
+            )
+
     def _turn(self) -> threading.RLock | nullcontext[None]:
         if self.closed:
             raise StorageError(f"The engine on {self.shown} was closed; open it again.")
@@ -154,6 +207,8 @@ class Database(Schema):
         statements (verify's projection and events) sees one snapshot, as SQLite's BEGIN does.
         Statements run on the driver connection under it (the command path's) are inside it too.
         """
+        if write:
+            self.check_writable()
         try:
             with self._turn(), self._connected(write) as conn:
                 if write:

@@ -13,6 +13,7 @@ from keytrail.errors import (
     DatabaseUnavailable,
     KeytrailError,
     NotAKeytrailDatabase,
+    ReadOnly,
     StorageError,
 )
 
@@ -55,7 +56,7 @@ def translate_error(exc: BaseException, where: str) -> KeytrailError:
                 f"{where} is locked by another writer and stayed locked past the busy timeout; nothing was written."
             )
         if "readonly" in lowered or "read-only" in lowered:
-            return StorageError(f"{where} is read-only; nothing was written.")
+            return ReadOnly(f"{where} is read-only; nothing was written.")
         if "unable to open" in lowered:
             return DatabaseUnavailable(f"{where} cannot be opened: SQLite says {text!r}.")
         if isinstance(orig, sqlite3.IntegrityError):
@@ -73,7 +74,7 @@ def translate_error(exc: BaseException, where: str) -> KeytrailError:
         if sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03", "53300"):
             return DatabaseUnavailable(f"{where} cannot be reached: {text}.")
         if sqlstate == "25006":
-            return StorageError(f"{where} is read-only; nothing was written.")
+            return ReadOnly(f"{where} is read-only; nothing was written.")
         if sqlstate in ("55P03", "57014"):
             return DatabaseBusy(f"{where} did not answer in time (SQLSTATE {sqlstate}); nothing was written.")
         return StorageError(f"{where} refused the operation (SQLSTATE {sqlstate}): {text}.")

@@ -53,6 +53,8 @@ class Schema:
     in_memory: bool
     _busy_timeout: float
 
+    read_only: bool
+    sqlite_uri: Callable[[Path], str]
     read: Callable[[], AbstractContextManager[Connection]]
     write: Callable[[], AbstractContextManager[Connection]]
 
@@ -88,7 +90,7 @@ class Schema:
         # of a file drops every POSIX lock this process holds on it, and so the locks of another
         # engine of this process on the same database (SQLite keeps its own descriptors open for that).
         try:
-            probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=self._busy_timeout)
+            probe = sqlite3.connect(self.sqlite_uri(path), uri=True, timeout=self._busy_timeout)
             try:
                 probe.execute("PRAGMA schema_version").fetchone()
             finally:

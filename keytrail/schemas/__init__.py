@@ -31,6 +31,8 @@ FOR_COMMAND = {
     "expiring": "expiring",
     "verify": "verify",
     "digest": "digest",
+    "checkpoint keygen": "checkpoint_keygen",
+    "checkpoint verify": "checkpoint_verify",
 }
 
 
