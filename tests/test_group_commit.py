@@ -96,6 +96,17 @@ def _held_leader(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, thre
     return reached, release
 
 
+def _wait_for_queue(engine: Engine, callers: int) -> None:
+    """Until ``callers`` commands wait for the next commit (bounded: a test that never gets there fails)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        stats = engine.commit_stats
+        if stats is not None and stats.waiting >= callers:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"{callers} callers never queued for the next commit")
+
+
 def _in_thread(call: Any, results: dict[str, Any], name: str) -> threading.Thread:
     def run() -> None:
         try:
@@ -129,10 +140,9 @@ def test_a_failing_command_in_a_batch_fails_alone(
             _in_thread(lambda: engine.access("d", expected_version=1), results, "stale"),
             _in_thread(lambda: engine.access("c"), results, "access-c"),
         ]
-        deadline = time.monotonic() + 30
-        while engine.commit_stats is not None and len(results) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)  # the refusals that need no transaction come back at once
-        time.sleep(0.2)  # the others queue behind the held commit
+        _wait_for_queue(
+            engine, 3
+        )  # proceed-b, stale and access-c queue behind the held commit; illegal is refused first
         release.set()
         for thread in (leader, *followers):
             thread.join(30)
@@ -172,7 +182,7 @@ def test_a_refusal_inside_the_batch_rolls_back_its_own_writes_only(
             _in_thread(lambda: engine.access("b"), results, "b"),
             _in_thread(lambda: engine.access("c"), results, "c"),
         ]
-        time.sleep(0.3)
+        _wait_for_queue(engine, 2)
         release.set()
         for thread in (leader, *followers):
             thread.join(30)

@@ -22,6 +22,15 @@ from keytrail.portal import AuthorityRecords, SavedKey, Verdict
 from tests.helpers import drive_to
 
 
+def _wait_for_queue(storage: Storage, callers: int) -> None:
+    """Until ``callers`` wait for the next commit (bounded: a test that never gets there fails)."""
+    assert storage.group is not None
+    deadline = time.monotonic() + 60
+    while storage.group.stats.waiting < callers:
+        assert time.monotonic() < deadline, f"{callers} callers never queued for the next commit"
+        time.sleep(0.005)
+
+
 def _holding(storage: Storage) -> tuple[threading.Thread, threading.Event, threading.Event]:
     """A caller that leads a batch and holds it open until released, so that others queue behind it."""
     leading, release = threading.Event(), threading.Event()
@@ -115,7 +124,7 @@ def test_a_foreign_error_in_a_batch_reaches_its_caller_as_itself(tmp_path: Path)
         callers = [threading.Thread(target=call, args=(refuse,)), threading.Thread(target=call, args=(lambda u: 1,))]
         for caller in callers:
             caller.start()
-        time.sleep(0.2)
+        _wait_for_queue(storage, 2)
         release.set()
         for thread in (holder, *callers):
             thread.join(30)
@@ -151,10 +160,13 @@ def test_close_while_callers_wait_lets_nothing_commit_afterwards(tmp_path: Path)
 
     waiter = threading.Thread(target=call)
     waiter.start()
-    time.sleep(0.2)
+    _wait_for_queue(storage, 1)
     closing = threading.Thread(target=engine.close)
     closing.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 60
+    while not engine.database.closed:  # close() marks the database closed first, then waits for the held commit
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
     release.set()
     for thread in (holder, waiter, closing):
         thread.join(30)

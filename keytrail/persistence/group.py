@@ -50,6 +50,8 @@ class CommitStats:
     largest: int
     # Time spent in shared commits (the transaction and its sync), in seconds: ``seconds / commits`` is the mean latency.
     seconds: float = 0.0
+    # Callers queued for the next commit when the figures were read.
+    waiting: int = 0
 
 
 class _Ticket(Generic[_U]):
@@ -103,7 +105,7 @@ class GroupCommit(Generic[_U]):
 
     @property
     def stats(self) -> CommitStats:
-        return CommitStats(self._commits, self._commands, self._largest, self._seconds)
+        return CommitStats(self._commits, self._commands, self._largest, self._seconds, len(self._queue))
 
     def run(self, work: Callable[[_U], _T]) -> _T:
         """``work(unit)`` inside a write transaction, committed (maybe with others' work) before this returns."""
