@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from keytrail import Engine, State
+from keytrail.events import GENESIS_HASH, RecordedEvent, event_hash
 from keytrail.persistence import KeytrailTable
+from keytrail.persistence.store import events_table, streams_table
 
 EMAIL = "ops@acme.test"
 PASSWORD = "correct horse battery"
@@ -62,3 +65,32 @@ def snapshot(engine: Engine, *, skip: tuple[str, ...] = ()) -> dict[str, list[tu
             rows = conn.execute(sa.select(table)).all()
             tables[table.name] = sorted(tuple(map(repr, row)) for row in rows)
     return tables
+
+
+def rechain(engine: Engine, stream: str, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite a stream's rows through ``change`` and recompute every hash and the projection's head,
+    as someone with write access who knows the hash recipe would."""
+    with engine.database.write() as conn:
+        rows = [
+            r._asdict()
+            for r in conn.execute(
+                sa.select(events_table).where(events_table.c.stream_id == stream).order_by(events_table.c.version)
+            )
+        ]
+        prev = GENESIS_HASH
+        for row in rows:
+            change(row)
+            row["prev_hash"], row["hash"] = prev, event_hash(prev, RecordedEvent(**row).hashed_fields())
+            prev = row["hash"]
+            conn.execute(
+                sa.update(events_table)
+                .where(events_table.c.position == row["position"])
+                .values(
+                    actor=row["actor"], occurred_at=row["occurred_at"], prev_hash=row["prev_hash"], hash=row["hash"]
+                )
+            )
+        conn.execute(
+            sa.update(streams_table)
+            .where(streams_table.c.stream_id == stream)
+            .values(head_hash=prev, updated_at=rows[-1]["occurred_at"])
+        )

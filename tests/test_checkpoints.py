@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from typer.testing import CliRunner
@@ -19,10 +18,8 @@ from keytrail import Engine, State
 from keytrail import schemas as shipped
 from keytrail.cli import app
 from keytrail.engine import checkpoints, reports
-from keytrail.events import GENESIS_HASH, RecordedEvent, event_hash
-from keytrail.persistence.store import events_table, streams_table
 from tests.conftest import MovableClock
-from tests.helpers import drive_to
+from tests.helpers import drive_to, rechain
 from tests.json_schemas import check_json_output
 
 runner = CliRunner()
@@ -66,25 +63,12 @@ def _verify(url: str, folder: Path, statement: Path, public: str = "auditor.pub"
 def _rechain(engine: Engine, stream: str, version: int, actor: str) -> None:
     """Change one event's actor and recompute every hash of the stream and its projection's head,
     as an attacker with write access who knows the recipe would."""
-    with engine.database.write() as conn:
-        rows = [
-            r._asdict()
-            for r in conn.execute(
-                sa.select(events_table).where(events_table.c.stream_id == stream).order_by(events_table.c.version)
-            )
-        ]
-        prev = GENESIS_HASH
-        for row in rows:
-            if row["version"] == version:
-                row["actor"] = actor
-            row["prev_hash"], row["hash"] = prev, event_hash(prev, RecordedEvent(**row).hashed_fields())
-            prev = row["hash"]
-            conn.execute(
-                sa.update(events_table)
-                .where(events_table.c.position == row["position"])
-                .values(actor=row["actor"], prev_hash=row["prev_hash"], hash=row["hash"])
-            )
-        conn.execute(sa.update(streams_table).where(streams_table.c.stream_id == stream).values(head_hash=prev))
+
+    def change(row: dict[str, Any]) -> None:
+        if row["version"] == version:
+            row["actor"] = actor
+
+    rechain(engine, stream, change)
 
 
 def test_keygen_writes_an_owner_only_signing_key_and_its_public_key(log: tuple[str, Path]) -> None:

@@ -29,10 +29,9 @@ from keytrail import Engine, Reason, SavedKey, State, Verdict
 from keytrail.cli import app
 from keytrail.engine import reports
 from keytrail.errors import CorruptEvent, CorruptProjection, IntegrityViolation
-from keytrail.events import GENESIS_HASH, RecordedEvent, event_hash
-from keytrail.persistence.store import events_table, streams_table
+from keytrail.persistence.store import events_table
 from tests.conftest import START, MovableClock
-from tests.helpers import drive_to
+from tests.helpers import drive_to, rechain
 
 runner = CliRunner()
 
@@ -56,33 +55,6 @@ def _stored(engine: Engine, column: str, stream: str, version: int) -> Any:
 
 def _kinds(problems: list[Any]) -> list[tuple[str, int, str]]:
     return [(p.stream, p.version, p.kind) for p in problems]
-
-
-def _rechain(engine: Engine, stream: str, change: Callable[[dict[str, Any]], None]) -> None:
-    """Rewrite a stream's rows through ``change`` and recompute every hash and the projection's head,
-    as someone with write access who knows the hash recipe would."""
-    with engine.database.write() as conn:
-        rows = [
-            r._asdict()
-            for r in conn.execute(
-                sa.select(events_table).where(events_table.c.stream_id == stream).order_by(events_table.c.version)
-            )
-        ]
-        prev = GENESIS_HASH
-        for row in rows:
-            change(row)
-            row["prev_hash"], row["hash"] = prev, event_hash(prev, RecordedEvent(**row).hashed_fields())
-            prev = row["hash"]
-            conn.execute(
-                sa.update(events_table)
-                .where(events_table.c.position == row["position"])
-                .values(occurred_at=row["occurred_at"], prev_hash=row["prev_hash"], hash=row["hash"])
-            )
-        conn.execute(
-            sa.update(streams_table)
-            .where(streams_table.c.stream_id == stream)
-            .values(head_hash=prev, updated_at=rows[-1]["occurred_at"])
-        )
 
 
 @pytest.fixture
@@ -280,7 +252,7 @@ def test_verify_reports_time_running_backwards(engine: Engine, clock: MovableClo
     engine.sign_in("acme", email="ops@acme.test", password="correct horse battery")
     clock.advance(hours=1)
     engine.access("acme")
-    _rechain(engine, "acme", _backdate(3, timedelta(hours=3)))
+    rechain(engine, "acme", _backdate(3, timedelta(hours=3)))
     problems = engine.verify().problems
     assert _kinds(problems) == [("acme", 3, "time")]
     assert _kinds(engine.replay("acme").problems) == [("acme", 3, "time")]
@@ -291,7 +263,7 @@ def test_replay_as_of_cuts_at_the_first_later_event(engine: Engine, clock: Movab
     engine.access("acme")  # v1 at START
     clock.advance(hours=1)
     engine.access("acme")  # v2 at START + 1h, backdated below to START - 1h
-    _rechain(engine, "acme", _backdate(2, timedelta(hours=2)))
+    rechain(engine, "acme", _backdate(2, timedelta(hours=2)))
     past = engine.replay("acme", as_of=START - timedelta(minutes=30))
     assert (past.state, past.version) == (State.Unverified, 0)
     assert _kinds(past.problems) == [("acme", 2, "time")]
