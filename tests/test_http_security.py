@@ -19,7 +19,9 @@ import pytest
 import sqlalchemy as sa
 
 from keytrail import Engine
+from keytrail.engine import upgrading
 from keytrail.engine.tokens import Tokens
+from keytrail.errors import SchemaMismatch
 from keytrail.pgcluster import scratch_database
 from tests.http_server import PASSWORD, SCRIPT, serve, server_env
 
@@ -134,17 +136,26 @@ def test_token_commands(tmp_path: Path) -> None:
     assert json.loads(again.stdout)["revoked_at"] == json.loads(revoked.stdout)["revoked_at"]
 
 
-def test_an_older_database_gets_the_token_table_on_open(db_url: str) -> None:
+def test_a_database_from_before_tokens_is_upgraded_to_them(db_url: str) -> None:
+    """A database at revision 0002 (no api_tokens) is refused on open, naming the command; after
+    `db upgrade` (revision 0003) tokens work and the log is untouched."""
     with Engine.open(db_url) as engine:
         engine.access("store-1")
     raw = sa.create_engine(db_url)
     with raw.begin() as conn:
         conn.execute(sa.text("DROP TABLE api_tokens"))
+        conn.execute(sa.text("UPDATE keytrail_alembic_version SET version_num = '0002'"))
+        conn.execute(sa.text("UPDATE keytrail_meta SET value = '2' WHERE name = 'schema_version'"))
     raw.dispose()
+    with pytest.raises(SchemaMismatch, match="keytrail db upgrade"):
+        Engine.open(db_url)
+    before, after = upgrading.upgrade(db_url)
+    assert (before.revision, after.revision) == ("0002", "0003")
     with Engine.open(db_url) as engine:
         created = Tokens(engine).create("svc", "admin")
         assert Tokens(engine).check(created.token) is not None
         assert engine.status("store-1").version == 1
+        assert engine.verify().ok
 
 
 def test_the_library_and_the_cli_do_not_load_the_web_stack() -> None:
