@@ -104,9 +104,14 @@ class RawSqlite:
         self.db.close()
 
 
-def eventsourcing_app(path: Path, streams: int) -> tuple[Any, list[Any]]:
-    """An eventsourcing application on SQLite with one aggregate per store, kept in memory."""
-    from eventsourcing.application import Application
+_STORE_CLASS: list[Any] = []
+
+
+def _store_class() -> Any:
+    """The aggregate class, defined once per process: eventsourcing registers each class by its topic,
+    and a second class of the same name (a second call of eventsourcing_app) would be refused."""
+    if _STORE_CLASS:
+        return _STORE_CLASS[0]
     from eventsourcing.domain import Aggregate, event
 
     class Store(Aggregate):  # type: ignore[misc]
@@ -118,6 +123,15 @@ def eventsourcing_app(path: Path, streams: int) -> tuple[Any, list[Any]]:
         def access(self, fingerprint: str, at: str) -> None:
             self.state = "StoreIntegration"
 
+    _STORE_CLASS.append(Store)
+    return Store
+
+
+def eventsourcing_app(path: Path, streams: int) -> tuple[Any, list[Any]]:
+    """An eventsourcing application on SQLite with one aggregate per store, kept in memory."""
+    from eventsourcing.application import Application
+
+    Store = _store_class()  # noqa: N806 (a class)
     app = Application(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)})
     aggregates = [Store(f"store-{i}") for i in range(streams)]
     for chunk in range(0, streams, 500):
