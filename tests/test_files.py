@@ -19,7 +19,7 @@ from keytrail.cli import app
 from keytrail.crypto import SECRET_KEY_FILE_ENV, generate_secret_key, load_secret_keys, write_key_file
 from keytrail.errors import SecretKeyError
 from tests.conftest import MovableClock
-from tests.helpers import drive_to
+from tests.helpers import drive_to, skip_outside_ci
 
 runner = CliRunner()
 
@@ -269,7 +269,7 @@ def test_a_full_disk_leaves_no_empty_key_file(tmp_path: Path) -> None:
     """On a full filesystem the key cannot be written: a clear error, and no 0-byte key file left to block later runs."""
     disk = tmp_path / "disk"
     if not _tiny_filesystem(disk):
-        pytest.skip("mounting a tiny tmpfs needs root (CI runs as root; this machine could not mount one)")
+        skip_outside_ci("Mounting a tiny tmpfs needs root, and this machine could not mount one.")
     try:
         filler = disk / "filler"
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)

@@ -26,7 +26,7 @@ from keytrail.engine import reports
 from keytrail.engine.tokens import Tokens
 from keytrail.errors import DatabaseUnavailable, ReadOnly, SecretKeyError, StorageError
 from tests.conftest import START, MovableClock
-from tests.helpers import EMAIL, PASSWORD, drive_to, snapshot
+from tests.helpers import EMAIL, PASSWORD, drive_to, skip_outside_ci, snapshot
 from tests.json_schemas import check_json_output
 
 runner = CliRunner()
@@ -309,10 +309,10 @@ def test_on_a_read_only_mount(handed_over: tuple[str, Path]) -> None:
 
     unshare = shutil.which("unshare")
     if os.geteuid() != 0 or unshare is None:
-        pytest.skip("a read-only bind mount needs root and unshare; chmod covers a non-root run")
+        skip_outside_ci("A read-only bind mount needs root and unshare; the chmod tests cover a non-root run.")
     probe = subprocess.run([unshare, "-m", "--propagation", "private", "true"], check=False, capture_output=True)
     if probe.returncode != 0:
-        pytest.skip(f"unshare -m is not allowed here: {probe.stderr.decode(errors='replace').strip()}")
+        skip_outside_ci(f"unshare -m is not allowed here: {probe.stderr.decode(errors='replace').strip()}.")
     _, folder = handed_over
     mounted = folder.parent / "mounted"
     mounted.mkdir()
