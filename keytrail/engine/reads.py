@@ -18,6 +18,7 @@ from keytrail.persistence import Database, RecordedEvent, SavedConfig, StreamHea
 from keytrail.persistence.units import Storage
 from keytrail.portal import KeyVerifier, SavedKey, Verdict
 from keytrail.states import State
+from keytrail.states.authority import is_authority_stream
 
 __all__ = ["Reads"]
 
@@ -49,10 +50,11 @@ class Reads:
         return OnboardingStatus.from_head(self._head(stream))
 
     def streams(self) -> Iterator[OnboardingStatus]:
-        """Every onboarding's status, ordered by id, streamed."""
+        """Every onboarding's status, ordered by id, streamed (the authority's entities are not onboardings)."""
         with self._storage.read() as unit, closing(unit.heads()) as heads:
             for head in heads:
-                yield OnboardingStatus.from_head(head)
+                if not is_authority_stream(head.stream_id):
+                    yield OnboardingStatus.from_head(head)
 
     def saved_key_status(self, stream: str) -> tuple[SavedKeyRecord | None, Verdict]:
         """The saved key's record (never its ciphertext) and what the verifier says of it now; nothing is written."""

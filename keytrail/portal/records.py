@@ -12,7 +12,7 @@ from typing import Any
 
 from keytrail.events import iso_utc
 
-__all__ = ["Account", "AccountRecord", "ApiKey", "IssuedKey", "KeyRecord", "SignInAttempt"]
+__all__ = ["Account", "AccountRecord", "ApiKey", "AuthorityEvent", "IssuedKey", "KeyRecord", "SignInAttempt"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,16 @@ class SignInAttempt:
     outcome: str
     actor: str | None
     occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class AuthorityEvent:
+    """An action of the authority, to be appended to its entity's stream of the log (see
+    :mod:`keytrail.states.authority`). ``data`` holds ids, fingerprints, hints and times: never a secret."""
+
+    kind: str
+    entity_id: str | None
+    action: str
+    data: dict[str, Any]
+    actor: str | None
+    at: datetime
