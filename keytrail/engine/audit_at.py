@@ -10,19 +10,20 @@ chain, steps) on the way, and what is wrong is reported with the answer, never h
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from keytrail.engine.audit import AuthorityFold, StreamFold
 from keytrail.engine.results import Event, Problem
-from keytrail.errors import UnknownOnboarding
-from keytrail.events import RecordedEvent, iso_utc
+from keytrail.errors import InvalidInput, UnknownOnboarding
+from keytrail.events import EVENT_COLUMNS, RecordedEvent, iso_utc
 from keytrail.states import Reason, State, Trigger
 from keytrail.states.authority import AuthorityAction, authority_stream
 
-__all__ = ["Audit", "AuditedKey", "KeyVerdictAt", "audit_events", "audit_log", "saved_key_at"]
+__all__ = ["Audit", "AuditedKey", "KeyVerdictAt", "audit_events", "audit_log", "read_export", "saved_key_at"]
 
 _SAVE = Trigger.save_config.value
 
@@ -259,3 +260,22 @@ def audit_events(stream: str, at: datetime, log: Iterable[RecordedEvent]) -> Aud
                 chosen = events
                 break
     return audit_log(stream, at, onboarding, chosen)
+
+
+def read_export(lines: Iterable[str], source: str) -> Iterator[RecordedEvent]:
+    """The events of a ``keytrail export`` file (JSON Lines), each checked to be an event row."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or set(row) != set(EVENT_COLUMNS):
+                raise ValueError("not an event row")
+            occurred = datetime.fromisoformat(row["occurred_at"])
+            if occurred.tzinfo is None or not isinstance(row["data"], dict):
+                raise ValueError("not an event row")
+            yield RecordedEvent(**{**row, "occurred_at": occurred})
+        except (ValueError, TypeError) as exc:
+            raise InvalidInput(
+                f"Line {number} of {source} is not an event as `keytrail export --format jsonl` writes one ({exc})."
+            ) from None
