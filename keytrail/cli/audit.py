@@ -252,8 +252,8 @@ def verify(
         else:
             verdict = "ok" if report.ok else "PROBLEMS"
             say(
-                f"verify: {verdict}: {report.streams} onboarding(s), {report.events} event(s), "
-                f"{len(report.problems)} problem(s)."
+                f"verify: {verdict}: {report.streams} onboarding(s), {report.authority_streams} authority stream(s), "
+                f"{report.events} event(s), {len(report.problems)} problem(s)."
             )
             for problem in report.problems:
                 say(f"problem: {problem}")

@@ -316,7 +316,7 @@ def verify_streams(
     problems: list[Problem] = []
     head_iter = iter(heads)
     head = next(head_iter, None)
-    streams = total = 0
+    streams = entities = total = 0
     fold: StreamFold | None = None
     done = 0
 
@@ -352,7 +352,10 @@ def verify_streams(
                 )
                 head = next(head_iter, None)
             fold = fold_for(stream_id, check_hashes=True)
-            streams += 1
+            if isinstance(fold, AuthorityFold):
+                entities += 1
+            else:
+                streams += 1
             done = 0
         fold.feed_row(row)
         done += 1
@@ -364,4 +367,4 @@ def verify_streams(
             Problem(head.stream_id, head.version, "orphan", "the projection has a row but the stream has no events.")
         )
         head = next(head_iter, None)
-    return VerifyReport(streams, total, problems)
+    return VerifyReport(streams, total, problems, entities)

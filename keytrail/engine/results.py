@@ -275,9 +275,10 @@ class Replay:
 class VerifyReport:
     """The result of re-checking hash chains, versions, legality and projections."""
 
-    streams: int
-    events: int
+    streams: int  # onboardings
+    events: int  # of every stream
     problems: list[Problem]
+    authority_streams: int = 0  # the authority's entities: accounts, keys, tokens, the encryption key
 
     @property
     def ok(self) -> bool:
@@ -288,6 +289,7 @@ class VerifyReport:
         return {
             "ok": self.ok,
             "streams": self.streams,
+            "authority_streams": self.authority_streams,
             "events": self.events,
             "problems": [p.as_dict() for p in self.problems],
         }

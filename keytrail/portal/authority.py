@@ -30,28 +30,12 @@ from keytrail.logs import get_logger
 from keytrail.portal.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from keytrail.portal.ports import AuthorityRecords, AuthorityStorage, SavedKey, Verdict
 from keytrail.portal.records import Account, AccountRecord, ApiKey, AuthorityEvent, IssuedKey, KeyRecord, SignInAttempt
+from keytrail.portal.rules import key_unusable, session_problem
 
 __all__ = ["Account", "ApiKey", "IssuedKey", "KeyAuthority", "SignInAttempt", "session_problem"]
 
+
 _log = get_logger("keytrail.portal")
-
-
-def session_problem(expires: datetime | None, stream_id: str, at: datetime) -> str | None:
-    """Why a session ending at ``expires`` (None: none) is not live on ``stream_id`` at ``at`` (a sentence's middle), or None."""
-    if expires is None:
-        return f"{stream_id} holds no session on the account site"
-    if at >= expires:
-        return f"the session of {stream_id} on the account site ended at {iso_utc(expires)}"
-    return None
-
-
-def key_unusable(key: ApiKey, at: datetime) -> str | None:
-    """Why ``key`` cannot be handed over at ``at`` (revoked, or expired), as a sentence's start, or None."""
-    if key.revoked_at is not None:
-        return f"key {key.key_id} was revoked at {iso_utc(key.revoked_at)}"
-    if at >= key.expires_at:
-        return f"key {key.key_id} expired at {iso_utc(key.expires_at)}"
-    return None
 
 
 class KeyAuthority:
@@ -107,16 +91,7 @@ class KeyAuthority:
         account = Account("acct_" + uuid.uuid4().hex[:16], email, company, at)
         if not records.add_account(AccountRecord(account, password_hash, None, 0)):
             raise DuplicateAccount(taken)
-        records.record(
-            AuthorityEvent(
-                "account",
-                account.account_id,
-                "account_created",
-                {"account_id": account.account_id, "email": email, "company": company, "onboarding": stream_id},
-                actor,
-                at,
-            )
-        )
+        records.record(AuthorityEvent.account_created(account, actor, stream_id))
         _log.info("account_created", account_id=account.account_id, email=email)
         return account
 
@@ -199,19 +174,24 @@ class KeyAuthority:
             records.add_attempt(SignInAttempt(email, account_id, stream_id, outcome, actor, at))
             # An unknown email has no account stream: the attempt table keeps it, the log does not.
             if account_id is not None:
-                failed = {"account_id": account_id, "outcome": outcome, "onboarding": stream_id}
-                records.record(AuthorityEvent("account", account_id, "sign_in_failed", failed, actor, at))
+                failed = AuthorityEvent.account_moved(
+                    "sign_in_failed", account_id, actor, at, outcome=outcome, onboarding=stream_id
+                )
+                records.record(failed)
             counted = account_id if outcome == "wrong_password" else None
             if counted is not None and records.count_failure(counted) >= self.max_failed_sign_ins:
                 locked_until = at + self.lockout
                 records.lock_account(counted, locked_until)
-                locked = {
-                    "account_id": counted,
-                    "locked_until": iso_utc(locked_until),
-                    "failed_sign_ins": self.max_failed_sign_ins,
-                    "onboarding": stream_id,
-                }
-                records.record(AuthorityEvent("account", counted, "account_locked", locked, actor, at))
+                locked = AuthorityEvent.account_moved(
+                    "account_locked",
+                    counted,
+                    actor,
+                    at,
+                    locked_until=locked_until,
+                    failed_sign_ins=self.max_failed_sign_ins,
+                    onboarding=stream_id,
+                )
+                records.record(locked)
         _log.warning("sign_in_failed", email=email, stream=stream_id, outcome=outcome, locked=locked_until is not None)
         return locked_until
 
@@ -238,12 +218,15 @@ class KeyAuthority:
             stored = records.account_by_email(account.email)
             if stored is not None and stored.locked_until is not None:
                 # A lapsed lockout ends with this password sign-in: the log says so.
-                lifted = {
-                    "account_id": account.account_id,
-                    "locked_until": iso_utc(stored.locked_until),
-                    "onboarding": stream_id,
-                }
-                records.record(AuthorityEvent("account", account.account_id, "account_unlocked", lifted, actor, at))
+                lifted = AuthorityEvent.account_moved(
+                    "account_unlocked",
+                    account.account_id,
+                    actor,
+                    at,
+                    locked_until=stored.locked_until,
+                    onboarding=stream_id,
+                )
+                records.record(lifted)
             records.clear_failures(account.account_id)
             records.open_session(account.account_id, stream_id, at, at + self.session_lifetime)
         records.add_attempt(SignInAttempt(account.email, account.account_id, stream_id, f"ok_{via}", actor, at))
@@ -299,17 +282,7 @@ class KeyAuthority:
             issued.key_id, account_id, description, issued.fingerprint, issued.hint, at, issued.expires_at, None
         )
         records.add_key(KeyRecord(info, self._box.seal(key)))
-        generated = {
-            "key_id": issued.key_id,
-            "account_id": account_id,
-            "description": description,
-            "fingerprint": issued.fingerprint,
-            "hint": issued.hint,
-            "created_at": iso_utc(at),
-            "expires_at": iso_utc(issued.expires_at),
-            "onboarding": stream_id,
-        }
-        records.record(AuthorityEvent("key", issued.key_id, "key_generated", generated, actor, at))
+        records.record(AuthorityEvent.key_generated(info, actor, stream_id))
         return issued
 
     def generate_key(self, account_id: str, description: str, *, actor: str | None = None) -> IssuedKey:
@@ -392,8 +365,7 @@ class KeyAuthority:
             if record.info.revoked_at is None:
                 at = self._clock()
                 records.revoke_key(key_id, at)
-                revoked = {"key_id": key_id, "account_id": record.info.account_id, "revoked_at": iso_utc(at)}
-                records.record(AuthorityEvent("key", key_id, "key_revoked", revoked, actor, at))
+                records.record(AuthorityEvent.key_revoked(record.info, actor, at))
         _log.info("key_revoked", key_id=key_id, actor=actor)
         return self.key_info(key_id)
 
