@@ -121,7 +121,7 @@ def test_a_0_1_0_database_is_refused_then_upgraded_keeping_every_event(db_url: s
     _as_0_1_0(db_url)
     events = _event_rows(db_url)
     tables = _tables(db_url)
-    with pytest.raises(SchemaMismatch, match=r"schema version 1, older than this keytrail's 3.*keytrail db upgrade"):
+    with pytest.raises(SchemaMismatch, match=r"schema version 1, older than this keytrail's 4.*keytrail db upgrade"):
         Engine.open(db_url, clock=clock)
     assert _tables(db_url) == tables  # nothing was migrated on open
     shown = runner.invoke(app, ["--db", db_url, "db", "current", "--json"])
@@ -132,8 +132,8 @@ def test_a_0_1_0_database_is_refused_then_upgraded_keeping_every_event(db_url: s
     assert json.loads(upgraded.stdout) | {"database": None} == {
         "database": None,
         "from": "0001",
-        "to": "0003",
-        "head": "0003",
+        "to": "0004",
+        "head": "0004",
     }
     assert _event_rows(db_url) == events
     with Engine.open(db_url, clock=clock, create=False) as engine:
@@ -166,7 +166,7 @@ def test_db_history_lists_every_revision(tmp_path: Path) -> None:
     shown = runner.invoke(app, ["db", "history"])
     assert shown.exit_code == 0
     lines = shown.stdout.splitlines()
-    assert [line.split("\t")[0] for line in lines] == ["0001", "0002", "0003"]
+    assert [line.split("\t")[0] for line in lines] == ["0001", "0002", "0003", "0004"]
     assert "0.1.0" in lines[0]
 
 
