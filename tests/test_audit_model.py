@@ -94,13 +94,13 @@ def test_the_verdict_at_any_instant_is_the_models(steps: list[tuple[str, int]], 
         instants += [moment for when in moments for moment in (when - tick, when)]
         for at in instants:
             audited = engine.audit("acme", at=at)
-            status, key_id, revoked_by = model.verdict(at)
+            expected = model.verdict(at)
             found = (
                 audited.verdict.status,
                 audited.key.key_id if audited.key else None,
                 audited.verdict.revoked_by,
             )
-            assert found == (status, key_id, revoked_by), (at, audited.verdict.message)
+            assert found == expected, (at, audited.verdict.message)
             assert audited.ok
             # The export answers the same, from the events alone.
             assert audit_events("acme", at, log).as_dict() == audited.as_dict()
