@@ -4,6 +4,7 @@ and every kind of tampering with them (or with the tables they vouch for) named 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -19,10 +20,12 @@ from keytrail.crypto import generate_secret_key
 from keytrail.engine import checkpoints, reports
 from keytrail.engine.audit_at import audit_events
 from keytrail.engine.tokens import Tokens
-from keytrail.errors import AuthenticationFailed, InvalidInput
+from keytrail.errors import AuthenticationFailed, IntegrityViolation, InvalidInput
+from keytrail.persistence.authority_store import AuthorityStore
 from keytrail.persistence.store import events_table, streams_table
+from keytrail.portal.records import AuthorityEvent
 from tests.conftest import MovableClock
-from tests.helpers import EMAIL, PASSWORD, authority_events, drive_to
+from tests.helpers import EMAIL, PASSWORD, authority_events, drive_to, snapshot
 
 
 @pytest.fixture
@@ -214,3 +217,55 @@ def test_an_authority_stream_is_read_by_its_id_and_a_made_up_one_is_refused(
             engine.history(made_up)
     with pytest.raises(InvalidInput):
         engine.access("@key:key_0000000000000000")  # never an onboarding: commands take onboarding ids only
+
+
+def test_racing_revocations_of_one_key_record_one_revocation(db_url: str, clock: MovableClock) -> None:
+    """Engines revoking the same key at once: every caller succeeds, the first time is kept, and the
+    log holds one key_revoked event that the table agrees with."""
+    with Engine.open(db_url, clock=clock) as engine:
+        drive_to(engine, "acme", State.KeyGenerated)
+        key_id = engine.status("acme").key_id
+    assert key_id is not None
+    engines = [Engine.open(db_url, clock=clock) for _ in range(6)]
+    barrier = threading.Barrier(len(engines))
+    errors: list[BaseException] = []
+
+    def revoke(racer: Engine, number: int) -> None:
+        barrier.wait()
+        try:
+            racer.portal.revoke_key(key_id, actor=f"racer-{number}")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=revoke, args=(racer, n)) for n, racer in enumerate(engines)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for racer in engines:
+        racer.close()
+    assert errors == []
+    with Engine.open(db_url, clock=clock) as engine:
+        revocations = [t for t, _ in authority_events(engine, f"@key:{key_id}") if t == "key_revoked"]
+        assert revocations == ["key_revoked"]
+        report = engine.verify()
+        assert report.ok, report.problems
+
+
+def test_a_step_a_racing_writer_already_took_is_skipped_only_when_asked(engine: Engine, clock: MovableClock) -> None:
+    """Two sign-ins ending one lapsed lockout: the second finds the account unlocked and records nothing;
+    a step that is not legal otherwise is an integrity error, never written."""
+    drive_to(engine, "acme", State.SignedIn)
+    account = engine.portal.find_account(EMAIL)
+    assert account is not None
+    unlocked = AuthorityEvent.account_moved("account_unlocked", account.account_id, "bob", clock.now)
+    before = snapshot(engine)
+    with AuthorityStore(engine.database).write() as records:
+        assert records.record(unlocked, unless_done=True) is False
+    assert snapshot(engine) == before
+    with (
+        pytest.raises(IntegrityViolation, match="account_unlocked is not a step of an account from Active"),
+        AuthorityStore(engine.database).write() as records,
+    ):
+        records.record(unlocked)
+    assert snapshot(engine) == before

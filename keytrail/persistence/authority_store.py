@@ -223,8 +223,13 @@ class StoredAuthorityRecords:
         )
         return [ApiKey(*row) for row in self._conn.execute(query)]
 
-    def revoke_key(self, key_id: str, at: datetime) -> None:
-        self._conn.execute(sa.update(api_keys).where(api_keys.c.key_id == key_id).values(revoked_at=at))
+    def revoke_key(self, key_id: str, at: datetime) -> bool:
+        revoked = self._conn.execute(
+            sa.update(api_keys)
+            .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        ).rowcount
+        return bool(revoked == 1)
 
     def sealed_keys(self) -> list[tuple[str, str]]:
         rows = self._conn.execute(sa.select(api_keys.c.key_id, api_keys.c.ciphertext)).all()
@@ -286,7 +291,7 @@ class StoredAuthorityRecords:
             found.rowless.extend(row[0] for row in self._conn.execute(rowless))
         return found
 
-    def record(self, event: AuthorityEvent) -> None:
+    def record(self, event: AuthorityEvent, *, unless_done: bool = False) -> bool:
         """Append the action to its entity's stream, through the command path's own statements.
 
         The stream's row is locked first (PostgreSQL), and the event is dated no earlier than the
@@ -303,10 +308,13 @@ class StoredAuthorityRecords:
         try:
             dest = life.step(action, source)
         except ValueError as exc:
+            if unless_done and any(a is action and end is source for a, _, end in life.steps):
+                return False  # another transaction took this step first, after our reads
             raise IntegrityViolation(f"The log's {stream} cannot record it: {exc}") from None
         at = event.at if head is None or head.updated_at is None else max(event.at, head.updated_at)
         pending = PendingEvent(action.value, source.value, dest.value, None, event.data, event.actor, at, None)
         sql.append(dbapi, stream, head, pending)
+        return True
 
 
 class AuthorityStore:

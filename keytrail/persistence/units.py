@@ -85,9 +85,9 @@ class _PreloadedRecords(StoredAuthorityRecords):
         self._fingerprint = None
         super().add_key(record)
 
-    def revoke_key(self, key_id: str, at: datetime) -> None:
+    def revoke_key(self, key_id: str, at: datetime) -> bool:
         self._fingerprint = None
-        super().revoke_key(key_id, at)
+        return super().revoke_key(key_id, at)
 
 
 class Unit:

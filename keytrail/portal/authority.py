@@ -226,7 +226,7 @@ class KeyAuthority:
                     locked_until=stored.locked_until,
                     onboarding=stream_id,
                 )
-                records.record(lifted)
+                records.record(lifted, unless_done=True)  # a sign-in racing this one may have ended it first
             records.clear_failures(account.account_id)
             records.open_session(account.account_id, stream_id, at, at + self.session_lifetime)
         records.add_attempt(SignInAttempt(account.email, account.account_id, stream_id, f"ok_{via}", actor, at))
@@ -362,9 +362,9 @@ class KeyAuthority:
             record = records.key(key_id)
             if record is None:
                 raise UnknownKey(f"There is no key {key_id} to revoke.")
-            if record.info.revoked_at is None:
-                at = self._clock()
-                records.revoke_key(key_id, at)
+            at = self._clock()
+            # Only the transaction that revoked it records it: a racing one finds it revoked and writes nothing.
+            if record.info.revoked_at is None and records.revoke_key(key_id, at):
                 records.record(AuthorityEvent.key_revoked(record.info, actor, at))
         _log.info("key_revoked", key_id=key_id, actor=actor)
         return self.key_info(key_id)

@@ -93,7 +93,14 @@ class Lifecycle:
         for candidate, start, dest in self.steps:
             if candidate is action and start is source:
                 return dest
-        raise ValueError(f"{action.value} is not a step of a {self.kind} from {source.value}.")
+        raise ValueError(f"{action.value} is not a step of {self.named} from {source.value}.")
+
+    @property
+    def named(self) -> str:
+        """``an account``, ``a key``, ``the encryption key``: for sentences."""
+        if self.id_field is None:
+            return f"the {self.kind} key"
+        return ("an " if self.kind[0] in "aeiou" else "a ") + self.kind
 
 
 LIFECYCLES: dict[str, Lifecycle] = {
