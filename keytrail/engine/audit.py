@@ -285,7 +285,7 @@ class AuthorityFold(StreamFold):
                 f"the event starts from {source}, but the {life.kind} was {self.entity_state}.",
             )
         if (action, start, end) not in life.steps or reason is not None:
-            self._problem(version, "illegal", f"{trigger} from {source} to {dest} is not a step of a {life.kind}.")
+            self._problem(version, "illegal", f"{trigger} from {source} to {dest} is not a step of {life.named}.")
         if life.id_field is not None and type(data) is dict:
             named = data.get(life.id_field)
             if not isinstance(named, str) or authority_stream(life.kind, named) != self.stream_id:
