@@ -127,11 +127,20 @@ def test_tampering_with_an_authority_event_or_row_is_named(
     statements, stream, kind = (part.format(key=acted["key_id"], account=acted["account_id"]) for part in case)
     if engine.database.dialect == "sqlite":
         statements = statements.replace("expires_at + interval '1 year'", "'2099-01-01 00:00:00.000000'")
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signed = checkpoints.sign(engine, private)
     with engine.database.write() as conn:
         for statement in statements.split("; "):
             conn.execute(sa.text(statement))
     problems = engine.verify().problems
     assert (stream, kind) in [(p.stream, p.kind) for p in problems], problems
+    # A checkpoint covers the events: any change to them fails it; the tables are verify's to check.
+    assert checkpoints.check(engine, signed, public).ok is (
+        "FROM events" not in statements and "UPDATE events" not in statements
+    )
 
 
 def test_a_consistent_rewrite_of_an_authority_stream_is_caught_by_a_checkpoint(
