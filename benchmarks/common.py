@@ -43,6 +43,12 @@ try:  # the log builder writes rows itself; another tree (compare.py) may keep t
 except ImportError:  # pragma: no cover - only the public-API workloads (mix, onboarding) run then
     if TREE == ROOT:
         raise
+try:  # a tree from before the authority's log writes no authority events (compare.py's older trees)
+    from keytrail.portal.records import Account, ApiKey, AuthorityEvent
+
+    AUTHORITY_LOG = True
+except ImportError:  # pragma: no cover
+    AUTHORITY_LOG = False
 
 START = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 ACCOUNT_ID = "acct_bench0000000000"
@@ -175,6 +181,39 @@ def onboarded_rows(stream: str, i: int, at: datetime, accesses: int) -> Iterator
         }
 
 
+def _authority_rows(event: AuthorityEvent) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first event of an authority entity's stream and its projection row, chained as the engine does."""
+    from keytrail.states.authority import LIFECYCLES, AuthorityState, authority_stream
+
+    stream = authority_stream(event.kind, event.entity_id)
+    dest = next(end for action, start, end in LIFECYCLES[event.kind].steps if action.value == event.action)
+    fields = {
+        "stream_id": stream,
+        "version": 1,
+        "trigger": event.action,
+        "source": AuthorityState.New.value,
+        "dest": dest.value,
+        "reason": None,
+        "data": event.data,
+        "actor": event.actor,
+        "occurred_at": event.at,
+        "idempotency_key": None,
+        "schema_version": SCHEMA_VERSION,
+    }
+    digest = event_hash(GENESIS_HASH, {**fields, "occurred_at": iso_utc(event.at)})
+    head = {
+        "stream_id": stream,
+        "state": dest.value,
+        "reason": None,
+        "version": 1,
+        "head_hash": digest,
+        "account_id": None,
+        "key_id": None,
+        "updated_at": event.at,
+    }
+    return {**fields, "prev_hash": GENESIS_HASH, "hash": digest}, head
+
+
 def build_log(url: str, stores: int, *, accesses: int = 0, prefix: str = "store", batch: int = 20_000) -> int:
     """Fill a fresh keytrail database with ``stores`` onboarded stores, chained exactly as the engine chains.
 
@@ -201,6 +240,12 @@ def build_log(url: str, stores: int, *, accesses: int = 0, prefix: str = "store"
                     "created_at": START,
                 },
             )
+            if AUTHORITY_LOG:
+                created = AuthorityEvent.account_created(Account(ACCOUNT_ID, EMAIL, "Bench", START), None, None)
+                event, head = _authority_rows(created)
+                conn.execute(sa.insert(events_table), event)
+                conn.execute(sa.insert(streams_table), head)
+                count += 1
     events: list[dict[str, Any]] = []
     heads: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
@@ -241,6 +286,12 @@ def build_log(url: str, stores: int, *, accesses: int = 0, prefix: str = "store"
                 "revoked_at": None,
             }
         )
+        if AUTHORITY_LOG:
+            issued = ApiKey(*(keys[-1][name] for name in ApiKey.__dataclass_fields__))
+            event, head = _authority_rows(AuthorityEvent.key_generated(issued, None, stream))
+            events.append(event)
+            heads.append(head)
+            count += 1
         configs.append(
             {
                 "stream_id": stream,
