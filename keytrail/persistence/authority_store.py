@@ -282,9 +282,12 @@ class StoredAuthorityRecords:
             ("account", accounts, accounts.c.account_id),
             ("token", tokens, tokens.c.name),
         ):
+            # The entity's id cut from the stream's (not the stream's built from the id): the table's
+            # primary key answers each lookup, instead of a scan of the table per stream.
+            entity_of = sa.func.substr(streams.c.stream_id, len(f"@{kind}:") + 1)
             rowless = (
                 sa.select(streams.c.stream_id)
-                .select_from(streams.outerjoin(table, streams.c.stream_id == sa.literal(f"@{kind}:") + id_column))
+                .select_from(streams.outerjoin(table, id_column == entity_of))
                 .where(streams.c.stream_id.startswith(f"@{kind}:", autoescape=True), id_column.is_(None))
                 .order_by(streams.c.stream_id)
             )
