@@ -1,0 +1,298 @@
+"""The auditor's report as data: what the page shows, built from the engine's public results only.
+
+Every section is computed on its own, and a section that cannot be (a row too damaged to read,
+a digest refused) shows the error in its place instead of taking the whole report down: a
+report on a tampered log is when an auditor needs it most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from keytrail import inputs
+from keytrail.errors import KeytrailError, UnknownOnboarding
+from keytrail.events import RecordedEvent, iso_utc
+from keytrail.reporting.diagram import DiagramView, draw_path
+from keytrail.states import State, Trigger
+
+if TYPE_CHECKING:
+    from keytrail.engine import Engine
+
+__all__ = [
+    "HASH_PREFIX",
+    "DigestView",
+    "ProblemView",
+    "ReportView",
+    "TimelineRow",
+    "VerdictView",
+    "VerifyView",
+    "build_report",
+    "shown_time",
+]
+
+# Enough of a hash to find its row again (48 bits), short enough for a table column.
+HASH_PREFIX = 12
+_STATES = {state.value: state for state in State}
+_TRIGGERS = {trigger.value: trigger for trigger in Trigger}
+
+
+def shown_time(value: datetime | None) -> str:
+    """A time as the page shows it: UTC to the second, the zone written out."""
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One event of the timeline; ``after_at`` marks an event dated after the report's instant T."""
+
+    step: int
+    version: int
+    occurred_at: str
+    occurred_iso: str
+    trigger: str
+    source: str
+    dest: str
+    reason: str
+    actor: str
+    hash: str
+    after_at: bool
+
+    @property
+    def hash_prefix(self) -> str:
+        return self.hash[:HASH_PREFIX]
+
+
+@dataclass(frozen=True)
+class ProblemView:
+    """A problem an audit found, as a line of the page."""
+
+    version: int | None
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class VerifyView:
+    """The result of ``verify`` for the stream: ``ok`` decides the colour and the words."""
+
+    ok: bool
+    events: int
+    problems: list[ProblemView]
+
+
+@dataclass(frozen=True)
+class DigestView:
+    """The digest of the whole log when the report was made, or why it could not be computed."""
+
+    token: str | None
+    events: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class VerdictView:
+    """The state and the key verdict at T (the shape of the audit API's ``as_dict``), and where it came from."""
+
+    at: str
+    state: str
+    reason: str | None
+    version: int
+    event: dict[str, Any] | None
+    key: dict[str, Any] | None
+    status: str
+    message: str
+    expires_at: str | None
+    revoked_at: str | None
+    problems: list[ProblemView] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def key_ok(self) -> bool:
+        return self.status == "valid"
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """Everything one report page shows, ready for a template (no engine object leaks into it)."""
+
+    stream: str
+    generated_at: str
+    at: str
+    at_given: bool
+    current_state: str
+    timeline: list[TimelineRow]
+    timeline_error: str | None
+    diagram: DiagramView
+    verdict: VerdictView
+    verify: VerifyView
+    digest: DigestView
+    version: str
+
+
+def _timeline(engine: Engine, stream: str, at: datetime) -> tuple[list[RecordedEvent], str | None]:
+    """The stream's rows as stored (names as text, so a row with a name keytrail does not know still shows)."""
+    rows: list[RecordedEvent] = []
+    try:
+        rows.extend(engine.events(stream))
+    except KeytrailError as exc:
+        shown = f" past version {rows[-1].version}" if rows else ""
+        return rows, f"The timeline cannot be read{shown}: {exc}"
+    if not rows:
+        engine.status(stream)  # raises UnknownOnboarding for a stream with no events and no projection
+    return rows, None
+
+
+def _row(step: int, event: RecordedEvent, at: datetime) -> TimelineRow:
+    return TimelineRow(
+        step,
+        event.version,
+        shown_time(event.occurred_at),
+        iso_utc(event.occurred_at),
+        event.trigger,
+        event.source,
+        event.dest,
+        event.reason or "",
+        event.actor or "",
+        event.hash,
+        event.occurred_at > at,
+    )
+
+
+def _steps(rows: Iterable[RecordedEvent]) -> list[tuple[Trigger, State, State] | None]:
+    """Each row as a step of the machine, None for one naming a trigger or state keytrail does not know."""
+    found: list[tuple[Trigger, State, State] | None] = []
+    for row in rows:
+        trigger, source, dest = _TRIGGERS.get(row.trigger), _STATES.get(row.source), _STATES.get(row.dest)
+        found.append(None if trigger is None or source is None or dest is None else (trigger, source, dest))
+    return found
+
+
+def _problems(problems: Iterable[Any]) -> list[ProblemView]:
+    return [ProblemView(p.version, p.kind, p.message) for p in problems]
+
+
+def _verify(engine: Engine, stream: str) -> VerifyView:
+    try:
+        report = engine.verify(stream)
+    except UnknownOnboarding:
+        raise
+    except KeytrailError as exc:
+        return VerifyView(False, 0, [ProblemView(None, type(exc).__name__, str(exc))])
+    return VerifyView(report.ok, report.events, _problems(report.problems))
+
+
+def _digest(engine: Engine) -> DigestView:
+    from keytrail.engine import reports
+
+    try:
+        found = reports.digest(engine)
+    except KeytrailError as exc:
+        return DigestView(None, 0, f"The digest of the log cannot be computed: {exc}")
+    return DigestView(found.token, found.events)
+
+
+def _event_dict(row: RecordedEvent | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {
+        "version": row.version,
+        "trigger": row.trigger,
+        "source": row.source,
+        "dest": row.dest,
+        "reason": row.reason,
+        "actor": row.actor,
+        "occurred_at": iso_utc(row.occurred_at),
+        "hash": row.hash,
+    }
+
+
+def _verdict_view(engine: Engine, stream: str, at: datetime, rows: list[RecordedEvent]) -> VerdictView:
+    """The state and the saved key's verdict at ``at``.
+
+    Until the audit API (``Engine.audit``, issue 14) is in, this is the replay as of T and what
+    the key authority says at T of the key saved now: exact while the key saved now was saved
+    by T, and said to be unknown otherwise. Its dict has the audit API's ``as_dict`` shape, so
+    switching is one call.
+    """
+    try:
+        replay = engine.replay(stream, at)
+        record, verdict = engine.admin.saved_key_verdict(stream, at)
+    except KeytrailError as exc:
+        return VerdictView(iso_utc(at), "", None, 0, None, None, "unknown", "", None, None, error=str(exc))
+    event = next((row for row in rows if row.version == replay.version), None)
+    key: dict[str, Any] | None = None
+    if record is None:
+        status, message = "missing", f"No key was saved in the store configuration by {shown_time(at)}."
+    elif record.saved_at > at:
+        status = "unknown"
+        message = (
+            f"The key saved now was saved at {shown_time(record.saved_at)}, after {shown_time(at)}; "
+            "which key was saved at that instant is not known here."
+        )
+    else:
+        key = {
+            "key_id": verdict.key_id,
+            "fingerprint": record.fingerprint,
+            "hint": record.hint,
+            "saved_at": iso_utc(record.saved_at),
+            "saved_by": None,
+        }
+        status, message = _status(verdict.valid, verdict.reason, verdict.key_id, verdict.expires_at, at)
+    return VerdictView(
+        iso_utc(at),
+        replay.state.value,
+        None if replay.reason is None else replay.reason.value,
+        replay.version,
+        _event_dict(event),
+        key,
+        status,
+        message,
+        None if verdict.expires_at is None else iso_utc(verdict.expires_at),
+        None,
+        _problems(replay.problems),
+    )
+
+
+def _status(valid: bool, reason: Any, key_id: str | None, expires_at: datetime | None, at: datetime) -> tuple[str, str]:
+    """The audit API's verdict status and sentence from a key authority verdict."""
+    if valid:
+        return "valid", f"The saved key was valid at {shown_time(at)}; it expires at {shown_time(expires_at)}."
+    if reason is not None and reason.value == "expired":
+        return "expired", f"The saved key had expired at {shown_time(at)}: it expired at {shown_time(expires_at)}."
+    if key_id is not None:
+        return "revoked", f"The saved key ({key_id}) was revoked by {shown_time(at)}."
+    return "unknown", "The key authority does not know the saved key."
+
+
+def build_report(engine: Engine, stream: str, at: datetime | None = None, *, graphviz: bool = True) -> ReportView:
+    """The report of ``stream`` as it stood at ``at`` (default: now), its log verified and digested now.
+
+    ``graphviz=False`` draws the plainer diagram even where Graphviz is installed (it is what
+    the report falls back to without it).
+    """
+    from keytrail import __version__
+
+    stream = inputs.check_stream_id(stream)
+    now = engine.now()
+    instant = now if at is None else inputs.check_instant("at", at)
+    rows, timeline_error = _timeline(engine, stream, instant)
+    timeline = [_row(step, row, instant) for step, row in enumerate(rows, start=1)]
+    verify = _verify(engine, stream)
+    current = rows[-1].dest if rows else State.Unverified.value
+    return ReportView(
+        stream=stream,
+        generated_at=shown_time(now),
+        at=shown_time(instant),
+        at_given=at is not None,
+        current_state=current,
+        timeline=timeline,
+        timeline_error=timeline_error,
+        diagram=draw_path(_steps(rows), current, graphviz=graphviz),
+        verdict=_verdict_view(engine, stream, instant, rows),
+        verify=verify,
+        digest=_digest(engine),
+        version=__version__,
+    )
