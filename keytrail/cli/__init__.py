@@ -16,9 +16,8 @@ on ``app``, in the order ``--help`` lists them.
 """
 
 from keytrail.cli.root import app, main  # isort: skip  (the app first: the commands register on it)
-from keytrail.cli import driving, audit, checkpoint, demo, server  # noqa: F401  # isort: skip  (registered, in --help's order)
+from keytrail.cli import driving, audit, report, checkpoint, demo, server  # noqa: F401  # isort: skip  (registered, in --help's order)
 from keytrail.cli import feed, db  # noqa: F401  # isort: skip  (registered: tail, db)
-from keytrail.cli import report  # noqa: F401  # isort: skip  (registered: report)
 from keytrail.cli.audit import parse_duration
 
 __all__ = ["app", "main", "parse_duration"]

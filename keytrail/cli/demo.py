@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from keytrail.cli.rendering import console, history_rows, mermaid_of, table
-from keytrail.cli.root import app, configure_output, errors_to_exit, refuse_if_read_only, settings
+from keytrail.cli.root import app, configure_output, destination, errors_to_exit, refuse_if_read_only, settings
 from keytrail.errors import InvalidInput
 
 __all__ = ["demo"]
@@ -39,9 +41,19 @@ class _DemoClock:
 
 @app.command()
 @errors_to_exit
-def demo() -> None:
+def demo(
+    report_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Where to write the auditor's HTML report (default: report.html beside a SQLite database, else here).",
+            metavar="FILE",
+        ),
+    ] = None,
+) -> None:
     """Walk through the source document's flow on a fresh database, then a key expiry and the repeat."""
     from keytrail.engine import Engine, reports
+    from keytrail.reporting import report_html
 
     refuse_if_read_only("the demo")
     configure_output()
@@ -97,6 +109,16 @@ def demo() -> None:
         )
         out.print(f"\n[bold]The machine, with the path of {stream} highlighted (Mermaid):[/bold]")
         out.print(mermaid_of(engine, stream), markup=False, end="")
+        folder = engine.database.sqlite_path.parent if engine.database.sqlite_path is not None else Path()
+        target = report_file if report_file is not None else folder / "report.html"
+        html, _ = report_html(engine, stream)
+        with destination(target) as handle:
+            handle.write(html)
+        out.print(
+            f"\nThe auditor's report of {stream} (timeline, numbered path, verdict, verify, digest; open it in a "
+            f"browser, it needs no network): {target}",
+            markup=False,
+        )
         out.print(
             f"\nThe same machine over HTTP (docs/http.md): keytrail --db {settings.db} token create --name me "
             f"--scope admin, then keytrail --db {settings.db} serve --port 8080",
