@@ -203,17 +203,18 @@ def _numbers(steps: list[int]) -> str:
     return ", ".join(f"#{n}" for n in steps) + (f" ({len(steps)}x)" if len(steps) > 1 else "")
 
 
-def dot(highlight: Highlight | None = None, *, numbered: bool = False) -> str:
+def dot(highlight: Highlight | None = None, *, numbered: bool = False, rankdir: Literal["LR", "TB"] = "LR") -> str:
     """The machine as Graphviz DOT; with ``highlight``, the path taken and the current state marked.
 
     ``numbered`` (the auditor's report) writes on each taken edge the numbers of the steps that
     took it, draws a step of an "any state" row from the state it left, and labels the current
-    state "(current)" as well as colouring it: order and repeats are read, not guessed.
+    state "(current)" as well as colouring it: order and repeats are read, not guessed. ``rankdir``
+    ``TB`` lays the machine out top to bottom (the report's page is narrower than the diagram is wide).
     """
     graph = _graph(highlight, numbered=numbered)
     lines = [
         "digraph onboarding {",
-        '    graph [rankdir="LR", fontname="Helvetica", nodesep="0.4", ranksep="0.7"];',
+        f'    graph [rankdir="{rankdir}", fontname="Helvetica", nodesep="0.4", ranksep="0.7"];',
         '    node [shape="box", style="rounded,filled", fillcolor="#ffffff", color="#333333", fontname="Helvetica"];',
         '    edge [fontname="Helvetica", fontsize="10", color="#555555"];',
         f'    {_START} [shape="circle", label="start", fontsize="9", width="0.5", fixedsize="true"];',
@@ -259,9 +260,9 @@ def _run_dot(args: list[str], source: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def svg(highlight: Highlight | None = None, *, numbered: bool = False) -> str:
+def svg(highlight: Highlight | None = None, *, numbered: bool = False, rankdir: Literal["LR", "TB"] = "LR") -> str:
     """The DOT diagram laid out by Graphviz ``dot``; raises :class:`GraphvizMissing` without it."""
-    return _run_dot(["-Tsvg"], dot(highlight, numbered=numbered)).stdout
+    return _run_dot(["-Tsvg"], dot(highlight, numbered=numbered, rankdir=rankdir)).stdout
 
 
 def dot_sha256() -> str:

@@ -26,7 +26,7 @@ Step = tuple[Trigger, State, State]
 DrawnBy = Literal["graphviz", "plain"]
 
 _PROLOG = re.compile(r"<\?xml.*?\?>\s*|<!DOCTYPE.*?>\s*|<!--.*?-->\s*", re.DOTALL)
-_SIZE = re.compile(r'\s(?:width|height)="[^"]*"')
+_SIZE = re.compile(r'\s(width|height)="([\d.]+)pt"')
 _PATH = "#1d4ed8"
 _CURRENT = "#b45309"
 
@@ -42,11 +42,12 @@ class DiagramView:
 
 
 def _inline(svg: str, label: str) -> Markup:
-    """Graphviz's SVG document as an element for HTML: no prolog, sized by CSS from its viewBox, labelled."""
+    """Graphviz's SVG document as an element for HTML: no prolog, one CSS pixel per point (CSS shrinks it to
+    fit a narrower page), labelled."""
     body = _PROLOG.sub("", svg).strip()
     start = body.index("<svg")
     end = body.index(">", start)
-    tag = _SIZE.sub("", body[start:end])
+    tag = _SIZE.sub(lambda m: f' {m.group(1)}="{round(float(m.group(2)))}"', body[start:end])
     tag += f' class="diagram" role="img" aria-label="{escape(label)}"'
     return Markup(body[:start] + tag + body[end:])  # noqa: S704  (Graphviz's output of our own DOT: table names and numbers)
 
@@ -93,7 +94,7 @@ def _plain(steps: Sequence[Step | None], current: str, label: str) -> Markup:
     height = max(top + len(State) * (box_h + gap), top + 12 + len(steps) * line_h) + 10
     width = list_x + 380
     return Markup(  # noqa: S704  (every text above went through escape())
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="diagram plain" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" class="diagram plain" role="img" '
         f'aria-label="{escape(label)}" font-family="Helvetica, Arial, sans-serif" font-size="14">'
         + "".join(parts)
         + "</svg>"
@@ -115,7 +116,7 @@ def draw_path(steps: Sequence[Step | None], current: str, *, graphviz: bool = Tr
         if state is not None:
             marked = diagrams.Highlight(marked.steps, state)
         try:
-            drawn = diagrams.svg(marked, numbered=True)
+            drawn = diagrams.svg(marked, numbered=True, rankdir="TB")
         except diagrams.GraphvizMissing:
             pass  # no Graphviz here: the plainer diagram below still tells the whole path
         else:
