@@ -235,7 +235,5 @@ def parse_instant(text: str, name: str = "The instant") -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise InvalidInput(
-            f"{name} {quoted(text)} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z."
-        ) from None
+        raise InvalidInput(f"{name} {quoted(text)} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z.") from None
     return check_instant(name, value.replace(tzinfo=UTC) if value.tzinfo is None else value)

@@ -30,6 +30,8 @@ runner = CliRunner()
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/keytrail.db"
+
+
 HOSTILE = "<script>alert('x')</script> & <b>bold</b>"
 
 
@@ -54,14 +56,14 @@ def _minute_by_minute(engine: Engine, clock: MovableClock, stream: str = "acme")
     engine.sign_in(stream, email=EMAIL, password=PASSWORD)
     clock.advance(timedelta(minutes=1))
     key = engine.generate_key(stream, description="Amazon Sales Channel").key
-    for step in (
-        lambda: engine.copy_key(stream),
-        lambda: engine.save_config(stream, key=key),
-        lambda: engine.access(stream),
-        lambda: engine.proceed(stream),
-    ):
-        clock.advance(timedelta(minutes=1))
-        step()
+    clock.advance(timedelta(minutes=1))
+    engine.copy_key(stream)
+    clock.advance(timedelta(minutes=1))
+    engine.save_config(stream, key=key)
+    clock.advance(timedelta(minutes=1))
+    engine.access(stream)
+    clock.advance(timedelta(minutes=1))
+    engine.proceed(stream)
 
 
 def _expired_and_renewed(engine: Engine, clock: MovableClock) -> None:
@@ -235,7 +237,7 @@ def test_the_list_of_onboardings_sorts_and_searches(engine: Engine, clock: Movab
     assert [r.stream for r in build_index(engine, sort="-stream").rows] == ["gamma:1", "beta", "alpha"]
     assert [r.stream for r in build_index(engine, sort="-updated").rows] == ["gamma:1", "alpha", "beta"]
     by_expiry = build_index(engine, sort="expires")
-    assert [r.stream for r in by_expiry.rows][0] == "beta"  # the only key; the others have none and go last
+    assert by_expiry.rows[0].stream == "beta"  # the only key; the others have none and go last
     assert by_expiry.rows[0].key_status == "valid" and by_expiry.rows[1].key_status == "missing"
     found = build_index(engine, query="PROMPTED")
     assert [r.stream for r in found.rows] == ["alpha", "gamma:1"] and (found.matched, found.total) == (2, 3)
@@ -301,6 +303,6 @@ def test_the_demo_writes_its_report(tmp_path: Path) -> None:
     done = runner.invoke(app, ["--db", url, "demo"])
     assert done.exit_code == 0, done.stderr
     target = tmp_path / "report.html"
-    assert f"The auditor's report of acme-store" in done.stdout and str(target) in done.stdout.replace("\n", "")
+    assert "The auditor's report of acme-store" in done.stdout and str(target) in done.stdout.replace("\n", "")
     html = target.read_text(encoding="utf-8")
     assert html.count('<tr data-version="') + html.count('<tr class="after" data-version="') == 14

@@ -89,7 +89,9 @@ def _plain(steps: Sequence[Step | None], current: str, label: str) -> Markup:
         parts.append("</g>")
     parts.append(_text(list_x, 18, "Steps, in order", font_weight="bold"))
     for number, step in enumerate(steps, start=1):
-        words = "a step keytrail does not know" if step is None else f"{step[0].value}: {step[1].value} -> {step[2].value}"
+        words = (
+            "a step keytrail does not know" if step is None else f"{step[0].value}: {step[1].value} -> {step[2].value}"
+        )
         parts.append(_text(list_x, top + 12 + (number - 1) * line_h, f"#{number} {words}", font_size="13"))
     height = max(top + len(State) * (box_h + gap), top + 12 + len(steps) * line_h) + 10
     width = list_x + 380

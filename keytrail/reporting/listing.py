@@ -109,8 +109,8 @@ def build_index(engine: Engine, *, sort: str = "stream", query: str = "") -> Ind
     now = engine.now()
     keys: dict[str, tuple[str, datetime | None]] = {}
     for saved, verdict in engine.admin.saved_key_verdicts(now):
-        status = "valid" if verdict.valid else ("unknown" if verdict.reason is None else verdict.reason.value)
-        keys[saved.stream] = (status, verdict.expires_at)
+        said = "valid" if verdict.valid else ("unknown" if verdict.reason is None else verdict.reason.value)
+        keys[saved.stream] = (said, verdict.expires_at)
     rows: list[IndexRow] = []
     total = 0
     for status in engine.streams():
@@ -132,7 +132,9 @@ def build_index(engine: Engine, *, sort: str = "stream", query: str = "") -> Ind
         if needle.casefold() in haystack:
             rows.append(row)
     # Empty values (no reason, no key) last, whichever the direction.
-    present = sorted((r for r in rows if _sort_key(r, key) != (0, "")), key=lambda r: _sort_key(r, key), reverse=descending)
+    present = sorted(
+        (r for r in rows if _sort_key(r, key) != (0, "")), key=lambda r: _sort_key(r, key), reverse=descending
+    )
     ordered = present + [r for r in rows if _sort_key(r, key) == (0, "")]
     columns = []
     for column, title in COLUMNS:
