@@ -321,6 +321,15 @@ def test_the_served_report_at_T_and_the_scope(visit: Any, served: tuple[Served, 
     assert page.locator("#at").inner_text() == at.strftime("%Y-%m-%d %H:%M:%S UTC")
     assert page.locator("#state-at").inner_text() == "StoreIntegration, version 7"
     assert page.locator("#timeline-table tbody tr.after").count() == 7
+    with server.client(server.tokens["auditor"]) as client:
+        answered = client.get("/ui/onboardings/acme")
+        refused = client.get("/ui/?sort=password")
+        paths = client.get("/openapi.json").json()["paths"]
+    assert "script-src" not in answered.headers["content-security-policy"]  # default-src 'none' forbids scripts
+    assert answered.headers["content-security-policy"].startswith("default-src 'none'")
+    assert answered.headers["cache-control"] == "no-store"
+    assert refused.status_code == 422 and "not a column to sort by" in refused.json()["detail"]
+    assert not [path for path in paths if path.startswith("/ui")]  # the pages are not part of the JSON API
     nobody = visit()
     assert nobody.page.goto(server.url + "/ui/").status == 401
     driver = visit(extra_http_headers={"Authorization": f"Bearer {server.tokens['magento-svc']}"})
