@@ -306,3 +306,16 @@ def test_the_demo_writes_its_report(tmp_path: Path) -> None:
     assert "The auditor's report of acme-store" in done.stdout and str(target) in done.stdout.replace("\n", "")
     html = target.read_text(encoding="utf-8")
     assert html.count('<tr data-version="') + html.count('<tr class="after" data-version="') == 14
+
+
+def test_a_row_too_damaged_to_read_leaves_the_rest_of_the_page(sqlite_db: str) -> None:
+    """Data that is not JSON: the timeline stops before it and says why, verify and the digest say so, the page renders."""
+    with Engine.open(sqlite_db) as engine:
+        drive_to(engine, "acme", State.StoreIntegration)
+        _tamper(engine, "UPDATE events SET data = 'not json' WHERE stream_id = 'acme' AND version = 3")
+        html, view = report_html(engine, "acme")
+    assert [row.version for row in view.timeline] == [1, 2]
+    assert view.timeline_error is not None and "version 3" in view.timeline_error
+    assert not view.verify.ok and view.verify.problems[0].version == 3
+    assert view.digest.token is None and view.digest.error is not None
+    assert "The timeline is incomplete." in html and "No digest." in html and "Verification failed" in html

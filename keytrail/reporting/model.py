@@ -132,7 +132,7 @@ class ReportView:
     version: str
 
 
-def _timeline(engine: Engine, stream: str, at: datetime) -> tuple[list[RecordedEvent], str | None]:
+def _timeline(engine: Engine, stream: str) -> tuple[list[RecordedEvent], str | None]:
     """The stream's rows as stored (names as text, so a row with a name keytrail does not know still shows)."""
     rows: list[RecordedEvent] = []
     try:
@@ -278,7 +278,7 @@ def build_report(engine: Engine, stream: str, at: datetime | None = None, *, gra
     stream = inputs.check_stream_id(stream)
     now = engine.now()
     instant = now if at is None else inputs.check_instant("at", at)
-    rows, timeline_error = _timeline(engine, stream, instant)
+    rows, timeline_error = _timeline(engine, stream)
     timeline = [_row(step, row, instant) for step, row in enumerate(rows, start=1)]
     verify = _verify(engine, stream)
     current = rows[-1].dest if rows else State.Unverified.value
