@@ -14,6 +14,7 @@ import typing as _typing
 if _typing.TYPE_CHECKING:
     from keytrail.engine import (
         Admin,
+        Audit,
         Engine,
         Event,
         KeyOutcome,
@@ -35,6 +36,7 @@ __all__ = [
     "Account",
     "Admin",
     "ApiKey",
+    "Audit",
     "Engine",
     "Event",
     "KeyOutcome",
@@ -58,6 +60,7 @@ _HOMES = {
     **dict.fromkeys(
         [
             "Admin",
+            "Audit",
             "Engine",
             "Event",
             "KeyOutcome",

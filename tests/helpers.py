@@ -57,16 +57,36 @@ def put_saved_key(engine: Engine, stream: str, key: str) -> None:
     engine.admin.put_saved_key(stream, key)
 
 
-def snapshot(engine: Engine, *, skip: tuple[str, ...] = ()) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every keytrail table, to prove a refused command wrote nothing."""
+def snapshot(
+    engine: Engine, *, skip: tuple[str, ...] = (), authority_log: bool = True
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every keytrail table, to prove a refused command wrote nothing.
+
+    ``authority_log=False`` leaves out the authority's streams (``@account:...``): a refused
+    sign-in writes nothing of the onboarding's, but the log records the failure.
+    """
     tables: dict[str, list[tuple[Any, ...]]] = {}
     with engine.database.read() as conn:
         for table in KeytrailTable.metadata.sorted_tables:
             if table.name in skip:
                 continue
-            rows = conn.execute(sa.select(table)).all()
+            query = sa.select(table)
+            if not authority_log and table.name in ("events", "streams"):
+                query = query.where(~table.c.stream_id.startswith("@"))
+            rows = conn.execute(query).all()
             tables[table.name] = sorted(tuple(map(repr, row)) for row in rows)
     return tables
+
+
+def authority_events(engine: Engine, stream: str) -> list[tuple[str, str | None]]:
+    """(trigger, actor) of every event of an authority stream (``@account:acct_...``), oldest first."""
+    with engine.database.read() as conn:
+        rows = conn.execute(
+            sa.select(events_table.c.trigger, events_table.c.actor)
+            .where(events_table.c.stream_id == stream)
+            .order_by(events_table.c.version)
+        ).all()
+    return [(trigger, actor) for trigger, actor in rows]
 
 
 def rechain(engine: Engine, stream: str, change: Callable[[dict[str, Any]], None]) -> None:

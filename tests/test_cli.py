@@ -409,7 +409,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     out = result.stdout
     assert "reason: expired" in out
-    assert "verify: ok: 1 onboarding(s), 14 events, 0 problem(s)" in out
+    assert "verify: ok: 1 onboarding(s), 3 authority stream(s), 17 events, 0 problem(s)" in out
     assert "flowchart LR" in out and "class StoreIntegration current" in out and "linkStyle" in out
     assert "kt_" not in out
     assert f"keytrail --db sqlite:///{tmp_path}/demo.db serve --port 8080" in out.replace("\n", "")

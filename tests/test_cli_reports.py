@@ -36,10 +36,10 @@ def test_digest_check_passes_while_the_log_only_grows(engine: Engine) -> None:
     assert (empty.events, empty.digest) == (0, reports.DIGEST_SEED)
     drive_to(engine, "acme", State.SignedIn)
     kept = reports.digest(engine)
-    engine.generate_key("acme", description="Amazon Sales Channel")
+    engine.generate_key("acme", description="Amazon Sales Channel")  # and the authority's key_generated
     engine.access("other")
     result = reports.check_digest(engine, kept.token)
-    assert (result.ok, result.total_events, result.as_dict()["new_events"]) == (True, kept.events + 2, 2)
+    assert (result.ok, result.total_events, result.as_dict()["new_events"]) == (True, kept.events + 3, 3)
     assert reports.check_digest(engine, kept.digest).ok
     assert reports.check_digest(engine, empty.token).ok
 
@@ -113,8 +113,12 @@ def test_export_rows_hold_no_secrets(engine: Engine) -> None:
     """Every exported row has every column; none holds the key or the password."""
     key = drive_to(engine, "acme", State.StoreIntegration)
     assert key is not None
-    rows = list(reports.export_rows(engine))
+    rows = list(reports.export_rows(engine, "acme"))
     assert [r["version"] for r in rows] == list(range(1, 8))
+    # The whole export holds the authority's events too (account created, key generated): no secret either.
+    everything = list(reports.export_rows(engine))
+    assert {r["stream_id"][:5] for r in everything} == {"acme", "@acco", "@key:"}
+    assert key not in repr(everything) and PASSWORD not in repr(everything)
     assert all(tuple(sorted(r)) == tuple(sorted(reports.EXPORT_COLUMNS)) for r in rows)
     assert key not in repr(rows) and PASSWORD not in repr(rows)
 

@@ -75,7 +75,10 @@ def test_flow_audit_and_draw_from_the_terminal(keytrail: Any, tmp_path: Path) ->
     status = json.loads(keytrail("status", "acme", "--json").stdout)
     assert (status["state"], status["version"]) == ("StoreIntegration", 7)
     verified = keytrail("verify")
-    assert (verified.returncode, verified.stdout) == (0, "verify: ok: 1 onboarding(s), 7 event(s), 0 problem(s).\n")
+    assert (verified.returncode, verified.stdout) == (
+        0,
+        "verify: ok: 1 onboarding(s), 2 authority stream(s), 9 event(s), 0 problem(s).\n",
+    )
     exported = keytrail("export", "--format", "jsonl")
     lines = exported.stdout.splitlines()
     assert len(lines) == 7 and all(json.loads(line)["stream_id"] == "acme" for line in lines)

@@ -138,7 +138,7 @@ def _link_styled(text: str) -> set[str]:
 def test_highlight_marks_path_and_current_state(engine: Engine) -> None:
     """--highlight colours the edges taken and the states visited, and marks where the onboarding stands."""
     drive_to(engine, "acme", State.KeyCopied)
-    marked = Highlight.from_events((e.trigger, e.source, e.dest) for e in engine.history("acme"))
+    marked = Highlight.from_events(e.onboarding_step() for e in engine.history("acme"))
     assert marked.current is State.KeyCopied
     text = diagrams.mermaid(marked)
     assert _link_styled(text) == {

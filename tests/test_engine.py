@@ -22,7 +22,7 @@ from keytrail.states import allowed_triggers
 from keytrail.states.paths import Path
 from keytrail.testing import assert_path, cover_transitions, drive
 from tests.conftest import MovableClock
-from tests.helpers import EMAIL, PASSWORD, drive_to, ensure_account, snapshot
+from tests.helpers import EMAIL, PASSWORD, authority_events, drive_to, ensure_account, snapshot
 
 ISSUE_EXAMPLE_PASSWORD = "correct horse battery"
 
@@ -101,13 +101,18 @@ def test_already_signed_in_skips_the_password(engine: Engine, clock: MovableCloc
 def test_wrong_password_is_an_error_and_adds_no_event(engine: Engine) -> None:
     ensure_account(engine)
     engine.access("acme")
-    before = snapshot(engine, skip=("sign_in_attempts", "accounts"))
+    before = snapshot(engine, skip=("sign_in_attempts", "accounts"), authority_log=False)
     with pytest.raises(AuthenticationFailed, match="wrong email or password") as caught:
-        engine.sign_in("acme", email=EMAIL, password="not the password")
+        engine.sign_in("acme", email=EMAIL, password="not the password", actor="mallory")
     assert "not the password" not in str(caught.value)
-    assert snapshot(engine, skip=("sign_in_attempts", "accounts")) == before
+    assert snapshot(engine, skip=("sign_in_attempts", "accounts"), authority_log=False) == before
     attempts = engine.portal.sign_in_attempts(EMAIL)
     assert [(a.outcome, a.stream_id) for a in attempts] == [("wrong_password", "acme")]
+    # The failure is in the log, in the account's own stream, with its actor.
+    account = engine.portal.find_account(EMAIL)
+    assert account is not None
+    assert authority_events(engine, f"@account:{account.account_id}")[-1] == ("sign_in_failed", "mallory")
+    assert engine.verify().ok
 
 
 def test_no_account_means_register(engine: Engine) -> None:
@@ -286,4 +291,5 @@ def test_verify_passes_on_a_busy_log(engine: Engine) -> None:
     for name in ("a", "b", "c"):
         drive_to(engine, f"store-{name}", State.StoreIntegration)
     report = engine.verify()
-    assert report.ok and report.streams == 3 and report.events == 21
+    # Three onboardings of 7 events, plus the authority's: one account created, one key per onboarding.
+    assert report.ok and (report.streams, report.authority_streams, report.events) == (3, 1 + 3, 21 + 1 + 3)

@@ -35,7 +35,7 @@ def test_an_in_memory_engine_shared_by_threads_keeps_every_stream_whole() -> Non
         assert errors == []
         report = engine.verify()
         assert report.ok, report.problems
-        assert report.events == 4 * 7 + 6 * 60
+        assert report.events == 4 * 7 + 6 * 60 + 1 + 4  # and the authority's: an account, a key per store
 
 
 def test_verify_while_another_thread_writes_sees_one_snapshot(db_url: str, clock: MovableClock) -> None:

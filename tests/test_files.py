@@ -119,7 +119,8 @@ def test_an_output_replaces_the_target_whole_and_keeps_its_mode(populated: Path)
     real.write_text("", encoding="utf-8")
     link.symlink_to(real)
     assert run(f"sqlite:///{populated}/k.db", "export", "-o", str(link)).exit_code == 0
-    assert link.is_symlink() and real.read_text(encoding="utf-8").count("\n") == 3
+    exported = real.read_text(encoding="utf-8")
+    assert link.is_symlink() and exported.count("\n") == exported.count('"stream_id"') >= 3
 
 
 def test_an_output_to_a_device_or_a_pipe_is_written_to_it_not_replaced(populated: Path) -> None:
@@ -132,7 +133,7 @@ def test_an_output_to_a_device_or_a_pipe_is_written_to_it_not_replaced(populated
     reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)  # noqa: S607
     result = run(f"sqlite:///{populated}/k.db", "export", "-o", str(fifo))
     out, _ = reader.communicate(timeout=60)
-    assert result.exit_code == 0 and out.decode().count("\n") == 3
+    assert result.exit_code == 0 and out.decode().count("\n") == out.decode().count('"stream_id"') >= 3
     assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 

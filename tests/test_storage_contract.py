@@ -109,7 +109,7 @@ def test_the_command_path_stores_what_sqlalchemy_stores(
                 conn.execute(sa.insert(table), typed[table.name])
         assert _stored(copy) == written
         assert copy.verify().ok
-    assert len(written["events"]) == 2 + 15  # never-saved, then acme
+    assert len(written["events"]) == 2 + 15 + 3  # never-saved, then acme, and the authority's: an account, two keys
 
 
 def test_an_empty_stream_loads_as_nothing(engine: Engine) -> None:

@@ -10,6 +10,7 @@ import csv
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,7 +21,18 @@ from keytrail.cli.rendering import emit_json, history_rows, progress, say, table
 from keytrail.cli.root import JsonOpt, OutputOpt, StreamArg, app, destination, errors_to_exit, open_engine, writing_to
 from keytrail.errors import InvalidInput
 
-__all__ = ["diagram", "digest", "expiring", "export", "history", "parse_duration", "replay", "status", "verify"]
+__all__ = [
+    "audit",
+    "diagram",
+    "digest",
+    "expiring",
+    "export",
+    "history",
+    "parse_duration",
+    "replay",
+    "status",
+    "verify",
+]
 
 _DURATION = re.compile(r"(\d+)([wdhms])", re.ASCII)
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -131,6 +143,62 @@ def replay(
 
 @app.command()
 @errors_to_exit
+def audit(
+    stream: StreamArg,
+    at: Annotated[
+        str | None, typer.Option("--at", help="The ISO 8601 instant to audit (UTC if no zone); default: now.")
+    ] = None,
+    from_export: Annotated[
+        Path | None,
+        typer.Option("--from-export", help="Audit a `keytrail export` file (JSON Lines) instead of the database."),
+    ] = None,
+    as_json: JsonOpt = False,
+    output: OutputOpt = None,
+) -> None:
+    """Was the key valid at T? The state, the event behind it, the saved key and its verdict, from the log alone.
+
+    Exit 1 when a stream the answer rests on does not verify.
+    """
+    from keytrail.engine.audit_at import audit_events, read_export
+
+    instant = None if at is None else _parse_instant(at)
+    with writing_to(output):
+        if from_export is None:
+            with open_engine() as engine:
+                found = engine.audit(stream, at=instant)
+        else:
+            stream = inputs.check_stream_id(stream)
+            try:
+                with from_export.open(encoding="utf-8") as handle:
+                    found = audit_events(stream, instant or datetime.now(UTC), read_export(handle, str(from_export)))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InvalidInput(f"The export {from_export} cannot be read ({exc.__class__.__name__}).") from None
+        if as_json:
+            emit_json(found.as_dict())
+        else:
+            reason = f" (reason: {found.reason.value})" if found.reason is not None else ""
+            say(f"{found.stream} at {rendering.when(found.at)}: {found.state.value}{reason}, version {found.version}")
+            if found.event is not None:
+                by = f" by {found.event.actor}" if found.event.actor else ""
+                say(f"  since {found.event.trigger.value} at {rendering.when(found.event.occurred_at)}{by}")
+            if found.key is not None:
+                saved_by = f" by {found.key.saved_by}" if found.key.saved_by else ""
+                say(
+                    f"  saved key: {found.key.key_id or 'not issued by the authority'}, ending in {found.key.hint}, "
+                    f"saved at {rendering.when(found.key.saved_at)}{saved_by}"
+                )
+            say(f"  verdict: {found.verdict.status}. {found.verdict.message}")
+            for event in found.authority_events:
+                by = f" by {event.actor}" if event.actor else ""
+                say(f"  authority: {event.trigger.value} at {rendering.when(event.occurred_at)}{by}")
+            for problem in found.problems:
+                say(f"problem: {problem}")
+    if not found.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@errors_to_exit
 def expiring(
     within: Annotated[str, typer.Option("--within", help="The window: 30d, 2w, 12h, 1d12h ...")] = "30d",
     as_json: JsonOpt = False,
@@ -184,8 +252,8 @@ def verify(
         else:
             verdict = "ok" if report.ok else "PROBLEMS"
             say(
-                f"verify: {verdict}: {report.streams} onboarding(s), {report.events} event(s), "
-                f"{len(report.problems)} problem(s)."
+                f"verify: {verdict}: {report.streams} onboarding(s), {report.authority_streams} authority stream(s), "
+                f"{report.events} event(s), {len(report.problems)} problem(s)."
             )
             for problem in report.problems:
                 say(f"problem: {problem}")

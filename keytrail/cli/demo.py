@@ -101,7 +101,8 @@ def demo(
         )
         report = engine.verify()
         out.print(
-            f"verify: {'ok' if report.ok else 'PROBLEMS'}: {report.streams} onboarding(s), {report.events} events, "
+            f"verify: {'ok' if report.ok else 'PROBLEMS'}: {report.streams} onboarding(s), "
+            f"{report.authority_streams} authority stream(s), {report.events} events, "
             f"{len(report.problems)} problem(s)"
         )
         out.print(

@@ -288,12 +288,13 @@ def account_create(
     email: EmailOpt,
     company: Annotated[str, typer.Option("--company", help="The merchant's company, owner of the account.")],
     password_stdin: PasswordStdinOpt = False,
+    actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a company account on the Commerce account site (password from a prompt or --password-stdin)."""
     with open_engine(create=True) as engine:
         password = _secret("password", "--password-stdin", password_stdin, confirm=True)
-        account = engine.portal.create_account(email, password, company)
+        account = engine.portal.create_account(email, password, company, actor=actor)
     if as_json:
         emit_json(account.as_dict())
         return
@@ -321,11 +322,12 @@ def keys_list(email: EmailOpt, as_json: JsonOpt = False) -> None:
 @errors_to_exit
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key id (key_ and 16 hex digits).", metavar="KEY_ID")],
+    actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Revoke a key: from now on it verifies as invalid, and the next access prompts."""
+    """Revoke a key: from now on it verifies as invalid, and the next access prompts (the log records who)."""
     with open_engine() as engine:
-        key = engine.portal.revoke_key(key_id)
+        key = engine.portal.revoke_key(key_id, actor=actor)
         shown = key.as_dict(engine.now())
     if as_json:
         emit_json(shown)

@@ -136,7 +136,7 @@ def highlight(engine: Engine, stream: str) -> diagrams.Highlight:
     """The path ``stream`` took through the machine, for a diagram to mark."""
     from keytrail import diagrams
 
-    return diagrams.Highlight.from_events((e.trigger, e.source, e.dest) for e in engine.history(stream))
+    return diagrams.Highlight.from_events(e.onboarding_step() for e in engine.history(stream))
 
 
 def mermaid_of(engine: Engine, stream: str) -> str:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from keytrail.cli.rendering import emit_json, say, table
-from keytrail.cli.root import JsonOpt, app, errors_to_exit, open_engine, refuse_if_read_only, settings
+from keytrail.cli.root import ActorOpt, JsonOpt, app, errors_to_exit, open_engine, refuse_if_read_only, settings
 
 if TYPE_CHECKING:
     from keytrail.engine import Engine
@@ -35,11 +35,12 @@ app.add_typer(token_app, name="token")
 def token_create(
     name: Annotated[str, typer.Option("--name", help="The token's name: the actor of the commands it drives.")],
     scope: Annotated[str, typer.Option("--scope", help="drive, audit, or admin (both, and the key authority).")],
+    actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a token; it is printed this once and stored only as a hash."""
     with open_engine(create=True) as engine:
-        created = _tokens(engine).create(name, scope)
+        created = _tokens(engine).create(name, scope, actor=actor)
     if as_json:
         emit_json(created.as_dict())
         return
@@ -63,11 +64,13 @@ def token_list(as_json: JsonOpt = False) -> None:
 @token_app.command("revoke")
 @errors_to_exit
 def token_revoke(
-    name: Annotated[str, typer.Argument(help="The token's name.", metavar="NAME")], as_json: JsonOpt = False
+    name: Annotated[str, typer.Argument(help="The token's name.", metavar="NAME")],
+    actor: ActorOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke a token: every later request with it is refused (401)."""
     with open_engine() as engine:
-        revoked = _tokens(engine).revoke(name).as_dict()
+        revoked = _tokens(engine).revoke(name, actor=actor).as_dict()
     if as_json:
         emit_json(revoked)
         return

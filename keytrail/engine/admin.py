@@ -23,6 +23,7 @@ from keytrail.logs import get_logger
 from keytrail.persistence import SavedConfig
 from keytrail.persistence.units import Storage
 from keytrail.portal import SavedKey, Verdict
+from keytrail.portal.records import AuthorityEvent
 
 if TYPE_CHECKING:
     from keytrail.engine.core import Engine
@@ -91,7 +92,7 @@ class Admin:
         """
         return self._box().source
 
-    def rotate_secret_key(self, new_key: str) -> int:
+    def rotate_secret_key(self, new_key: str, *, actor: str | None = None) -> int:
         """Re-seal every saved store key and every authority key under ``new_key``, in one transaction.
 
         ``new_key`` is a key as ``keytrail.crypto.generate_secret_key()`` makes it. When the
@@ -102,6 +103,7 @@ class Admin:
         hosts sharing the database while rotating. Returns how many secrets were re-sealed.
         """
         self._engine.database.check_writable()  # before the key file is touched
+        actor = inputs.check_actor(actor)
         fernet = parse_secret_key(new_key)
         new_key = new_key.strip()
         retiring = self._box()
@@ -127,8 +129,14 @@ class Admin:
                     what = f"The saved key of {stream_id}"
                     unit.reseal_config(stream_id, rotating.rotate(ciphertext, what=what))
                     count += 1
+                configs = count
                 count += portal.reseal_keys_in(unit.authority, rotating)
                 unit.set_secret_check(rotating.check_token())
+                resealed = {"resealed_configs": configs, "resealed_keys": count - configs}
+                rotated = AuthorityEvent(
+                    "encryption", None, "encryption_key_rotated", resealed, actor, self._engine.now()
+                )
+                unit.authority.record(rotated)
         except BaseException:
             self._use_box(retiring)  # nothing was re-sealed: seal as before
             raise

@@ -18,9 +18,16 @@ from keytrail.persistence import StreamHead
 from keytrail.persistence.store import AuditRow
 from keytrail.persistence.stored import Flaw, data_flaw, read_sqlite_json, shown, time_flaw
 from keytrail.states import Reason, State, Trigger, initial_state
+from keytrail.states.authority import (
+    AuthorityAction,
+    AuthorityState,
+    authority_stream,
+    is_authority_stream,
+    lifecycle_of,
+)
 from keytrail.states.machine import compiled
 
-__all__ = ["StreamFold", "carried_ids", "verify_streams"]
+__all__ = ["AuthorityFold", "StreamFold", "carried_ids", "fold_for", "verify_streams"]
 
 _ACCOUNT_TRIGGERS = (Trigger.sign_in.value, Trigger.register.value)
 _KEY_TRIGGERS = (Trigger.generate_key.value, Trigger.copy_key.value)
@@ -220,23 +227,21 @@ class StreamFold:
             self.head_hash,
         )
 
+    def _projection(self) -> tuple[str, str | None, int, str, str | None, str | None]:
+        """The projection row's (state, reason, version, head_hash, account_id, key_id) the events call for."""
+        reason = None if self.reason is None else self.reason.value
+        return (self.state.value, reason, self.version, self.head_hash, self.account_id, self.key_id)
+
     def compare(self, head: StreamHead) -> None:
         """Check the projection row against what the events say."""
         recorded = (head.state, head.reason, head.version, head.head_hash, head.account_id, head.key_id)
-        folded = (
-            self.state.value,
-            None if self.reason is None else self.reason.value,
-            self.version,
-            self.head_hash,
-            self.account_id,
-            self.key_id,
-        )
+        folded = self._projection()
         if recorded != folded:
             self._problem(
                 head.version,
                 "projection",
                 f"the projection says {head.state} at version {head.version}, but the events say "
-                f"{self.state} at version {self.version}.",
+                f"{folded[0]} at version {self.version}.",
             )
         elif head.updated_at is not None and iso_utc(head.updated_at) != self._latest:
             # The next command starts its time from here (times never decrease), so it must be the last event's.
@@ -248,6 +253,60 @@ class StreamFold:
             )
 
 
+class AuthorityFold(StreamFold):
+    """Folds an authority entity's stream (``@key:...``): the same row checks, its lifecycle's steps.
+
+    Each event must be a step of the entity's lifecycle (see :mod:`keytrail.states.authority`)
+    and name, in its ``data``, the entity of its stream: a key's event moved to another key's
+    stream is found even when its hashes were made to agree.
+    """
+
+    def __init__(self, stream_id: str, *, check_hashes: bool) -> None:
+        super().__init__(stream_id, check_hashes=check_hashes)
+        self.entity = lifecycle_of(stream_id)
+        self.entity_state = AuthorityState.New
+
+    def _step(self, version: int, trigger: str, source: str, dest: str, reason: str | None, data: Any) -> None:
+        if self.entity is None:
+            self._problem(version, "unknown", "the stream names no kind of authority entity keytrail knows.")
+            return
+        life, entity_id = self.entity
+        try:
+            action, start, end = AuthorityAction(trigger), AuthorityState(source), AuthorityState(dest)
+        except ValueError:
+            self._problem(
+                version, "unknown", f"{trigger} from {source} to {dest} names something the authority does not know."
+            )
+            return
+        if start is not self.entity_state:
+            self._problem(
+                version,
+                "discontinuous",
+                f"the event starts from {source}, but the {life.kind} was {self.entity_state}.",
+            )
+        if (action, start, end) not in life.steps or reason is not None:
+            self._problem(version, "illegal", f"{trigger} from {source} to {dest} is not a step of a {life.kind}.")
+        if life.id_field is not None and type(data) is dict:
+            named = data.get(life.id_field)
+            if not isinstance(named, str) or authority_stream(life.kind, named) != self.stream_id:
+                self._problem(
+                    version,
+                    "entity",
+                    f"the event names {life.kind} {shown(named)}, not the {life.kind} {entity_id} of its stream.",
+                )
+        self.entity_state = end
+
+    def _projection(self) -> tuple[str, str | None, int, str, str | None, str | None]:
+        return (self.entity_state.value, None, self.version, self.head_hash, None, None)
+
+
+def fold_for(stream_id: str, *, check_hashes: bool) -> StreamFold:
+    """The fold of a stream: an onboarding's, or an authority entity's (its id begins with ``@``)."""
+    if is_authority_stream(stream_id):
+        return AuthorityFold(stream_id, check_hashes=check_hashes)
+    return StreamFold(stream_id, check_hashes=check_hashes)
+
+
 def verify_streams(
     rows: Iterable[AuditRow],
     heads: Iterable[StreamHead],
@@ -257,7 +316,7 @@ def verify_streams(
     problems: list[Problem] = []
     head_iter = iter(heads)
     head = next(head_iter, None)
-    streams = total = 0
+    streams = entities = total = 0
     fold: StreamFold | None = None
     done = 0
 
@@ -292,8 +351,11 @@ def verify_streams(
                     )
                 )
                 head = next(head_iter, None)
-            fold = StreamFold(stream_id, check_hashes=True)
-            streams += 1
+            fold = fold_for(stream_id, check_hashes=True)
+            if isinstance(fold, AuthorityFold):
+                entities += 1
+            else:
+                streams += 1
             done = 0
         fold.feed_row(row)
         done += 1
@@ -305,4 +367,4 @@ def verify_streams(
             Problem(head.stream_id, head.version, "orphan", "the projection has a row but the stream has no events.")
         )
         head = next(head_iter, None)
-    return VerifyReport(streams, total, problems)
+    return VerifyReport(streams, total, problems, entities)

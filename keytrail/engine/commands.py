@@ -88,7 +88,9 @@ class Commands(Runner):
         password_hash = hash_password(password)
 
         def step(unit: CommandUnit, loaded: Loaded, now: datetime) -> Step:
-            account = self.portal.create_account_in(unit.authority, email, password_hash, company, now)
+            account = self.portal.create_account_in(
+                unit.authority, email, password_hash, company, now, actor=actor, stream_id=stream
+            )
             self.portal.signed_in_in(unit.authority, account, via="register", stream_id=stream, actor=actor, at=now)
             return Step({"account_id": account.account_id, "email": email, "company": company})
 
@@ -112,7 +114,9 @@ class Commands(Runner):
             assert head is not None
             assert head.account_id is not None
             self.portal.require_session_in(unit.authority, head.account_id, head.stream_id, now)
-            issued = self.portal.generate_key_in(unit.authority, head.account_id, description, now)
+            issued = self.portal.generate_key_in(
+                unit.authority, head.account_id, description, now, actor=actor, stream_id=head.stream_id
+            )
             return Step(
                 {
                     "key_id": issued.key_id,

@@ -12,12 +12,14 @@ from datetime import datetime
 from keytrail import inputs
 from keytrail.engine.admin import SavedKeyRecord
 from keytrail.engine.audit import StreamFold, verify_streams
+from keytrail.engine.audit_at import Audit, audit_log, saved_key_at
 from keytrail.engine.results import Event, OnboardingStatus, Replay, VerifyReport
 from keytrail.errors import UnknownOnboarding
 from keytrail.persistence import Database, RecordedEvent, SavedConfig, StreamHead
 from keytrail.persistence.units import Storage
 from keytrail.portal import KeyVerifier, SavedKey, Verdict
 from keytrail.states import State
+from keytrail.states.authority import authority_stream, is_authority_stream
 
 __all__ = ["Reads"]
 
@@ -49,10 +51,11 @@ class Reads:
         return OnboardingStatus.from_head(self._head(stream))
 
     def streams(self) -> Iterator[OnboardingStatus]:
-        """Every onboarding's status, ordered by id, streamed."""
+        """Every onboarding's status, ordered by id, streamed (the authority's entities are not onboardings)."""
         with self._storage.read() as unit, closing(unit.heads()) as heads:
             for head in heads:
-                yield OnboardingStatus.from_head(head)
+                if not is_authority_stream(head.stream_id):
+                    yield OnboardingStatus.from_head(head)
 
     def saved_key_status(self, stream: str) -> tuple[SavedKeyRecord | None, Verdict]:
         """The saved key's record (never its ciphertext) and what the verifier says of it now; nothing is written."""
@@ -107,6 +110,26 @@ class Reads:
         if not exists:
             raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
         return fold.replay(as_of)
+
+    def audit(self, stream: str, *, at: datetime | None = None) -> Audit:
+        """The onboarding at ``at`` (default: now) from the log alone: its state and the event that put it
+        there, the key saved in its configuration and that key's verdict at ``at`` (valid, revoked by whom,
+        expired, missing, unknown), the key's authority events, and what is wrong with either stream."""
+        stream = inputs.check_stream_id(stream)
+        at = self._now() if at is None else inputs.check_instant("at", at)
+        with self._storage.read() as unit:
+            with closing(unit.events(stream)) as records:
+                onboarding = list(records)
+            if not onboarding:
+                raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
+            key_events: list[RecordedEvent] = []
+            saved = saved_key_at(onboarding, at)
+            # The table finds the key's stream by fingerprint; what is said of the key comes from that stream.
+            issued = None if saved is None else unit.authority.key_by_fingerprint(saved)
+            if issued is not None:
+                with closing(unit.events(authority_stream("key", issued.key_id))) as records:
+                    key_events = list(records)
+        return audit_log(stream, at, onboarding, key_events)
 
     def verify(self, stream: str | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Recompute every hash chain, check versions, legality and the projection; name each first problem."""

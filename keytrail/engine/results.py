@@ -10,6 +10,7 @@ from keytrail.errors import CorruptEvent, CorruptProjection
 from keytrail.events import RecordedEvent, iso_utc
 from keytrail.persistence import StreamHead
 from keytrail.states import Reason, State, Trigger
+from keytrail.states.authority import AuthorityAction, AuthorityState
 
 __all__ = ["Event", "KeyOutcome", "OnboardingStatus", "Outcome", "Problem", "Replay", "VerifyReport"]
 
@@ -71,9 +72,11 @@ class KeyOutcome(Outcome):
         return out
 
 
-_TRIGGERS = {trigger.value: trigger for trigger in Trigger}
-_STATES = {state.value: state for state in State}
-_REASONS = {reason.value: reason for reason in Reason}
+# Every name an event may carry: an onboarding's, or an authority entity's.
+_TRIGGERS: dict[str, Trigger | AuthorityAction] = {trigger.value: trigger for trigger in Trigger}
+_TRIGGERS.update({action.value: action for action in AuthorityAction})
+_EVENT_STATES: dict[str, State | AuthorityState] = {state.value: state for state in State}
+_EVENT_STATES.update({state.value: state for state in AuthorityState})
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,11 @@ class Event:
     position: int
     stream: str
     version: int
-    trigger: Trigger
-    source: State
-    dest: State
+    # An onboarding's trigger and states, or (in the feed and exports) an authority entity's
+    # action and states (see keytrail.states.authority).
+    trigger: Trigger | AuthorityAction
+    source: State | AuthorityState
+    dest: State | AuthorityState
     reason: Reason | None
     data: dict[str, Any] = field(repr=False)
     actor: str | None
@@ -100,17 +105,17 @@ class Event:
                 record.position,
                 record.stream_id,
                 record.version,
-                Trigger(record.trigger),
-                State(record.source),
-                State(record.dest),
-                None if record.reason is None else Reason(record.reason),
+                _TRIGGERS[record.trigger],
+                _EVENT_STATES[record.source],
+                _EVENT_STATES[record.dest],
+                None if record.reason is None else _REASONS[record.reason],
                 record.data,
                 record.actor,
                 record.occurred_at,
                 record.idempotency_key,
                 record.hash,
             )
-        except ValueError:
+        except (KeyError, TypeError):
             raise CorruptEvent(
                 record.stream_id,
                 record.version,
@@ -131,8 +136,8 @@ class Event:
                 row[1],
                 row[2],
                 _TRIGGERS[row[3]],
-                _STATES[row[4]],
-                _STATES[row[5]],
+                _EVENT_STATES[row[4]],
+                _EVENT_STATES[row[5]],
                 None if reason is None else _REASONS[reason],
                 data,
                 row[8],
@@ -143,6 +148,15 @@ class Event:
         except KeyError:
             fields = (*row[:7], data, row[8], occurred_at, *row[10:14])
             return cls.from_record(RecordedEvent(*fields))
+
+    def onboarding_step(self) -> tuple[Trigger, State, State]:
+        """(trigger, source, dest) of an onboarding's event; CorruptEvent for an authority entity's."""
+        trigger, source, dest = self.trigger, self.source, self.dest
+        if isinstance(trigger, Trigger) and isinstance(source, State) and isinstance(dest, State):
+            return trigger, source, dest
+        raise CorruptEvent(
+            self.stream, self.version, f"{trigger.value} is an authority action, not an onboarding step."
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The event as ``history --json`` prints it; ``data`` is left to exports (``export_rows``)."""
@@ -261,9 +275,10 @@ class Replay:
 class VerifyReport:
     """The result of re-checking hash chains, versions, legality and projections."""
 
-    streams: int
-    events: int
+    streams: int  # onboardings
+    events: int  # of every stream
     problems: list[Problem]
+    authority_streams: int = 0  # the authority's entities: accounts, keys, tokens, the encryption key
 
     @property
     def ok(self) -> bool:
@@ -274,6 +289,7 @@ class VerifyReport:
         return {
             "ok": self.ok,
             "streams": self.streams,
+            "authority_streams": self.authority_streams,
             "events": self.events,
             "problems": [p.as_dict() for p in self.problems],
         }

@@ -89,7 +89,7 @@ class Tokens:
         self._store = TokenStore(engine.database)
         self._now = engine.now
 
-    def create(self, name: str, scope: str) -> NewToken:
+    def create(self, name: str, scope: str, *, actor: str | None = None) -> NewToken:
         """A new token named ``name`` (the actor it drives as) with ``scope``; the secret is shown only here."""
         if not isinstance(name, str) or not 1 <= len(name) <= 128 or not name.isprintable():
             raise InvalidInput(
@@ -99,8 +99,9 @@ class Tokens:
         chosen = _SCOPE_OF.get(scope)
         if chosen is None:
             raise InvalidInput(f"A token's scope is drive, audit or admin, not {inputs.clipped(str(scope), 40)!r}.")
+        actor = inputs.check_actor(actor)
         token = _PREFIX + secrets.token_urlsafe(32)
-        if not self._store.add(checked, chosen, hash_token(token), self._now()):
+        if not self._store.add(checked, chosen, hash_token(token), self._now(), actor):
             raise InvalidInput(
                 f"A token named {checked!r} already exists (names are never reused, even once revoked); choose another."
             )
@@ -110,10 +111,11 @@ class Tokens:
         """Every token, revoked ones included, by name: never a secret, never a hash."""
         return [ApiToken.of(stored) for stored in self._store.listed()]
 
-    def revoke(self, name: str) -> ApiToken:
+    def revoke(self, name: str, *, actor: str | None = None) -> ApiToken:
         """Revoke the token: from now on every request with it is refused. Revoking twice keeps the first time."""
         checked = inputs.check_actor(name)
-        found = None if checked is None else self._store.revoke(checked, self._now())
+        actor = inputs.check_actor(actor)
+        found = None if checked is None else self._store.revoke(checked, self._now(), actor)
         if found is None:
             raise InvalidInput(f"There is no token named {inputs.clipped(str(name), 80)!r} to revoke.")
         return ApiToken.of(found)

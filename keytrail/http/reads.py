@@ -199,7 +199,7 @@ def expiring_keys(
 )
 def create_account(body: AccountBody, request: Request, token: Admin) -> Response:
     """Create a company account in the key authority (never echoes the password)."""
-    account = _engine(request).portal.create_account(body.email, body.password, body.company)
+    account = _engine(request).portal.create_account(body.email, body.password, body.company, actor=token.name)
     return json_response(account.as_dict(), status=201)
 
 
@@ -212,5 +212,5 @@ def create_account(body: AccountBody, request: Request, token: Admin) -> Respons
 def revoke_key(key_id: KeyIdPath, request: Request, token: Admin) -> Response:
     """Revoke an API key: from now on it verifies as invalid. Revoking twice keeps the first time."""
     engine = _engine(request)
-    revoked = engine.portal.revoke_key(key_id)
+    revoked = engine.portal.revoke_key(key_id, actor=token.name)
     return json_response(revoked.as_dict(engine.now()))

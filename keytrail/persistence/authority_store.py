@@ -15,9 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from keytrail.errors import IntegrityViolation
+from keytrail.events import PendingEvent
 from keytrail.persistence.authority_tables import AccountRow, ApiKeyRow, OnboardingSessionRow, SignInAttemptRow
+from keytrail.persistence.commands import command_sql
 from keytrail.persistence.database import Database
-from keytrail.portal.records import Account, AccountRecord, ApiKey, KeyRecord, SignInAttempt
+from keytrail.portal.records import Account, AccountRecord, ApiKey, AuthorityEvent, KeyRecord, SignInAttempt
+from keytrail.states.authority import LIFECYCLES, AuthorityAction, AuthorityState, authority_stream
 
 __all__ = ["AuthorityStore", "StoredAuthorityRecords", "accounts", "api_keys", "attempts", "sessions"]
 
@@ -214,6 +218,28 @@ class StoredAuthorityRecords:
 
     def reseal_key(self, key_id: str, ciphertext: str) -> None:
         self._conn.execute(sa.update(api_keys).where(api_keys.c.key_id == key_id).values(ciphertext=ciphertext))
+
+    def record(self, event: AuthorityEvent) -> None:
+        """Append the action to its entity's stream, through the command path's own statements.
+
+        The stream's row is locked first (PostgreSQL), and the event is dated no earlier than the
+        stream's last one: two transactions that read the clock in one order may reach this
+        stream in the other, and times never decrease within a stream.
+        """
+        life = LIFECYCLES[event.kind]
+        stream = authority_stream(event.kind, event.entity_id)
+        sql = command_sql(self._conn.dialect.name)
+        dbapi: Any = self._conn.connection.driver_connection
+        head = sql.load(dbapi, stream, None, lock=True).head
+        source = AuthorityState.New if head is None else AuthorityState(head.state)
+        action = AuthorityAction(event.action)
+        try:
+            dest = life.step(action, source)
+        except ValueError as exc:
+            raise IntegrityViolation(f"The log's {stream} cannot record it: {exc}") from None
+        at = event.at if head is None or head.updated_at is None else max(event.at, head.updated_at)
+        pending = PendingEvent(action.value, source.value, dest.value, None, event.data, event.actor, at, None)
+        sql.append(dbapi, stream, head, pending)
 
 
 class AuthorityStore:

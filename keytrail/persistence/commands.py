@@ -19,6 +19,7 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, ClassVar
 
 from keytrail.errors import ConcurrencyConflict, CorruptProjection, IntegrityViolation
@@ -316,6 +317,7 @@ class PostgresCommandSql(CommandSql):
         return self._jsonb(data)
 
 
+@cache
 def command_sql(dialect: str) -> CommandSql:
-    """The command path's adapter for a backend."""
+    """The command path's adapter for a backend (one per backend and process: it holds only statements)."""
     return SqliteCommandSql() if dialect == "sqlite" else PostgresCommandSql()

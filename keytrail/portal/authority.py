@@ -29,29 +29,13 @@ from keytrail.events import iso_utc
 from keytrail.logs import get_logger
 from keytrail.portal.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from keytrail.portal.ports import AuthorityRecords, AuthorityStorage, SavedKey, Verdict
-from keytrail.portal.records import Account, AccountRecord, ApiKey, IssuedKey, KeyRecord, SignInAttempt
+from keytrail.portal.records import Account, AccountRecord, ApiKey, AuthorityEvent, IssuedKey, KeyRecord, SignInAttempt
+from keytrail.portal.rules import key_unusable, session_problem
 
 __all__ = ["Account", "ApiKey", "IssuedKey", "KeyAuthority", "SignInAttempt", "session_problem"]
 
+
 _log = get_logger("keytrail.portal")
-
-
-def session_problem(expires: datetime | None, stream_id: str, at: datetime) -> str | None:
-    """Why a session ending at ``expires`` (None: none) is not live on ``stream_id`` at ``at`` (a sentence's middle), or None."""
-    if expires is None:
-        return f"{stream_id} holds no session on the account site"
-    if at >= expires:
-        return f"the session of {stream_id} on the account site ended at {iso_utc(expires)}"
-    return None
-
-
-def key_unusable(key: ApiKey, at: datetime) -> str | None:
-    """Why ``key`` cannot be handed over at ``at`` (revoked, or expired), as a sentence's start, or None."""
-    if key.revoked_at is not None:
-        return f"key {key.key_id} was revoked at {iso_utc(key.revoked_at)}"
-    if at >= key.expires_at:
-        return f"key {key.key_id} expired at {iso_utc(key.expires_at)}"
-    return None
 
 
 class KeyAuthority:
@@ -81,16 +65,25 @@ class KeyAuthority:
 
     # -- accounts -------------------------------------------------------------------------
 
-    def create_account(self, email: str, password: str, company: str) -> Account:
+    def create_account(self, email: str, password: str, company: str, *, actor: str | None = None) -> Account:
         """Create a company account (the Commerce account site's registration)."""
         email = inputs.check_email(email)
         company = inputs.check_company(company)
+        actor = inputs.check_actor(actor)
         password_hash = hash_password(inputs.check_password(password))
         with self._storage.write() as records:
-            return self.create_account_in(records, email, password_hash, company, self._clock())
+            return self.create_account_in(records, email, password_hash, company, self._clock(), actor=actor)
 
     def create_account_in(
-        self, records: AuthorityRecords, email: str, password_hash: str, company: str, at: datetime
+        self,
+        records: AuthorityRecords,
+        email: str,
+        password_hash: str,
+        company: str,
+        at: datetime,
+        *,
+        actor: str | None = None,
+        stream_id: str | None = None,
     ) -> Account:
         taken = f"An account with the email {email} already exists; sign in instead."
         if records.account_by_email(email) is not None:
@@ -98,6 +91,7 @@ class KeyAuthority:
         account = Account("acct_" + uuid.uuid4().hex[:16], email, company, at)
         if not records.add_account(AccountRecord(account, password_hash, None, 0)):
             raise DuplicateAccount(taken)
+        records.record(AuthorityEvent.account_created(account, actor, stream_id))
         _log.info("account_created", account_id=account.account_id, email=email)
         return account
 
@@ -178,10 +172,26 @@ class KeyAuthority:
         locked_until = None
         with self._storage.write() as records:
             records.add_attempt(SignInAttempt(email, account_id, stream_id, outcome, actor, at))
+            # An unknown email has no account stream: the attempt table keeps it, the log does not.
+            if account_id is not None:
+                failed = AuthorityEvent.account_moved(
+                    "sign_in_failed", account_id, actor, at, outcome=outcome, onboarding=stream_id
+                )
+                records.record(failed)
             counted = account_id if outcome == "wrong_password" else None
             if counted is not None and records.count_failure(counted) >= self.max_failed_sign_ins:
                 locked_until = at + self.lockout
                 records.lock_account(counted, locked_until)
+                locked = AuthorityEvent.account_moved(
+                    "account_locked",
+                    counted,
+                    actor,
+                    at,
+                    locked_until=locked_until,
+                    failed_sign_ins=self.max_failed_sign_ins,
+                    onboarding=stream_id,
+                )
+                records.record(locked)
         _log.warning("sign_in_failed", email=email, stream=stream_id, outcome=outcome, locked=locked_until is not None)
         return locked_until
 
@@ -205,6 +215,18 @@ class KeyAuthority:
         if via == "session":
             self.require_session_in(records, account.account_id, stream_id, at)
         else:
+            stored = records.account_by_email(account.email)
+            if stored is not None and stored.locked_until is not None:
+                # A lapsed lockout ends with this password sign-in: the log says so.
+                lifted = AuthorityEvent.account_moved(
+                    "account_unlocked",
+                    account.account_id,
+                    actor,
+                    at,
+                    locked_until=stored.locked_until,
+                    onboarding=stream_id,
+                )
+                records.record(lifted)
             records.clear_failures(account.account_id)
             records.open_session(account.account_id, stream_id, at, at + self.session_lifetime)
         records.add_attempt(SignInAttempt(account.email, account.account_id, stream_id, f"ok_{via}", actor, at))
@@ -236,7 +258,16 @@ class KeyAuthority:
 
     # -- API keys -------------------------------------------------------------------------
 
-    def generate_key_in(self, records: AuthorityRecords, account_id: str, description: str, at: datetime) -> IssuedKey:
+    def generate_key_in(
+        self,
+        records: AuthorityRecords,
+        account_id: str,
+        description: str,
+        at: datetime,
+        *,
+        actor: str | None = None,
+        stream_id: str | None = None,
+    ) -> IssuedKey:
         """The API Portal's "Add New": a fresh random key, sealed at rest, expiring after the key lifetime."""
         key = "kt_" + secrets.token_urlsafe(32)
         issued = IssuedKey(
@@ -251,12 +282,14 @@ class KeyAuthority:
             issued.key_id, account_id, description, issued.fingerprint, issued.hint, at, issued.expires_at, None
         )
         records.add_key(KeyRecord(info, self._box.seal(key)))
+        records.record(AuthorityEvent.key_generated(info, actor, stream_id))
         return issued
 
-    def generate_key(self, account_id: str, description: str) -> IssuedKey:
+    def generate_key(self, account_id: str, description: str, *, actor: str | None = None) -> IssuedKey:
         """A key issued outside any onboarding (as an operator would in the portal), in a transaction of its own."""
+        actor = inputs.check_actor(actor)
         with self._storage.write() as records:
-            return self.generate_key_in(records, account_id, description, self._clock())
+            return self.generate_key_in(records, account_id, description, self._clock(), actor=actor)
 
     def _issued(self, record: KeyRecord) -> IssuedKey:
         info = record.info
@@ -321,16 +354,19 @@ class KeyAuthority:
             raise UnknownKey(f"There is no key {key_id}.")
         return record.info
 
-    def revoke_key(self, key_id: str) -> ApiKey:
-        """Revoke a key: from now on it verifies as ``invalid``. Revoking twice keeps the first time."""
+    def revoke_key(self, key_id: str, *, actor: str | None = None) -> ApiKey:
+        """Revoke a key: from now on it verifies as ``invalid``. Revoking twice keeps the first time (and its event)."""
         key_id = inputs.check_key_id(key_id)
+        actor = inputs.check_actor(actor)
         with self._storage.write() as records:
             record = records.key(key_id)
             if record is None:
                 raise UnknownKey(f"There is no key {key_id} to revoke.")
             if record.info.revoked_at is None:
-                records.revoke_key(key_id, self._clock())
-        _log.info("key_revoked", key_id=key_id)
+                at = self._clock()
+                records.revoke_key(key_id, at)
+                records.record(AuthorityEvent.key_revoked(record.info, actor, at))
+        _log.info("key_revoked", key_id=key_id, actor=actor)
         return self.key_info(key_id)
 
     def reseal_keys_in(self, records: AuthorityRecords, box: SecretBox | None = None) -> int:

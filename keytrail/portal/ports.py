@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from keytrail.events import iso_utc
-from keytrail.portal.records import Account, AccountRecord, ApiKey, KeyRecord, SignInAttempt
+from keytrail.portal.records import Account, AccountRecord, ApiKey, AuthorityEvent, KeyRecord, SignInAttempt
 from keytrail.states import Reason
 
 __all__ = [
@@ -107,6 +107,9 @@ class AuthorityRecords(Protocol):
     def revoke_key(self, key_id: str, at: datetime) -> None: ...
     def sealed_keys(self) -> list[tuple[str, str]]: ...
     def reseal_key(self, key_id: str, ciphertext: str) -> None: ...
+    def record(self, event: AuthorityEvent) -> None:
+        """Append ``event`` to its entity's stream of the log, in this transaction."""
+        ...
 
 
 class AuthorityStorage(Protocol):

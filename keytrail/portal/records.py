@@ -12,7 +12,7 @@ from typing import Any
 
 from keytrail.events import iso_utc
 
-__all__ = ["Account", "AccountRecord", "ApiKey", "IssuedKey", "KeyRecord", "SignInAttempt"]
+__all__ = ["Account", "AccountRecord", "ApiKey", "AuthorityEvent", "IssuedKey", "KeyRecord", "SignInAttempt"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,54 @@ class SignInAttempt:
     outcome: str
     actor: str | None
     occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class AuthorityEvent:
+    """An action of the authority, to be appended to its entity's stream of the log (see
+    :mod:`keytrail.states.authority`). ``data`` holds ids, fingerprints, hints and times: never a secret."""
+
+    kind: str
+    entity_id: str | None
+    action: str
+    data: dict[str, Any]
+    actor: str | None
+    at: datetime
+
+    @classmethod
+    def account_created(cls, account: Account, actor: str | None, onboarding: str | None) -> AuthorityEvent:
+        data = {
+            "account_id": account.account_id,
+            "email": account.email,
+            "company": account.company,
+            "onboarding": onboarding,
+        }
+        return cls("account", account.account_id, "account_created", data, actor, account.created_at)
+
+    @classmethod
+    def account_moved(
+        cls, action: str, account_id: str, actor: str | None, at: datetime, **facts: Any
+    ) -> AuthorityEvent:
+        """``sign_in_failed`` (outcome, onboarding), ``account_locked`` (locked_until, failed_sign_ins,
+        onboarding) or ``account_unlocked`` (locked_until, onboarding)."""
+        shown = {name: iso_utc(value) if isinstance(value, datetime) else value for name, value in facts.items()}
+        return cls("account", account_id, action, {"account_id": account_id, **shown}, actor, at)
+
+    @classmethod
+    def key_generated(cls, key: ApiKey, actor: str | None, onboarding: str | None) -> AuthorityEvent:
+        data = {
+            "key_id": key.key_id,
+            "account_id": key.account_id,
+            "description": key.description,
+            "fingerprint": key.fingerprint,
+            "hint": key.hint,
+            "created_at": iso_utc(key.created_at),
+            "expires_at": iso_utc(key.expires_at),
+            "onboarding": onboarding,
+        }
+        return cls("key", key.key_id, "key_generated", data, actor, key.created_at)
+
+    @classmethod
+    def key_revoked(cls, key: ApiKey, actor: str | None, at: datetime) -> AuthorityEvent:
+        data = {"key_id": key.key_id, "account_id": key.account_id, "revoked_at": iso_utc(at)}
+        return cls("key", key.key_id, "key_revoked", data, actor, at)

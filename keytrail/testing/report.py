@@ -25,7 +25,7 @@ def history_of(engine: Engine, stream: str) -> list[Event]:
 
 def path_of(engine: Engine, stream: str) -> list[State]:
     """The states the onboarding went through, starting with Unverified (just that for an unknown onboarding)."""
-    return [initial_state(), *(event.dest for event in history_of(engine, stream))]
+    return [initial_state(), *(event.onboarding_step()[2] for event in history_of(engine, stream))]
 
 
 def _when(instant: datetime) -> str:
