@@ -108,8 +108,9 @@ def test_the_verdict_at_T_and_the_events_after_it(engine: Engine, clock: Movable
     assert html.count("(after T)") == len(history) - 7
     lapsed = build_report(engine, "acme", history[6].occurred_at + timedelta(days=365, hours=12))
     assert (lapsed.verdict.state, lapsed.verdict.version) == ("StoreIntegration", 7)
-    # The key saved then was replaced since: which key that was is the audit API's to say (issue 14).
-    assert lapsed.verdict.status == "unknown" and "after" in lapsed.verdict.message
+    # The key saved then (replaced since) had expired by then: the audit reads it from the log (issue 14).
+    assert lapsed.verdict.status == "expired" and lapsed.verdict.key is not None
+    assert lapsed.verdict.key["key_id"] == history[2].data["key_id"]
 
 
 def test_the_key_verdict_at_T(engine: Engine, clock: MovableClock) -> None:
@@ -118,8 +119,7 @@ def test_the_key_verdict_at_T(engine: Engine, clock: MovableClock) -> None:
     history = engine.history("acme")
     assert [e.trigger.value for e in history][3:5] == ["copy_key", "save_config"]
     before = build_report(engine, "acme", history[3].occurred_at).verdict  # copied, not saved yet
-    assert (before.state, before.version, before.key) == ("KeyCopied", 4, None)
-    assert before.status == "unknown" and "after" in before.message  # the key saved now came later
+    assert (before.state, before.version, before.status, before.key) == ("KeyCopied", 4, "missing", None)
     valid = build_report(engine, "acme").verdict
     assert (valid.status, valid.key_ok, valid.state, valid.version) == ("valid", True, "StoreIntegration", 7)
     clock.advance(timedelta(days=366))
@@ -128,6 +128,23 @@ def test_the_key_verdict_at_T(engine: Engine, clock: MovableClock) -> None:
     assert "expired" in expired.message and expired.expires_at is not None
     html, _ = report_html(engine, "acme")
     assert '<span class="badge bad">expired</span>' in html
+
+
+def test_a_revoked_key_says_by_whom_with_the_authoritys_events(engine: Engine, clock: MovableClock) -> None:
+    """Revoked after T: valid at T; revoked at the report's now, with the revocation in the key's own events."""
+    _minute_by_minute(engine, clock)
+    key_id = engine.history("acme")[2].data["key_id"]
+    clock.advance(timedelta(hours=1))
+    before_revocation = clock.now
+    clock.advance(timedelta(hours=1))
+    engine.portal.revoke_key(key_id, actor="sec-team")
+    revoked = build_report(engine, "acme").verdict
+    assert (revoked.status, revoked.revoked_by, revoked.key_ok) == ("revoked", "sec-team", False)
+    assert [e["trigger"] for e in revoked.authority_events] == ["key_generated", "key_revoked"]
+    assert build_report(engine, "acme", before_revocation).verdict.status == "valid"
+    html, _ = report_html(engine, "acme")
+    assert '<table id="authority-table">' in html and f"<code>@key:{key_id}</code>" in html
+    assert "by sec-team" in html
 
 
 def test_the_numbered_dot_counts_repeats_and_names_the_current_state(engine: Engine, clock: MovableClock) -> None:

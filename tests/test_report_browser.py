@@ -198,7 +198,9 @@ def test_the_saved_report_as_a_person_sees_it(visit: Any, tmp_path: Path) -> Non
     # The verdict at T, the verification and the digest.
     assert page.locator("#state-at").inner_text() == "ConfigSaved, version 12"
     assert page.locator("#event-at").inner_text().startswith("event version 12, save_config (KeyCopied → ConfigSaved)")
-    assert page.locator("#key-verdict").inner_text().startswith("valid The saved key was valid at")
+    key_id = history[9].data["key_id"]  # the renewed key, saved at version 12
+    assert page.locator("#key-verdict").inner_text().startswith(f"valid Key {key_id} (ending in ")
+    assert page.locator("#authority-table tbody tr").all_inner_texts()[0].startswith(f"@key:{key_id}\t1\t")
     assert "Verification passed" in page.locator("#verify-result").inner_text()
     assert page.locator("#digest-token").inner_text() == digest
 

@@ -94,7 +94,7 @@ class DigestView:
 
 @dataclass(frozen=True)
 class VerdictView:
-    """The state and the key verdict at T (the shape of the audit API's ``as_dict``), and where it came from."""
+    """The state and the key verdict at T: the audit API's ``as_dict``, for a template (or the error that stopped it)."""
 
     at: str
     state: str
@@ -106,6 +106,8 @@ class VerdictView:
     message: str
     expires_at: str | None
     revoked_at: str | None
+    revoked_by: str | None = None
+    authority_events: list[dict[str, Any]] = field(default_factory=list)
     problems: list[ProblemView] = field(default_factory=list)
     error: str | None = None
 
@@ -194,77 +196,30 @@ def _digest(engine: Engine) -> DigestView:
     return DigestView(found.token, found.events)
 
 
-def _event_dict(row: RecordedEvent | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    return {
-        "version": row.version,
-        "trigger": row.trigger,
-        "source": row.source,
-        "dest": row.dest,
-        "reason": row.reason,
-        "actor": row.actor,
-        "occurred_at": iso_utc(row.occurred_at),
-        "hash": row.hash,
-    }
-
-
-def _verdict_view(engine: Engine, stream: str, at: datetime, rows: list[RecordedEvent]) -> VerdictView:
-    """The state and the saved key's verdict at ``at``.
-
-    Until the audit API (``Engine.audit``, issue 14) is in, this is the replay as of T and what
-    the key authority says at T of the key saved now: exact while the key saved now was saved
-    by T, and said to be unknown otherwise. Its dict has the audit API's ``as_dict`` shape, so
-    switching is one call.
-    """
+def _verdict_view(engine: Engine, stream: str, at: datetime) -> VerdictView:
+    """The state and the saved key's verdict at ``at``: ``Engine.audit`` (issue 14), from the log alone."""
     try:
-        replay = engine.replay(stream, at)
-        record, verdict = engine.admin.saved_key_verdict(stream, at)
+        found = engine.audit(stream, at=at).as_dict()
+    except UnknownOnboarding:
+        raise
     except KeytrailError as exc:
         return VerdictView(iso_utc(at), "", None, 0, None, None, "unknown", "", None, None, error=str(exc))
-    event = next((row for row in rows if row.version == replay.version), None)
-    key: dict[str, Any] | None = None
-    if record is None:
-        status, message = "missing", f"No key was saved in the store configuration by {shown_time(at)}."
-    elif record.saved_at > at:
-        status = "unknown"
-        message = (
-            f"The key saved now was saved at {shown_time(record.saved_at)}, after {shown_time(at)}; "
-            "which key was saved at that instant is not known here."
-        )
-    else:
-        key = {
-            "key_id": verdict.key_id,
-            "fingerprint": record.fingerprint,
-            "hint": record.hint,
-            "saved_at": iso_utc(record.saved_at),
-            "saved_by": None,
-        }
-        status, message = _status(verdict.valid, verdict.reason, verdict.key_id, verdict.expires_at, at)
+    verdict = found["verdict"]
     return VerdictView(
-        iso_utc(at),
-        replay.state.value,
-        None if replay.reason is None else replay.reason.value,
-        replay.version,
-        _event_dict(event),
-        key,
-        status,
-        message,
-        None if verdict.expires_at is None else iso_utc(verdict.expires_at),
-        None,
-        _problems(replay.problems),
+        at=found["at"],
+        state=found["state"],
+        reason=found["reason"],
+        version=found["version"],
+        event=found["event"],
+        key=found["key"],
+        status=verdict["status"],
+        message=verdict["message"],
+        expires_at=verdict["expires_at"],
+        revoked_at=verdict["revoked_at"],
+        revoked_by=verdict["revoked_by"],
+        authority_events=found["authority_events"],
+        problems=[ProblemView(p["version"], p["kind"], f"{p['stream']}: {p['message']}") for p in found["problems"]],
     )
-
-
-def _status(valid: bool, reason: Any, key_id: str | None, expires_at: datetime | None, at: datetime) -> tuple[str, str]:
-    """The audit API's verdict status and sentence from a key authority verdict."""
-    if valid:
-        return "valid", f"The saved key was valid at {shown_time(at)}; it expires at {shown_time(expires_at)}."
-    if reason is not None and reason.value == "expired":
-        return "expired", f"The saved key had expired at {shown_time(at)}: it expired at {shown_time(expires_at)}."
-    if key_id is not None:
-        return "revoked", f"The saved key ({key_id}) was revoked by {shown_time(at)}."
-    return "unknown", "The key authority does not know the saved key."
 
 
 def build_report(engine: Engine, stream: str, at: datetime | None = None, *, graphviz: bool = True) -> ReportView:
@@ -291,7 +246,7 @@ def build_report(engine: Engine, stream: str, at: datetime | None = None, *, gra
         timeline=timeline,
         timeline_error=timeline_error,
         diagram=draw_path(_steps(rows), current, graphviz=graphviz),
-        verdict=_verdict_view(engine, stream, instant, rows),
+        verdict=_verdict_view(engine, stream, instant),
         verify=verify,
         digest=_digest(engine),
         version=__version__,
