@@ -150,7 +150,7 @@ def test_a_revoked_key_says_by_whom_with_the_authoritys_events(engine: Engine, c
 def test_the_numbered_dot_counts_repeats_and_names_the_current_state(engine: Engine, clock: MovableClock) -> None:
     """Each taken edge carries its step numbers (and 2x when taken twice); the current state says so in words."""
     _expired_and_renewed(engine, clock)
-    marked = diagrams.Highlight.from_events((e.trigger, e.source, e.dest) for e in engine.history("acme"))
+    marked = diagrams.Highlight.from_events(e.onboarding_step() for e in engine.history("acme"))
     text = diagrams.dot(marked, numbered=True)
     assert re.search(r'Prompted -> SignedIn \[label="sign_in\\nregister\\n#2, #9 \(2x\)"', text), text
     # An "any state" row's step is drawn from where the onboarding was, numbered.
