@@ -136,7 +136,7 @@ def test_whole_flow_json_schemas(db_url: str) -> None:
     assert set(status) == STATUS_KEYS
     assert (status["state"], status["reason"], status["version"]) == ("StoreIntegration", None, 7)
     report = ok_json(run(db_url, "verify", "--json"))
-    assert report == {"ok": True, "streams": 1, "events": 7, "problems": []}
+    assert report == {"ok": True, "streams": 1, "authority_streams": 2, "events": 7 + 2, "problems": []}
 
 
 def test_text_output_of_driving_commands(sqlite_db: str) -> None:
@@ -292,15 +292,16 @@ def test_export_jsonl_and_csv_hold_no_secrets(sqlite_db: str, tmp_path: Path) ->
     key = seen["generate"]["key"]
     jsonl = run(sqlite_db, "export", "--format", "jsonl")
     assert jsonl.exit_code == 0
-    rows = [json.loads(line) for line in jsonl.stdout.splitlines()]
-    assert len(rows) == 7
+    every = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    rows = [r for r in every if r["stream_id"] == "acme"]
+    assert len(rows) == 7 and len(every) == 7 + 2  # and the authority's: an account created, a key generated
     assert all(set(r) == EXPORT_KEYS for r in rows)
     assert [r["version"] for r in rows] == list(range(1, 8))
     assert key not in jsonl.stdout and PASSWORD not in jsonl.stdout
     assert rows[4]["data"]["hint"] == key[-4:]
 
     as_csv = run(sqlite_db, "export", "--format", "csv")
-    table = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    table = [r for r in csv.DictReader(io.StringIO(as_csv.stdout)) if r["stream_id"] == "acme"]
     assert len(table) == 7 and set(table[0]) == EXPORT_KEYS
     assert json.loads(table[4]["data"]) == rows[4]["data"]
     assert key not in as_csv.stdout and PASSWORD not in as_csv.stdout
@@ -308,7 +309,7 @@ def test_export_jsonl_and_csv_hold_no_secrets(sqlite_db: str, tmp_path: Path) ->
     target = tmp_path / "events.jsonl"
     to_file = run(sqlite_db, "export", "--stream", "acme", "-o", str(target))
     assert (to_file.exit_code, to_file.stdout) == (0, "")
-    assert target.read_text(encoding="utf-8") == jsonl.stdout
+    assert [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()] == rows
     one_error_line(run(sqlite_db, "export", "--format", "xml"), 2, "'xml' is not an export format")
     one_error_line(run(sqlite_db, "export", "-o", str(tmp_path / "absent" / "x.jsonl")), 2, "No such file or directory")
 
@@ -318,7 +319,7 @@ def test_verify_and_digest_find_tampering(sqlite_db: str, tmp_path: Path) -> Non
     drive_flow(sqlite_db)
     token = run(sqlite_db, "digest").stdout.strip()
     count, _, digest_hex = token.partition(":")
-    assert count == "7" and len(digest_hex) == 64
+    assert count == "9" and len(digest_hex) == 64  # 7 of acme, 2 of the authority
     described = ok_json(run(sqlite_db, "digest", "--json"))
     assert set(described) == {"events", "digest", "last_position", "token"} and described["token"] == token
     ok_json(run(sqlite_db, "access", "other", "--json"))
@@ -351,10 +352,10 @@ def test_digest_check_notices_deleted_events(sqlite_db: str, tmp_path: Path) -> 
     drive_flow(sqlite_db)
     token = run(sqlite_db, "digest").stdout.strip()
     with sqlite3.connect(tmp_path / "cli.db") as raw:
-        raw.execute("DELETE FROM events WHERE version = 7")
+        raw.execute("DELETE FROM events WHERE stream_id = 'acme' AND version = 7")
     result = run(sqlite_db, "digest", "--check", token)
     assert result.exit_code == 1
-    assert "now holds only 6" in result.stdout
+    assert "covers 9 events but the log now holds only 8" in result.stdout
 
 
 def test_expiring_lists_keys_by_window(sqlite_db: str, clock: MovableClock) -> None:
@@ -562,7 +563,7 @@ def test_help_lists_the_commands_in_the_flows_order() -> None:
     assert isinstance(group, typer.core.TyperGroup)
     assert group.list_commands(typer.Context(group)) == [
         *("init", "access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
-        *("status", "history", "replay", "expiring", "verify", "export", "digest", "diagram", "report"),
+        *("status", "history", "replay", "audit", "expiring", "verify", "export", "digest", "diagram", "report"),
         *("demo", "serve", "tail", "account", "keys", "checkpoint", "token", "db"),
     ]
 

@@ -81,10 +81,11 @@ def test_flow_audit_and_draw_from_the_terminal(keytrail: Any, tmp_path: Path) ->
     )
     exported = keytrail("export", "--format", "jsonl")
     lines = exported.stdout.splitlines()
-    assert len(lines) == 7 and all(json.loads(line)["stream_id"] == "acme" for line in lines)
+    # The onboarding's 7 events and the authority's: the account created, the key generated.
+    assert len(lines) == 9 and {json.loads(line)["stream_id"][:5] for line in lines} == {"acme", "@acco", "@key:"}
     assert key not in exported.stdout and PASSWORD not in exported.stdout
     token = keytrail("digest").stdout.strip()
-    assert token.startswith("7:")
+    assert token.startswith("9:")  # 7 of acme, 2 of the authority
     assert keytrail("digest", "--check", token).returncode == 0
     drawn = keytrail("diagram", "--highlight", "acme")
     assert "class StoreIntegration current" in drawn.stdout

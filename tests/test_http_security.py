@@ -145,7 +145,7 @@ def test_token_commands(tmp_path: Path) -> None:
 
 def test_a_database_from_before_tokens_is_upgraded_to_them(db_url: str) -> None:
     """A database at revision 0002 (no api_tokens) is refused on open, naming the command; after
-    `db upgrade` (revision 0003) tokens work and the log is untouched."""
+    `db upgrade` (revisions 0003 and 0004) tokens work and the log is untouched."""
     with Engine.open(db_url) as engine:
         engine.access("store-1")
     raw = sa.create_engine(db_url)
@@ -157,7 +157,7 @@ def test_a_database_from_before_tokens_is_upgraded_to_them(db_url: str) -> None:
     with pytest.raises(SchemaMismatch, match="keytrail db upgrade"):
         Engine.open(db_url)
     before, after = upgrading.upgrade(db_url)
-    assert (before.revision, after.revision) == ("0002", "0003")
+    assert (before.revision, after.revision) == ("0002", "0004")
     with Engine.open(db_url) as engine:
         created = Tokens(engine).create("svc", "admin")
         assert Tokens(engine).check(created.token) is not None

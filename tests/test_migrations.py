@@ -5,6 +5,7 @@ with every event and hash kept, and a host application's alembic table is never 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from keytrail import Engine, State
 from keytrail.cli import app
 from keytrail.engine import reports
+from keytrail.engine.tokens import Tokens
 from keytrail.errors import InvalidInput, SchemaMismatch
 from keytrail.persistence import Database, migrations
 from tests.conftest import MovableClock
@@ -121,7 +123,7 @@ def test_a_0_1_0_database_is_refused_then_upgraded_keeping_every_event(db_url: s
     _as_0_1_0(db_url)
     events = _event_rows(db_url)
     tables = _tables(db_url)
-    with pytest.raises(SchemaMismatch, match=r"schema version 1, older than this keytrail's 3.*keytrail db upgrade"):
+    with pytest.raises(SchemaMismatch, match=r"schema version 1, older than this keytrail's 4.*keytrail db upgrade"):
         Engine.open(db_url, clock=clock)
     assert _tables(db_url) == tables  # nothing was migrated on open
     shown = runner.invoke(app, ["--db", db_url, "db", "current", "--json"])
@@ -132,8 +134,8 @@ def test_a_0_1_0_database_is_refused_then_upgraded_keeping_every_event(db_url: s
     assert json.loads(upgraded.stdout) | {"database": None} == {
         "database": None,
         "from": "0001",
-        "to": "0003",
-        "head": "0003",
+        "to": "0004",
+        "head": "0004",
     }
     assert _event_rows(db_url) == events
     with Engine.open(db_url, clock=clock, create=False) as engine:
@@ -166,7 +168,7 @@ def test_db_history_lists_every_revision(tmp_path: Path) -> None:
     shown = runner.invoke(app, ["db", "history"])
     assert shown.exit_code == 0
     lines = shown.stdout.splitlines()
-    assert [line.split("\t")[0] for line in lines] == ["0001", "0002", "0003"]
+    assert [line.split("\t")[0] for line in lines] == ["0001", "0002", "0003", "0004"]
     assert "0.1.0" in lines[0]
 
 
@@ -184,3 +186,44 @@ def test_db_upgrade_refuses_an_unknown_revision_or_a_foreign_database(tmp_path: 
     assert foreign.exit_code == 2
     assert "not a keytrail database" in foreign.stderr
     assert _tables(url) == {"orders"}
+
+
+def test_an_authority_from_before_its_log_is_recorded_by_the_upgrade(db_url: str, clock: MovableClock) -> None:
+    """Revision 0004 gives each account, key and token of an older database its stream: appended after
+    every event (never back-dated), by ``keytrail db upgrade``, keeping the original times, so the audit
+    of a past instant answers as before and verify holds the tables to the log."""
+    with Engine.open(db_url, clock=clock) as engine:
+        drive_to(engine, "acme", State.StoreIntegration)
+        key_id = engine.status("acme").key_id
+        assert key_id is not None
+        clock.advance(days=2)
+        engine.portal.revoke_key(key_id, actor="alice")
+        Tokens(engine).create("svc", "drive")
+        before = engine.audit("acme", at=clock.now - timedelta(days=1))
+        after = engine.audit("acme", at=clock.now)
+    raw = sa.create_engine(db_url)
+    with raw.begin() as conn:  # as revision 0003 left it: no authority streams
+        conn.execute(sa.text("DELETE FROM events WHERE stream_id LIKE '@%'"))
+        conn.execute(sa.text("DELETE FROM streams WHERE stream_id LIKE '@%'"))
+        conn.execute(sa.text("UPDATE keytrail_alembic_version SET version_num = '0003'"))
+        conn.execute(sa.text("UPDATE keytrail_meta SET value = '3' WHERE name = 'schema_version'"))
+    raw.dispose()
+    old = _event_rows(db_url)
+    upgraded = runner.invoke(app, ["--db", db_url, "db", "upgrade"])
+    assert upgraded.exit_code == 0, upgraded.stderr
+    rows = _event_rows(db_url)
+    assert rows[: len(old)] == old
+    with Engine.open(db_url, clock=clock, create=False) as engine:
+        recorded = [e for e in engine.events() if e.stream_id.startswith("@")]
+        assert {(e.stream_id.split(":")[0], e.trigger, e.actor) for e in recorded} == {
+            ("@account", "account_created", "keytrail db upgrade"),
+            ("@key", "key_generated", "keytrail db upgrade"),
+            ("@key", "key_revoked", "keytrail db upgrade"),
+            ("@token", "token_created", "keytrail db upgrade"),
+        }
+        newest = max(e.occurred_at for e in engine.events() if not e.stream_id.startswith("@"))
+        assert all(e.data["recorded_by_upgrade"] and e.occurred_at >= newest for e in recorded)
+        assert engine.verify().ok
+        assert engine.audit("acme", at=before.at).verdict.status == before.verdict.status == "valid"
+        again = engine.audit("acme", at=after.at).verdict
+        assert (again.status, again.revoked_at) == ("revoked", after.verdict.revoked_at)

@@ -8,15 +8,22 @@ it refuses a database that already holds onboardings or accounts. Only the packa
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from keytrail.cli.rendering import console, history_rows, mermaid_of, table
 from keytrail.cli.root import app, configure_output, destination, errors_to_exit, refuse_if_read_only, settings
 from keytrail.errors import InvalidInput
+from keytrail.events import iso_utc
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from keytrail.engine import Engine, KeyOutcome
 
 __all__ = ["demo"]
 
@@ -74,6 +81,7 @@ def demo(
 
         engine.portal.create_account(email, password, company="Acme")
         say("The merchant's company has a Commerce account", email)
+        generated = []
         for year, actor in enumerate(("jane@acme.test", "omar@acme.test")):
             if year:
                 clock.now += timedelta(days=366)
@@ -86,6 +94,7 @@ def demo(
                 stream, description="Amazon Sales Channel" + (" (renewed)" if year else ""), actor=actor
             )
             say("3. API Portal: describe the key, Add New", f"{g.state}, key {g.key_id} ending in {g.hint}")
+            generated.append(g)
             c = engine.copy_key(stream, actor=actor)
             say("4. Copy the key", str(c.state))
             o = engine.save_config(stream, key=c.key, actor=actor)
@@ -110,6 +119,12 @@ def demo(
         )
         out.print(f"\n[bold]The machine, with the path of {stream} highlighted (Mermaid):[/bold]")
         out.print(mermaid_of(engine, stream), markup=False, end="")
+        out.print(
+            f"\nThe same machine over HTTP (docs/http.md): keytrail --db {settings.db} token create --name me "
+            f"--scope admin, then keytrail --db {settings.db} serve --port 8080",
+            markup=False,
+        )
+        _auditors_ending(engine, stream, generated[0], out)
         folder = engine.database.sqlite_path.parent if engine.database.sqlite_path is not None else Path()
         target = report_file if report_file is not None else folder / "report.html"
         html, _ = report_html(engine, stream)
@@ -120,10 +135,30 @@ def demo(
             f"browser, it needs no network): {target}",
             markup=False,
         )
-        out.print(
-            f"\nThe same machine over HTTP (docs/http.md): keytrail --db {settings.db} token create --name me "
-            f"--scope admin, then keytrail --db {settings.db} serve --port 8080",
-            markup=False,
-        )
         if not report.ok:
             raise typer.Exit(1)
+
+
+def _auditors_ending(engine: Engine, stream: str, first: KeyOutcome, out: Console) -> None:
+    """What an auditor does with the log: sign a checkpoint of it, and ask what held at a past instant."""
+    from keytrail.engine import checkpoints
+    from keytrail.persistence.units import sqlite_file_of
+
+    database_file = sqlite_file_of(settings.db)
+    folder = Path.cwd() if database_file is None else database_file.parent
+    out.print("\n[bold]The auditor's part[/bold]")
+    private, public, kid = checkpoints.generate_signing_key(folder / "auditor")
+    signed = checkpoints.sign(engine, checkpoints.load_signing_key(private))
+    statement = folder / "checkpoint.json"
+    statement.write_text(json.dumps(signed, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    held = checkpoints.check(engine, signed, public.read_bytes())
+    out.print(f"signed checkpoint {statement} (key {kid}); publish it anywhere. Checked now: {held.message}")
+    out.print(f"  later: keytrail --db {settings.db} checkpoint verify {statement} --public-key {public}", markup=False)
+    assert first.expires_at is not None
+    for label, instant in (
+        ("a month after the first key was saved", first.expires_at - timedelta(days=335)),
+        ("an hour after the first key expired", first.expires_at + timedelta(hours=1)),
+    ):
+        audit = engine.audit(stream, at=instant)
+        out.print(f"audit of {stream} {label} ({iso_utc(instant)}): {audit.state} — {audit.verdict.message}")
+        out.print(f"  keytrail --db {settings.db} audit {stream} --at {iso_utc(instant)}", markup=False)

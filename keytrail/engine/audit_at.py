@@ -179,7 +179,9 @@ def _verdict(
     )
     key_id = None if issued is None else issued.data.get("key_id")
     key = AuditedKey(key_id if isinstance(key_id, str) else None, fingerprint, hint, event.occurred_at, event.actor)
-    if issued is None or issued.occurred_at > at:
+    # A key recorded by an upgrade (keytrail db upgrade) is dated then; its data keeps when it was issued.
+    issued_at = None if issued is None else _time(issued.data.get("created_at")) or issued.occurred_at
+    if issued is None or issued_at is None or issued_at > at:
         return key, KeyVerdictAt(
             "unknown",
             f"The key ending in {hint} saved in {stream} had not been issued by the authority at {when}: "
@@ -206,7 +208,7 @@ def _verdict(
         )
     return key, KeyVerdictAt(
         "valid",
-        f"Key {key.key_id} (ending in {hint}) was valid at {when}: issued at {iso_utc(issued.occurred_at)}, "
+        f"Key {key.key_id} (ending in {hint}) was valid at {when}: issued at {iso_utc(issued_at)}, "
         f"expiring at {iso_utc(expires_at)}, not revoked by then.",
         expires_at,
     )

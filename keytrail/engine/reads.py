@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import closing
+from dataclasses import replace
 from datetime import datetime
 
 from keytrail import inputs
 from keytrail.engine.admin import SavedKeyRecord
 from keytrail.engine.audit import StreamFold, verify_streams
 from keytrail.engine.audit_at import Audit, audit_log, saved_key_at
+from keytrail.engine.authority_check import table_problems
 from keytrail.engine.results import Event, OnboardingStatus, Replay, VerifyReport
 from keytrail.errors import UnknownOnboarding
 from keytrail.persistence import Database, RecordedEvent, SavedConfig, StreamHead
@@ -140,4 +142,9 @@ class Reads:
                 raise UnknownOnboarding(f"There is no onboarding {stream!r}.")
             # Both scans are closed while the connection is still ours, whatever verify_streams raises.
             with closing(unit.heads(stream)) as heads, closing(unit.audit_rows(stream)) as rows:
-                return verify_streams(rows, heads, progress)
+                report = verify_streams(rows, heads, progress)
+            if stream is not None:
+                return report
+            # The whole log: the authority's tables must also say what the log says.
+            found = table_problems(unit.authority.against_log())
+        return replace(report, problems=report.problems + found) if found else report

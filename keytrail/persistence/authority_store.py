@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,14 +21,16 @@ from keytrail.events import PendingEvent
 from keytrail.persistence.authority_tables import AccountRow, ApiKeyRow, OnboardingSessionRow, SignInAttemptRow
 from keytrail.persistence.commands import command_sql
 from keytrail.persistence.database import Database
+from keytrail.persistence.tables import ApiTokenRow, EventRow, StreamRow
 from keytrail.portal.records import Account, AccountRecord, ApiKey, AuthorityEvent, KeyRecord, SignInAttempt
 from keytrail.states.authority import LIFECYCLES, AuthorityAction, AuthorityState, authority_stream
 
-__all__ = ["AuthorityStore", "StoredAuthorityRecords", "accounts", "api_keys", "attempts", "sessions"]
+__all__ = ["AuthorityRows", "AuthorityStore", "StoredAuthorityRecords", "accounts", "api_keys", "attempts", "sessions"]
 
 accounts: sa.Table = AccountRow.__table__  # type: ignore[attr-defined]
 api_keys: sa.Table = ApiKeyRow.__table__  # type: ignore[attr-defined]
 sessions: sa.Table = OnboardingSessionRow.__table__  # type: ignore[attr-defined]
+tokens: sa.Table = ApiTokenRow.__table__  # type: ignore[attr-defined]
 attempts: sa.Table = SignInAttemptRow.__table__  # type: ignore[attr-defined]
 
 _ACCOUNT = (accounts.c.account_id, accounts.c.email, accounts.c.company, accounts.c.created_at)
@@ -54,6 +57,17 @@ _ATTEMPT = (
 
 def _account_record(row: Any) -> AccountRecord:
     return AccountRecord(Account(row[0], row[1], row[2], row[3]), row[4], row[5], row[6])
+
+
+@dataclass(frozen=True)
+class AuthorityRows:
+    """The authority's tables beside the log (see :meth:`StoredAuthorityRecords.against_log`): per row,
+    its own columns, then its stream's state and version and the data of its events 1 and 2 (None: absent)."""
+
+    keys: list[Any]  # key_id, account_id, fingerprint, expires_at, revoked_at, ...
+    accounts: list[Any]  # account_id, email, ...
+    tokens: list[Any]  # name, revoked_at, ...
+    rowless: list[str]  # authority streams of a key, account or token that has no row
 
 
 class StoredAuthorityRecords:
@@ -218,6 +232,59 @@ class StoredAuthorityRecords:
 
     def reseal_key(self, key_id: str, ciphertext: str) -> None:
         self._conn.execute(sa.update(api_keys).where(api_keys.c.key_id == key_id).values(ciphertext=ciphertext))
+
+    def against_log(self) -> AuthorityRows:
+        """Every account, key and token row beside its stream's projection and recording events, and
+        every authority stream of an account, key or token with no row: what verify holds the tables to."""
+        streams, events = StreamRow.__table__, EventRow.__table__  # type: ignore[attr-defined]
+        found = AuthorityRows([], [], [], [])
+
+        def joined(table: sa.Table, kind: str, id_column: sa.Column[Any], *columns: Any) -> list[Any]:
+            s, first, second = streams.alias("s"), events.alias("first"), events.alias("second")
+            stream_of = sa.literal(f"@{kind}:") + id_column
+            query = (
+                # The data as text: a damaged one is verify's finding, not a crash of this read.
+                sa.select(
+                    *columns, s.c.state, s.c.version, sa.cast(first.c.data, sa.Text), sa.cast(second.c.data, sa.Text)
+                )
+                .select_from(
+                    table.outerjoin(s, s.c.stream_id == stream_of)
+                    .outerjoin(first, sa.and_(first.c.stream_id == s.c.stream_id, first.c.version == 1))
+                    .outerjoin(second, sa.and_(second.c.stream_id == s.c.stream_id, second.c.version == 2))
+                )
+                .order_by(id_column)
+            )
+            return list(self._conn.execute(query))
+
+        found.keys.extend(
+            joined(
+                api_keys,
+                "key",
+                api_keys.c.key_id,
+                api_keys.c.key_id,
+                api_keys.c.account_id,
+                api_keys.c.fingerprint,
+                api_keys.c.expires_at,
+                api_keys.c.revoked_at,
+            )
+        )
+        found.accounts.extend(
+            joined(accounts, "account", accounts.c.account_id, accounts.c.account_id, accounts.c.email)
+        )
+        found.tokens.extend(joined(tokens, "token", tokens.c.name, tokens.c.name, tokens.c.revoked_at))
+        for kind, table, id_column in (
+            ("key", api_keys, api_keys.c.key_id),
+            ("account", accounts, accounts.c.account_id),
+            ("token", tokens, tokens.c.name),
+        ):
+            rowless = (
+                sa.select(streams.c.stream_id)
+                .select_from(streams.outerjoin(table, streams.c.stream_id == sa.literal(f"@{kind}:") + id_column))
+                .where(streams.c.stream_id.startswith(f"@{kind}:", autoescape=True), id_column.is_(None))
+                .order_by(streams.c.stream_id)
+            )
+            found.rowless.extend(row[0] for row in self._conn.execute(rowless))
+        return found
 
     def record(self, event: AuthorityEvent) -> None:
         """Append the action to its entity's stream, through the command path's own statements.

@@ -46,7 +46,7 @@ __all__ = [
 # The format of an event row (its ``schema_version`` column, which the hash chain covers).
 SCHEMA_VERSION = 1
 # The database's schema: ``keytrail_meta.schema_version``, and alembic's revision 000N (see persistence.migrations).
-DATABASE_SCHEMA = 3
+DATABASE_SCHEMA = 4
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -28,6 +28,7 @@ FOR_COMMAND = {
     "status": "status",
     "history": "history",
     "replay": "replay",
+    "audit": "audit",
     "expiring": "expiring",
     "verify": "verify",
     "digest": "digest",

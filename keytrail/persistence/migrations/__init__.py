@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 VERSION_TABLE = "keytrail_alembic_version"
-HEAD = "0003"
+HEAD = "0004"
 
 
 @dataclass(frozen=True)
