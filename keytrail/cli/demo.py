@@ -60,7 +60,6 @@ def demo(
 ) -> None:
     """Walk through the source document's flow on a fresh database, then a key expiry and the repeat."""
     from keytrail.engine import Engine, reports
-    from keytrail.reporting import report_html
 
     refuse_if_read_only("the demo")
     configure_output()
@@ -125,16 +124,7 @@ def demo(
             markup=False,
         )
         _auditors_ending(engine, stream, generated[0], out)
-        folder = engine.database.sqlite_path.parent if engine.database.sqlite_path is not None else Path()
-        target = report_file if report_file is not None else folder / "report.html"
-        html, _ = report_html(engine, stream)
-        with destination(target) as handle:
-            handle.write(html)
-        out.print(
-            f"\nThe auditor's report of {stream} (timeline, numbered path, verdict, verify, digest; open it in a "
-            f"browser, it needs no network): {target}",
-            markup=False,
-        )
+        _write_report(engine, stream, report_file, out)
         if not report.ok:
             raise typer.Exit(1)
 
@@ -162,3 +152,19 @@ def _auditors_ending(engine: Engine, stream: str, first: KeyOutcome, out: Consol
         audit = engine.audit(stream, at=instant)
         out.print(f"audit of {stream} {label} ({iso_utc(instant)}): {audit.state} — {audit.verdict.message}")
         out.print(f"  keytrail --db {settings.db} audit {stream} --at {iso_utc(instant)}", markup=False)
+
+
+def _write_report(engine: Engine, stream: str, report_file: Path | None, out: Console) -> None:
+    """The auditor's report of the demo's onboarding, beside a SQLite database unless ``--report`` says where."""
+    from keytrail.reporting import report_html
+
+    folder = engine.database.sqlite_path.parent if engine.database.sqlite_path is not None else Path()
+    target = report_file if report_file is not None else folder / "report.html"
+    html, _ = report_html(engine, stream)
+    with destination(target) as handle:
+        handle.write(html)
+    out.print(
+        f"\nThe auditor's report of {stream} (timeline, numbered path, verdict at now, verify, digest; open it in "
+        f"a browser, it needs no network): {target}",
+        markup=False,
+    )
