@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from keytrail import Engine
 from keytrail.engine import reports
-from tests.browser import SCREENSHOTS, chromium, find_chromium, must_run
+from tests.browser import SCREENSHOTS, chromium, find_chromium, require_chromium
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, ensure_account
 from tests.http_server import SCRIPT, Served, serve, server_env
@@ -35,14 +35,22 @@ A4_WIDTH = 794  # CSS pixels of an A4 page's width, as chromium prints
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = find_chromium()
-    if executable is None:
-        message = "Debian's chromium is not installed (`make setup` installs it)."
-        if must_run():
-            pytest.fail(message)
-        pytest.skip(message)
-    with chromium(executable) as launched:
+    with chromium(require_chromium(find_chromium())) as launched:
         yield launched
+
+
+def test_a_missing_chromium_fails_in_ci_and_skips_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """.ci/run sets KEYTRAIL_REQUIRE_CLIENTS=1: there a missing browser fails the tests instead of skipping them."""
+    assert find_chromium(str(tmp_path), tmp_path / "chromium") is None
+    monkeypatch.setenv("KEYTRAIL_REQUIRE_CLIENTS", "1")
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
+        require_chromium(None)
+    monkeypatch.delenv("KEYTRAIL_REQUIRE_CLIENTS")
+    monkeypatch.delenv("KEYTRAIL_REQUIRE_POSTGRES", raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # a developer, not root: `make setup` could not install it
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        require_chromium(None)
+    assert require_chromium("/usr/bin/chromium") == "/usr/bin/chromium"
 
 
 class Visit:
