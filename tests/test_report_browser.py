@@ -42,13 +42,16 @@ def browser() -> Iterator[Browser]:
 def test_a_missing_chromium_fails_in_ci_and_skips_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """.ci/run sets KEYTRAIL_REQUIRE_CLIENTS=1: there a missing browser fails the tests instead of skipping them."""
     assert find_chromium(str(tmp_path), tmp_path / "chromium") is None
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # a developer, not root: `make setup` could not install it
+    monkeypatch.delenv("KEYTRAIL_REQUIRE_POSTGRES", raising=False)
     monkeypatch.setenv("KEYTRAIL_REQUIRE_CLIENTS", "1")
     with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
         require_chromium(None)
     monkeypatch.delenv("KEYTRAIL_REQUIRE_CLIENTS")
-    monkeypatch.delenv("KEYTRAIL_REQUIRE_POSTGRES", raising=False)
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # a developer, not root: `make setup` could not install it
     with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        require_chromium(None)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)  # root: it could have been installed
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed"):
         require_chromium(None)
     assert require_chromium("/usr/bin/chromium") == "/usr/bin/chromium"
 
