@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-__all__ = ["ARGS", "SCREENSHOTS", "chromium", "find_chromium", "must_run"]
+__all__ = ["ARGS", "SCREENSHOTS", "chromium", "find_chromium", "must_run", "require_chromium"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # Kept for people to look at after a run (git-ignored); each test also saves its own under tmp_path.
@@ -32,11 +33,11 @@ ARGS = [
 ]
 
 
-def find_chromium() -> str | None:
-    """The system's chromium (Debian's package), or None."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None and Path("/usr/bin/chromium").exists():
-        found = "/usr/bin/chromium"
+def find_chromium(search: str | None = None, fallback: Path = Path("/usr/bin/chromium")) -> str | None:
+    """The system's chromium (Debian's package) on ``search`` (default: PATH) or at ``fallback``, or None."""
+    found = shutil.which("chromium", path=search) or shutil.which("chromium-browser", path=search)
+    if found is None and fallback.exists():
+        found = str(fallback)
     return found
 
 
@@ -47,6 +48,16 @@ def must_run() -> bool:
         or os.environ.get("KEYTRAIL_REQUIRE_POSTGRES") == "1"
         or os.geteuid() == 0
     )
+
+
+def require_chromium(executable: str | None) -> str:
+    """``executable``, else fail (CI, root: `make setup` installs it) or skip (a developer's machine)."""
+    if executable is not None:
+        return executable
+    message = "Debian's chromium is not installed (`make setup` installs it)."
+    if must_run():
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @contextmanager
