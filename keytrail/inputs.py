@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from keytrail.errors import InvalidInput
+from keytrail.states.authority import lifecycle_of
 
 __all__ = [
     "MASKED_KEY",
@@ -82,6 +83,18 @@ def check_stream_id(stream_id: object) -> str:
             "beginning with a letter or digit."
         )
     return stream_id
+
+
+def check_log_stream_id(stream_id: object) -> str:
+    """A stream of the log: an onboarding id, or an authority entity's stream (``@key:key_0123...``)."""
+    if isinstance(stream_id, str) and stream_id.startswith("@"):
+        if len(stream_id) <= 128 and stream_id.isprintable() and lifecycle_of(stream_id) is not None:
+            return stream_id
+        raise InvalidInput(
+            f"{_shown(stream_id)} is not a stream of the log: an authority stream is @account:ID, @key:KEY_ID, "
+            "@token:NAME or @encryption."
+        )
+    return check_stream_id(stream_id)
 
 
 def is_masked(value: str) -> bool:

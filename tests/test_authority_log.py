@@ -19,7 +19,7 @@ from keytrail.crypto import generate_secret_key
 from keytrail.engine import checkpoints, reports
 from keytrail.engine.audit_at import audit_events
 from keytrail.engine.tokens import Tokens
-from keytrail.errors import AuthenticationFailed
+from keytrail.errors import AuthenticationFailed, InvalidInput
 from keytrail.persistence.store import events_table, streams_table
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, authority_events, drive_to
@@ -198,3 +198,19 @@ def test_an_audit_names_a_tampered_key_stream(engine: Engine, acted: dict[str, A
         )
     found = engine.audit("acme")
     assert not found.ok and [(p.stream, p.kind) for p in found.problems] == [(f"@key:{acted['key_id']}", "hash")]
+
+
+def test_an_authority_stream_is_read_by_its_id_and_a_made_up_one_is_refused(
+    engine: Engine, acted: dict[str, Any]
+) -> None:
+    key_stream = f"@key:{acted['key_id']}"
+    assert [(e.trigger.value, e.actor) for e in engine.history(key_stream)] == [
+        ("key_generated", None),
+        ("key_revoked", "alice"),
+    ]
+    assert engine.verify(key_stream).ok and engine.verify(key_stream).authority_streams == 1
+    for made_up in ("@nothing", "@key:", "@encryption:x", "@key:" + "x" * 200):
+        with pytest.raises(InvalidInput, match="not a stream of the log"):
+            engine.history(made_up)
+    with pytest.raises(InvalidInput):
+        engine.access("@key:key_0000000000000000")  # never an onboarding: commands take onboarding ids only

@@ -89,7 +89,7 @@ def test_a_checkpoint_verifies_and_still_does_after_the_log_grows(log: tuple[str
     statement = _sign(url, folder)
     document = json.loads(statement.read_text())
     _validate("checkpoint", document)
-    assert document["statement"]["log_size"] == 9  # acme: 7 events, beta: 2
+    assert document["statement"]["log_size"] == 11  # acme: 7 events, beta: 2, the authority's: an account, a key
     first = _verify(url, folder, statement)
     assert first.exit_code == 0, first.stdout + first.stderr
     assert json.loads(first.stdout)["ok"] is True
@@ -98,7 +98,7 @@ def test_a_checkpoint_verifies_and_still_does_after_the_log_grows(log: tuple[str
         engine.access("acme")
         drive_to(engine, "gamma", State.Validated)
     grown = json.loads(_verify(url, folder, statement).stdout)
-    assert (grown["ok"], grown["new_events"]) == (True, 7)  # one access, six to Validated
+    assert (grown["ok"], grown["new_events"]) == (True, 8)  # one access, six to Validated, a key generated
 
 
 def test_a_consistent_rewrite_passes_verify_but_not_the_checkpoint(log: tuple[str, Path], clock: MovableClock) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from keytrail import Engine, State
 from keytrail.crypto import SECRET_KEY_ENV, generate_secret_key
 from keytrail.errors import InvalidInput, NotAKeytrailDatabase, SchemaMismatch, SecretKeyError, UnknownDatabase
-from keytrail.persistence.tables import MetaRow
+from keytrail.persistence.tables import DATABASE_SCHEMA, MetaRow
 from keytrail.pgcluster import scratch_database
 from tests.helpers import drive_to
 
@@ -30,7 +30,9 @@ def test_first_open_creates_the_schema_and_an_owner_only_key_file(tmp_path: Path
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT value FROM keytrail_meta WHERE name='schema_version'").fetchone()[0] == "3"
+        assert conn.execute("SELECT value FROM keytrail_meta WHERE name='schema_version'").fetchone()[0] == str(
+            DATABASE_SCHEMA
+        )
     with Engine.open(f"sqlite:///{db}") as again:
         assert again.state("acme") is State.Prompted
 

@@ -34,7 +34,7 @@ from keytrail.errors import (
 from keytrail.persistence import translate_error
 from keytrail.persistence.authority_store import api_keys, attempts
 from keytrail.persistence.store import config_table, events_table
-from keytrail.persistence.tables import MetaRow
+from keytrail.persistence.tables import DATABASE_SCHEMA, MetaRow
 from tests.conftest import MovableClock
 from tests.helpers import EMAIL, PASSWORD, drive_to, snapshot
 
@@ -101,13 +101,20 @@ def test_a_newer_schema_is_refused_and_nothing_is_lost(db_url: str, clock: Movab
         _busy_log(engine)
     raw = _raw(db_url)
     with raw.begin() as conn:
-        conn.execute(sa.update(meta_table).where(meta_table.c.name == "schema_version").values(value="4"))
+        conn.execute(
+            sa.update(meta_table).where(meta_table.c.name == "schema_version").values(value=str(DATABASE_SCHEMA + 1))
+        )
     before = _rows(db_url)
-    with pytest.raises(SchemaMismatch, match="schema version 4, but this keytrail reads version 3; upgrade keytrail"):
+    with pytest.raises(
+        SchemaMismatch,
+        match=f"schema version {DATABASE_SCHEMA + 1}, but this keytrail reads version {DATABASE_SCHEMA}; upgrade keytrail",
+    ):
         Engine.open(db_url, clock=clock)
     assert _rows(db_url) == before
     with raw.begin() as conn:  # what the newer keytrail would read is all still there
-        conn.execute(sa.update(meta_table).where(meta_table.c.name == "schema_version").values(value="3"))
+        conn.execute(
+            sa.update(meta_table).where(meta_table.c.name == "schema_version").values(value=str(DATABASE_SCHEMA))
+        )
     raw.dispose()
     with Engine.open(db_url, clock=clock) as engine:
         assert engine.state("store-a") is State.StoreIntegration and engine.state("store-c") is State.KeyCopied

@@ -166,6 +166,20 @@ def test_the_whole_flow_and_the_reads(served: Served) -> None:
         again = drive.post(f"/v1/onboardings/{stream}/access", json={"actor": "storefront"}).json()
         assert (again["state"], again["reason"]) == ("Prompted", "invalid")
         assert events_of(served, stream)[-1]["actor"] == "storefront"
+        # The audit says who revoked the key (the admin token), and that it was valid just before.
+        with served.client(served.tokens["auditor"]) as auditor:
+            now = auditor.get(f"/v1/onboardings/{stream}/audit")
+            assert now.status_code == 200, now.text
+            verdict = now.json()["verdict"]
+            assert (verdict["status"], verdict["revoked_by"]) == ("revoked", "admin-svc")
+            assert [e["trigger"] for e in now.json()["authority_events"]] == ["key_generated", "key_revoked"]
+            before = auditor.get(f"/v1/onboardings/{stream}/audit", params={"at": history["events"][5]["occurred_at"]})
+            assert before.json()["verdict"]["status"] == "valid" and before.json()["key"]["key_id"] == key_id
+            problem(
+                auditor.get(f"/v1/onboardings/{stream}/audit", params={"at": "2026-01-01T00:00:00"}),
+                422,
+                "invalid-input",
+            )
 
 
 def test_the_list_is_paged_by_id(served: Served) -> None:
@@ -362,6 +376,7 @@ def test_operations_endpoints_and_the_openapi_document(served: Served) -> None:
         "/v1/onboardings",
         "/v1/onboardings/{stream}/events",
         "/v1/onboardings/{stream}/replay",
+        "/v1/onboardings/{stream}/audit",
         "/v1/verify",
         "/v1/digest",
         "/v1/accounts",

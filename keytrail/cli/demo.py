@@ -135,11 +135,12 @@ def _auditors_ending(engine: Engine, stream: str, first: KeyOutcome, out: Consol
     from keytrail.persistence.units import sqlite_file_of
 
     database_file = sqlite_file_of(settings.db)
-    folder = Path.cwd() if database_file is None else database_file.parent
+    # Named after the database, beside it: two demos in one folder keep their own.
+    prefix = Path.cwd() / "keytrail" if database_file is None else database_file.with_suffix("")
     out.print("\n[bold]The auditor's part[/bold]")
-    private, public, kid = checkpoints.generate_signing_key(folder / "auditor")
+    private, public, kid = checkpoints.generate_signing_key(Path(f"{prefix}.auditor"))
     signed = checkpoints.sign(engine, checkpoints.load_signing_key(private))
-    statement = folder / "checkpoint.json"
+    statement = Path(f"{prefix}.checkpoint.json")
     statement.write_text(json.dumps(signed, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     held = checkpoints.check(engine, signed, public.read_bytes())
     out.print(f"signed checkpoint {statement} (key {kid}); publish it anywhere. Checked now: {held.message}")

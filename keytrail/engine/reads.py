@@ -72,7 +72,7 @@ class Reads:
 
     def history(self, stream: str) -> list[Event]:
         """The onboarding's events, oldest first."""
-        stream = inputs.check_stream_id(stream)
+        stream = inputs.check_log_stream_id(stream)
         # closing(): a damaged row raises mid-scan, and the scan must end while its connection is open.
         with self._storage.read() as unit, closing(unit.events(stream)) as records:
             events = [Event.from_record(record) for record in records]
@@ -83,7 +83,7 @@ class Reads:
     def events(self, stream: str | None = None) -> Iterator[RecordedEvent]:
         """Raw event rows, by stream then version, streamed in constant memory (for exports)."""
         if stream is not None:
-            stream = inputs.check_stream_id(stream)
+            stream = inputs.check_log_stream_id(stream)
         with self._storage.read() as unit, closing(unit.events(stream)) as records:
             yield from records
 
@@ -136,7 +136,7 @@ class Reads:
     def verify(self, stream: str | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Recompute every hash chain, check versions, legality and the projection; name each first problem."""
         if stream is not None:
-            stream = inputs.check_stream_id(stream)
+            stream = inputs.check_log_stream_id(stream)
         with self._storage.read() as unit:
             if stream is not None and not unit.stream_exists(stream):
                 raise UnknownOnboarding(f"There is no onboarding {stream!r}.")

@@ -8,6 +8,8 @@ the routes from the engine's ``as_dict`` shapes; these models document them.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
@@ -122,6 +124,51 @@ class EventOut(BaseModel):
     hash: str
 
 
+class AuditEventOut(BaseModel):
+    version: int
+    trigger: str
+    source: str
+    dest: str
+    reason: str | None
+    actor: str | None
+    occurred_at: str
+    hash: str
+
+
+class AuditedKeyOut(BaseModel):
+    key_id: str | None = Field(description="None: a key the authority never issued.")
+    fingerprint: str
+    hint: str
+    saved_at: str
+    saved_by: str | None
+
+
+class VerdictOut(BaseModel):
+    status: Literal["valid", "revoked", "expired", "missing", "unknown"]
+    message: str
+    expires_at: str | None
+    revoked_at: str | None
+    revoked_by: str | None
+
+
+class AuthorityEventOut(EventOut):
+    stream: str
+
+
+class AuditOut(BaseModel):
+    stream: str
+    at: str
+    state: str
+    reason: str | None
+    version: int
+    event: AuditEventOut | None = Field(description="The event that put the onboarding in its state by then.")
+    key: AuditedKeyOut | None = Field(description="The key saved in the store configuration then; never the key.")
+    verdict: VerdictOut
+    authority_events: list[AuthorityEventOut]
+    ok: bool
+    problems: list[ProblemItem]
+
+
 class EventsOut(BaseModel):
     stream: str
     events: list[EventOut]
@@ -156,7 +203,8 @@ class ReplayOut(BaseModel):
 
 class VerifyOut(BaseModel):
     ok: bool
-    streams: int
+    streams: int = Field(description="Onboardings verified.")
+    authority_streams: int = Field(description="The key authority's entity streams verified (@account:, @key:, ...).")
     events: int
     problems: list[ProblemItem]
 

@@ -16,6 +16,7 @@ from keytrail.http.commands import StreamPath, json_response
 from keytrail.http.models import (
     AccountBody,
     AccountOut,
+    AuditOut,
     DigestOut,
     EventsOut,
     ExpiringOut,
@@ -135,17 +136,39 @@ def replay(
     ] = None,
 ) -> Response:
     """Rebuild the onboarding from its events, optionally as it stood at ``as_of``."""
-    instant = None
-    if as_of is not None:
-        try:
-            instant = datetime.fromisoformat(as_of)
-        except ValueError:
-            raise InvalidInput(
-                f"as_of must be an ISO 8601 instant such as 2026-01-01T09:00:00Z, not {clipped(as_of, 40)!r}."
-            ) from None
-        if instant.tzinfo is None:
-            raise InvalidInput(f"as_of must carry its zone (Z or +00:00): {clipped(as_of, 40)!r} has none.")
-    return json_response(_engine(request).replay(stream, as_of=instant).as_dict())
+    return json_response(_engine(request).replay(stream, as_of=_instant("as_of", as_of)).as_dict())
+
+
+@router.get(
+    "/onboardings/{stream}/audit",
+    tags=["audit"],
+    response_model=None,
+    responses={**_ok(AuditOut, "The onboarding and its saved key's verdict at the instant, from the log."), **_READ},
+)
+def audit(
+    stream: StreamPath,
+    request: Request,
+    token: Auditor,
+    at: Annotated[
+        str | None, Query(description="An ISO 8601 instant with its zone; default: now.", max_length=64)
+    ] = None,
+) -> Response:
+    """Was the key valid at ``at``? The state, the event behind it, the saved key and its verdict, its authority events."""
+    return json_response(_engine(request).audit(stream, at=_instant("at", at)).as_dict())
+
+
+def _instant(name: str, text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"{name} must be an ISO 8601 instant such as 2026-01-01T09:00:00Z, not {clipped(text, 40)!r}."
+        ) from None
+    if instant.tzinfo is None:
+        raise InvalidInput(f"{name} must carry its zone (Z or +00:00): {clipped(text, 40)!r} has none.")
+    return instant
 
 
 @router.get(
