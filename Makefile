@@ -45,7 +45,7 @@ system-auto:
 
 demo: $(STAMP)
 	rm -rf demo-output && mkdir -p demo-output
-	$(BIN)/keytrail --db sqlite:///demo-output/keytrail.db demo
+	$(BIN)/keytrail --db sqlite:///demo-output/keytrail.db demo --report demo-output/report.html
 
 # The README's picture of the demo's report (docs/img/report.png): Debian's chromium through Playwright.
 screenshots: demo

@@ -315,11 +315,11 @@ def test_keytrail_report_refuses_bad_input(sqlite_db: str, tmp_path: Path, args:
 
 
 def test_the_demo_writes_its_report(tmp_path: Path) -> None:
-    """make demo's promise: demo-output/report.html, named in the demo's output."""
+    """The demo writes its report beside the database and names it in its output (make demo: --report)."""
     url = f"sqlite:///{tmp_path}/keytrail.db"
     done = runner.invoke(app, ["--db", url, "demo"])
     assert done.exit_code == 0, done.stderr
-    target = tmp_path / "report.html"
+    target = tmp_path / "keytrail.report.html"  # named after the database, as the demo's other files
     assert "The auditor's report of acme-store" in done.stdout and str(target) in done.stdout.replace("\n", "")
     html = target.read_text(encoding="utf-8")
     assert html.count('<tr data-version="') + html.count('<tr class="after" data-version="') == 14
@@ -336,3 +336,12 @@ def test_a_row_too_damaged_to_read_leaves_the_rest_of_the_page(sqlite_db: str) -
     assert not view.verify.ok and view.verify.problems[0].version == 3
     assert view.digest.token is None and view.digest.error is not None
     assert "The timeline is incomplete." in html and "No digest." in html and "Verification failed" in html
+
+
+def test_make_demo_writes_demo_output_report_html() -> None:
+    """The Makefile's demo names demo-output/report.html, and make screenshots shoots that file."""
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text(encoding="utf-8")
+    demo = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0]
+    assert "demo --report demo-output/report.html" in demo
+    shots = makefile.split("\nscreenshots:", 1)[1].split("\n\n", 1)[0]
+    assert "scripts/screenshots.py demo-output/report.html docs/img/report.png" in shots

@@ -53,7 +53,7 @@ def demo(
         Path | None,
         typer.Option(
             "--report",
-            help="Where to write the auditor's HTML report (default: report.html beside a SQLite database, else here).",
+            help="Where to write the auditor's HTML report (default: NAME.report.html beside a SQLite database NAME.db).",
             metavar="FILE",
         ),
     ] = None,
@@ -156,11 +156,14 @@ def _auditors_ending(engine: Engine, stream: str, first: KeyOutcome, out: Consol
 
 
 def _write_report(engine: Engine, stream: str, report_file: Path | None, out: Console) -> None:
-    """The auditor's report of the demo's onboarding, beside a SQLite database unless ``--report`` says where."""
+    """The auditor's report of the demo's onboarding, beside a SQLite database unless ``--report`` says where (``make
+    demo`` says demo-output/report.html)."""
     from keytrail.reporting import report_html
 
-    folder = engine.database.sqlite_path.parent if engine.database.sqlite_path is not None else Path()
-    target = report_file if report_file is not None else folder / "report.html"
+    database_file = engine.database.sqlite_path
+    # Named after the database, beside it, as the auditor's files: two demos in one folder keep their own.
+    default = Path("keytrail.report.html") if database_file is None else database_file.with_suffix(".report.html")
+    target = report_file if report_file is not None else default
     html, _ = report_html(engine, stream)
     with destination(target) as handle:
         handle.write(html)
