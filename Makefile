@@ -12,7 +12,7 @@ LOWEST  = .venv-lowest
 export UV_PROJECT_ENVIRONMENT = $(VENV)
 export UV_PYTHON_DOWNLOADS = never
 
-.PHONY: demo test lint docs pytest test-lowest smoke bench bench-full bench-startup diagrams setup system-deps system-check system-auto lock clean
+.PHONY: demo screenshots test lint docs pytest test-lowest smoke bench bench-full bench-startup diagrams setup system-deps system-check system-auto lock clean
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +45,11 @@ system-auto:
 
 demo: $(STAMP)
 	rm -rf demo-output && mkdir -p demo-output
-	$(BIN)/keytrail --db sqlite:///demo-output/keytrail.db demo
+	$(BIN)/keytrail --db sqlite:///demo-output/keytrail.db demo --report demo-output/report.html
+
+# The README's picture of the demo's report (docs/img/report.png): Debian's chromium through Playwright.
+screenshots: demo
+	$(BIN)/python scripts/screenshots.py demo-output/report.html docs/img/report.png
 
 # Style, types, and the invariants of issue 10: no private attribute of another object (ruff SLF001),
 # the layering contracts (lint-imports, [tool.importlinter] in pyproject.toml), no module over 400 lines.

@@ -88,6 +88,7 @@ class _Edge:
     dest: str
     labels: list[str] = field(default_factory=list)
     taken: bool = False
+    steps: list[int] = field(default_factory=list)  # the path's step numbers that went along it
 
 
 @dataclass
@@ -123,9 +124,9 @@ def _row_of(trigger: Trigger, source: State, dest: State) -> Row | None:
     return None
 
 
-def _graph(highlight: Highlight | None) -> _Graph:
+def _graph(highlight: Highlight | None, *, numbered: bool = False) -> _Graph:
     nodes: dict[str, tuple[str, bool]] = {s.value: (s.value, False) for s in State}
-    edges: dict[tuple[str, str], _Edge] = {}
+    edges: dict[tuple[str, ...], _Edge] = {}
     drawn_from: dict[Row, list[str]] = {}
     for row in TABLE:
         pseudo = _pseudo(row)
@@ -142,14 +143,21 @@ def _graph(highlight: Highlight | None) -> _Graph:
     current: str | None = None
     if highlight is not None:
         visited.add(initial_state().value)
-        for trigger, step_source, dest in highlight.steps:
+        for number, (trigger, step_source, dest) in enumerate(highlight.steps, start=1):
             taken = _row_of(trigger, step_source, dest)
             visited.update((step_source.value, dest.value))
             if taken is None:
                 continue  # an illegal recorded step: verify reports it; the diagram has no edge for it
-            drawn = drawn_from[taken][0] if _pseudo(taken) is not None else step_source.value
-            visited.add(drawn)
-            edges[(drawn, dest.value)].taken = True
+            if numbered and _pseudo(taken) is not None:
+                # Numbered, the step is drawn from where the onboarding was: "any state" would hide it.
+                key = (step_source.value, dest.value, trigger.value)
+                edge = edges.setdefault(key, _Edge(step_source.value, dest.value, [_label(taken)]))
+            else:
+                drawn = drawn_from[taken][0] if _pseudo(taken) is not None else step_source.value
+                visited.add(drawn)
+                edge = edges[(drawn, dest.value)]
+            edge.taken = True
+            edge.steps.append(number)
         current = highlight.current.value
     return _Graph(nodes, list(edges.values()), visited, current)
 
@@ -190,12 +198,23 @@ def _dot_attrs(attrs: dict[str, str]) -> str:
     return "[" + ", ".join(f'{k}="{v}"' for k, v in attrs.items()) + "]"
 
 
-def dot(highlight: Highlight | None = None) -> str:
-    """The machine as Graphviz DOT; with ``highlight``, the path taken and the current state marked."""
-    graph = _graph(highlight)
+def _numbers(steps: list[int]) -> str:
+    """A taken edge's step numbers, and how often it was taken when more than once: ``#2, #9 (2x)``."""
+    return ", ".join(f"#{n}" for n in steps) + (f" ({len(steps)}x)" if len(steps) > 1 else "")
+
+
+def dot(highlight: Highlight | None = None, *, numbered: bool = False, rankdir: Literal["LR", "TB"] = "LR") -> str:
+    """The machine as Graphviz DOT; with ``highlight``, the path taken and the current state marked.
+
+    ``numbered`` (the auditor's report) writes on each taken edge the numbers of the steps that
+    took it, draws a step of an "any state" row from the state it left, and labels the current
+    state "(current)" as well as colouring it: order and repeats are read, not guessed. ``rankdir``
+    ``TB`` lays the machine out top to bottom (the report's page is narrower than the diagram is wide).
+    """
+    graph = _graph(highlight, numbered=numbered)
     lines = [
         "digraph onboarding {",
-        '    graph [rankdir="LR", fontname="Helvetica", nodesep="0.4", ranksep="0.7"];',
+        f'    graph [rankdir="{rankdir}", fontname="Helvetica", nodesep="0.4", ranksep="0.7"];',
         '    node [shape="box", style="rounded,filled", fillcolor="#ffffff", color="#333333", fontname="Helvetica"];',
         '    edge [fontname="Helvetica", fontsize="10", color="#555555"];',
         f'    {_START} [shape="circle", label="start", fontsize="9", width="0.5", fixedsize="true"];',
@@ -206,6 +225,8 @@ def dot(highlight: Highlight | None = None) -> str:
             attrs.update(style="dashed,filled", fillcolor="#f3f4f6", color="#6b7280", shape="note")
         if node_id == graph.current:
             attrs.update(fillcolor="#fde68a", color=_CURRENT_COLOUR, penwidth="3")
+            if numbered:
+                attrs["label"] = f"{label}\\n(current)"
         elif node_id in graph.visited:
             attrs.update(fillcolor="#dbeafe", color=_PATH_COLOUR, penwidth="2")
         lines.append(f"    {node_id} {_dot_attrs(attrs)};")
@@ -214,7 +235,7 @@ def dot(highlight: Highlight | None = None) -> str:
         f"    {_START} -> {initial_state().value}" + (f" {_dot_attrs(start_attrs)}" if start_attrs else "") + ";"
     )
     for edge in graph.edges:
-        attrs = {"label": "\\n".join(edge.labels)}
+        attrs = {"label": "\\n".join(edge.labels + ([_numbers(edge.steps)] if numbered and edge.steps else []))}
         if edge.taken:
             attrs.update(color=_PATH_COLOUR, fontcolor=_PATH_COLOUR, penwidth="3")
         lines.append(f"    {edge.source} -> {edge.dest} {_dot_attrs(attrs)};")
@@ -239,9 +260,9 @@ def _run_dot(args: list[str], source: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def svg(highlight: Highlight | None = None) -> str:
+def svg(highlight: Highlight | None = None, *, numbered: bool = False, rankdir: Literal["LR", "TB"] = "LR") -> str:
     """The DOT diagram laid out by Graphviz ``dot``; raises :class:`GraphvizMissing` without it."""
-    return _run_dot(["-Tsvg"], dot(highlight)).stdout
+    return _run_dot(["-Tsvg"], dot(highlight, numbered=numbered, rankdir=rankdir)).stdout
 
 
 def dot_sha256() -> str:

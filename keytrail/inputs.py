@@ -32,6 +32,7 @@ __all__ = [
     "clipped",
     "is_masked",
     "is_text",
+    "parse_instant",
     "quoted",
 ]
 
@@ -240,3 +241,12 @@ def check_instant(name: str, value: object) -> datetime:
         raise InvalidInput(
             f"{name} {value.isoformat()} is outside the times keytrail can represent (years 1 to 9999 in UTC)."
         ) from None
+
+
+def parse_instant(text: str, name: str = "The instant") -> datetime:
+    """An ISO 8601 instant typed by a person (``--at``, ``?at=``); without a zone it is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name} {quoted(text)} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z.") from None
+    return check_instant(name, value.replace(tzinfo=UTC) if value.tzinfo is None else value)

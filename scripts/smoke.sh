@@ -42,6 +42,8 @@ test "$shown" = "keytrail $version" || { echo "smoke: keytrail --version said '$
 "$bin/python" -m keytrail --version >/dev/null
 "$bin/keytrail" --db "sqlite:///$work/demo.db" demo >"$work/demo.txt"
 grep -q "verify: ok" "$work/demo.txt" || { cat "$work/demo.txt" >&2; echo "smoke: the demo did not verify" >&2; exit 1; }
+# The auditor's report, from the templates the wheel ships (keytrail/reporting/templates).
+grep -q "Verification passed" "$work/demo.report.html" || { echo "smoke: the demo wrote no auditor's report" >&2; exit 1; }
 "$bin/pytest" --fixtures -p no:cacheprovider >"$work/fixtures.txt" 2>&1 || true
 grep -q "keytrail_engine" "$work/fixtures.txt" || { cat "$work/fixtures.txt" >&2; echo "smoke: pytest --fixtures shows no keytrail fixture" >&2; exit 1; }
-echo "smoke: the wheel $(basename "$wheel") installs; --version, the demo and the pytest plugin work."
+echo "smoke: the wheel $(basename "$wheel") installs; --version, the demo, its report and the pytest plugin work."

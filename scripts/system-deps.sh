@@ -1,5 +1,5 @@
 #!/bin/sh
-# The system packages keytrail's tests need, beyond Python: PostgreSQL's server, Graphviz, PHP with curl.
+# The system packages keytrail's tests need, beyond Python: PostgreSQL's server, Graphviz, Chromium, PHP with curl.
 #   --check    name what is missing and how to get it; install nothing
 #   --auto     (what `make test` runs) as root on Debian: install, saying so; otherwise as --check
 #   --install  (`make setup`, which .ci/run calls) install what is missing with apt-get (Debian, root)
@@ -20,6 +20,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need initdb postgresql postgresql@15
 fi
 need dot graphviz graphviz
+# The report's browser tests drive Debian's chromium through Playwright (never Playwright's own download).
+need chromium chromium chromium
 # The HTTP tests call the gateway check from PHP's curl extension, as Commerce does.
 if ! command -v php >/dev/null 2>&1 || ! php -m 2>/dev/null | grep -qi '^curl$'; then
     missing_debian="$missing_debian php-cli php-curl"

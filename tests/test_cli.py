@@ -563,7 +563,7 @@ def test_help_lists_the_commands_in_the_flows_order() -> None:
     assert isinstance(group, typer.core.TyperGroup)
     assert group.list_commands(typer.Context(group)) == [
         *("init", "access", "sign-in", "register", "generate-key", "copy-key", "save-config", "proceed"),
-        *("status", "history", "replay", "audit", "expiring", "verify", "export", "digest", "diagram"),
+        *("status", "history", "replay", "audit", "expiring", "verify", "export", "digest", "diagram", "report"),
         *("demo", "serve", "tail", "account", "keys", "checkpoint", "token", "db"),
     ]
 

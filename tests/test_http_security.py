@@ -70,6 +70,11 @@ def test_no_secret_in_any_response_but_the_key_creating_ones_nor_in_the_log(serv
             call(admin, "GET", "/v1/verify")
             call(admin, "GET", "/v1/expiring")
             call(admin, "GET", "/v1/onboardings")
+            # The auditor's pages (issue 15): the list and the report, at now and at an instant.
+            call(admin, "GET", "/ui/")
+            call(admin, "GET", "/ui/?q=store&sort=-expires")
+            call(admin, "GET", f"/ui/onboardings/{stream}")
+            call(admin, "GET", f"/ui/onboardings/{stream}?at=2020-01-01T00:00:00Z")
             call(drive, "POST", base + "/register", json={"email": "b@acme.test", "password": PASSWORD, "compny": "x"})
             call(admin, "GET", "/metrics")
             gateway = httpx.get(served.url + "/gateway/apikeycheck", headers={"magento-api-key": key})
@@ -77,6 +82,8 @@ def test_no_secret_in_any_response_but_the_key_creating_ones_nor_in_the_log(serv
             assert gateway.status_code == 200
         log = served.log()
     secrets = {"key": key, "password": PASSWORD, "admin token": admin_token, "drive token": drive_token}
+    pages = [response for path, response in seen if path.startswith("/ui/")]
+    assert [r.status_code for r in pages] == [200] * 4 and all("text/html" in r.headers["content-type"] for r in pages)
     for path, response in seen:
         text = response.text + json.dumps(dict(response.headers))
         for name, secret in secrets.items():

@@ -212,6 +212,7 @@ CLI_READS = [
     ("digest", "--json"),
     ("expiring", "--within", "400d", "--json"),
     ("diagram", "--highlight", "acme"),
+    ("report", "acme", "--at", "2026-01-01T09:00:00Z"),
 ]
 CLI_WRITES = [
     ("access", "acme"),

@@ -11,12 +11,12 @@ never from arguments (shell history, the process list).
 The modules, by role: ``root`` (the app, ``--db``, logging, errors to exit codes, ``main``),
 ``driving`` (the commands that move an onboarding, and the key authority's), ``audit`` (the
 commands that read and check the log), ``rendering`` (tables, JSON, progress, times, ``-o``),
-``server`` (``serve`` and ``token``) and ``demo``. Importing this package registers every command
+``server`` (``serve`` and ``token``), ``report`` (the auditor's HTML page) and ``demo``. Importing this package registers every command
 on ``app``, in the order ``--help`` lists them.
 """
 
 from keytrail.cli.root import app, main  # isort: skip  (the app first: the commands register on it)
-from keytrail.cli import driving, audit, checkpoint, demo, server  # noqa: F401  # isort: skip  (registered, in --help's order)
+from keytrail.cli import driving, audit, report, checkpoint, demo, server  # noqa: F401  # isort: skip  (registered, in --help's order)
 from keytrail.cli import feed, db  # noqa: F401  # isort: skip  (registered: tail, db)
 from keytrail.cli.audit import parse_duration
 

@@ -11,12 +11,12 @@ import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from keytrail.cli.rendering import console, history_rows, mermaid_of, table
-from keytrail.cli.root import app, configure_output, errors_to_exit, refuse_if_read_only, settings
+from keytrail.cli.root import app, configure_output, destination, errors_to_exit, refuse_if_read_only, settings
 from keytrail.errors import InvalidInput
 from keytrail.events import iso_utc
 
@@ -48,7 +48,16 @@ class _DemoClock:
 
 @app.command()
 @errors_to_exit
-def demo() -> None:
+def demo(
+    report_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Where to write the auditor's HTML report (default: NAME.report.html beside a SQLite database NAME.db).",
+            metavar="FILE",
+        ),
+    ] = None,
+) -> None:
     """Walk through the source document's flow on a fresh database, then a key expiry and the repeat."""
     from keytrail.engine import Engine, reports
 
@@ -115,6 +124,7 @@ def demo() -> None:
             markup=False,
         )
         _auditors_ending(engine, stream, generated[0], out)
+        _write_report(engine, stream, report_file, out)
         if not report.ok:
             raise typer.Exit(1)
 
@@ -143,3 +153,22 @@ def _auditors_ending(engine: Engine, stream: str, first: KeyOutcome, out: Consol
         audit = engine.audit(stream, at=instant)
         out.print(f"audit of {stream} {label} ({iso_utc(instant)}): {audit.state} — {audit.verdict.message}")
         out.print(f"  keytrail --db {settings.db} audit {stream} --at {iso_utc(instant)}", markup=False)
+
+
+def _write_report(engine: Engine, stream: str, report_file: Path | None, out: Console) -> None:
+    """The auditor's report of the demo's onboarding, beside a SQLite database unless ``--report`` says where (``make
+    demo`` says demo-output/report.html)."""
+    from keytrail.reporting import report_html
+
+    database_file = engine.database.sqlite_path
+    # Named after the database, beside it, as the auditor's files: two demos in one folder keep their own.
+    default = Path("keytrail.report.html") if database_file is None else database_file.with_suffix(".report.html")
+    target = report_file if report_file is not None else default
+    html, _ = report_html(engine, stream)
+    with destination(target) as handle:
+        handle.write(html)
+    out.print(
+        f"\nThe auditor's report of {stream} (timeline, numbered path, verdict at now, verify, digest; open it in "
+        f"a browser, it needs no network): {target}",
+        markup=False,
+    )

@@ -16,7 +16,7 @@ from keytrail import __version__
 from keytrail.engine import Engine
 from keytrail.engine.tokens import Tokens
 from keytrail.errors import InvalidInput, KeytrailError
-from keytrail.http import commands, feed, ops, reads
+from keytrail.http import commands, feed, ops, reads, ui
 from keytrail.http.metrics import Metrics
 from keytrail.http.middleware import ServiceMiddleware
 from keytrail.http.problems import Problem, problem_of, problem_response, service_problem
@@ -120,6 +120,7 @@ def create_app(engine_or_url: Engine | str, *, max_body: int = DEFAULT_MAX_BODY)
     app.include_router(reads.router)
     app.include_router(feed.router)
     app.include_router(ops.router)
+    app.include_router(ui.router)
 
     def answer(request: Request, problem: Problem) -> Response:
         return problem_response(problem, request_id=_request_id(request))
