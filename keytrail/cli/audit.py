@@ -57,15 +57,6 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def _parse_instant(text: str) -> datetime:
-    """An ISO 8601 instant; without a zone it is taken as UTC."""
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{inputs.quoted(text)} is not an ISO 8601 instant such as 2026-03-01T12:00:00Z.") from None
-    return inputs.check_instant("The instant", value.replace(tzinfo=UTC) if value.tzinfo is None else value)
-
-
 # -- reading -----------------------------------------------------------------------------------------
 
 
@@ -125,7 +116,7 @@ def replay(
     output: OutputOpt = None,
 ) -> None:
     """Rebuild the onboarding from its events alone (exit 1 when a step is not legal under the machine)."""
-    instant = None if as_of is None else _parse_instant(as_of)
+    instant = None if as_of is None else inputs.parse_instant(as_of, "--as-of")
     with writing_to(output), open_engine() as engine, progress("replaying") as advance:
         rebuilt = engine.replay(stream, instant, progress=advance)
         if as_json:
@@ -161,7 +152,7 @@ def audit(
     """
     from keytrail.engine.audit_at import audit_events, read_export
 
-    instant = None if at is None else _parse_instant(at)
+    instant = None if at is None else inputs.parse_instant(at, "--at")
     with writing_to(output):
         if from_export is None:
             with open_engine() as engine:
