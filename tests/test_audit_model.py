@@ -45,7 +45,9 @@ class Model:
 
 STEPS = st.lists(
     st.tuples(
-        st.sampled_from(["generate and save", "revoke saved", "revoke any", "save foreign", "save again"]),
+        st.sampled_from(
+            ["generate and save", "revoke saved", "revoke any", "save foreign", "save again", "put outside, then view"]
+        ),
         st.integers(min_value=0, max_value=20 * 24),  # hours waited before the step
     ),
     min_size=1,
@@ -77,6 +79,14 @@ def test_the_verdict_at_any_instant_is_the_models(steps: list[tuple[str, int]], 
                 key_id, key = keys[number % len(keys)]
                 engine.save_config("acme", key=key)
                 model.saves.append((now, fingerprint(key)))
+            elif step == "put outside, then view":
+                # Saved as `bin/magento config:set` would: the log learns of it from the next page view.
+                issued = engine.portal.generate_key(account.account_id, f"key {number}")
+                keys.append((issued.key_id, issued.key))
+                model.issued[issued.fingerprint] = (issued.key_id, now + LIFETIME)
+                engine.admin.put_saved_key("acme", issued.key)
+                engine.access("acme")
+                model.saves.append((now, issued.fingerprint))
             elif step == "save foreign":
                 foreign = f"kt_not_issued_by_keytrail_{number:04d}"
                 engine.save_config("acme", key=foreign)

@@ -278,3 +278,24 @@ def test_a_step_a_racing_writer_already_took_is_skipped_only_when_asked(engine: 
     ):
         records.record(unlocked)
     assert snapshot(engine) == before
+
+
+def test_the_audit_follows_a_key_saved_outside_keytrail_from_the_page_view_that_found_it(
+    engine: Engine, clock: MovableClock
+) -> None:
+    """A store configured with another key outside keytrail (``config:set``): the next page view records
+    that key, and the audit answers for it, not for the key keytrail saved before."""
+    drive_to(engine, "acme", State.StoreIntegration)
+    account = engine.portal.find_account(EMAIL)
+    assert account is not None
+    clock.advance(minutes=1)
+    other = engine.portal.generate_key(account.account_id, "set outside keytrail")
+    engine.admin.put_saved_key("acme", other.key)
+    seen = clock.advance(minutes=1)
+    engine.access("acme")
+    clock.advance(hours=1)
+    engine.portal.revoke_key(other.key_id, actor="alice")
+    audited = engine.audit("acme")
+    assert audited.key is not None and audited.key.key_id == other.key_id
+    assert (audited.key.saved_at, audited.key.saved_by) == (seen, None)  # first seen then; who saved it is unknown
+    assert (audited.verdict.status, audited.verdict.revoked_by) == ("revoked", "alice")

@@ -26,6 +26,8 @@ from keytrail.states.authority import AuthorityAction, authority_stream
 __all__ = ["Audit", "AuditedKey", "KeyVerdictAt", "audit_events", "audit_log", "read_export", "saved_key_at"]
 
 _SAVE = Trigger.save_config.value
+# The events that record what the store configuration holds: what was saved, or what a page view found.
+_RECORDS_CONFIG = frozenset({_SAVE, Trigger.access.value, Trigger.proceed.value})
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -41,7 +43,11 @@ def _time(text: Any) -> datetime | None:
 
 @dataclass(frozen=True)
 class AuditedKey:
-    """The key in the store configuration at the instant: never the key, its fingerprint and hint."""
+    """The key in the store configuration at the instant: never the key, its fingerprint and hint.
+
+    ``saved_at`` is when keytrail saved it, or when a page view first found it there (a key saved
+    outside keytrail, whose ``saved_by`` the log cannot know).
+    """
 
     key_id: str | None
     fingerprint: str
@@ -133,17 +139,26 @@ class Audit:
 
 
 def _saved_key(events: list[RecordedEvent]) -> tuple[str, str, RecordedEvent] | None:
-    """The (fingerprint, hint, event that saved it) of the last key saved among ``events``."""
+    """The (fingerprint, hint, event that saved or first saw it) of the key in the store configuration
+    after ``events``.
+
+    ``save_config`` records what it saved; every page view (``access``, ``proceed``) records what it
+    found saved ({} for nothing). A key put there outside keytrail is first known from the page
+    view that found it, so that view is where the audit picks it up.
+    """
     saved: tuple[str, str, RecordedEvent] | None = None
     for event in events:
         data = event.data
-        if event.trigger != _SAVE or not isinstance(data, dict):
+        if event.trigger not in _RECORDS_CONFIG or not isinstance(data, dict):
             continue
         fingerprint, hint = data.get("fingerprint"), data.get("hint")
+        if event.trigger != _SAVE and fingerprint is None:
+            saved = None  # the page view found nothing saved
+            continue
         if not isinstance(fingerprint, str) or not isinstance(hint, str):
             continue
-        # Asterisks keep the saved key: its saving event stays the one that pasted it.
-        if data.get("kept") is True and saved is not None and saved[0] == fingerprint:
+        # The same key again (asterisks kept, or a page view finding it): its saving event stays the first.
+        if saved is not None and saved[0] == fingerprint and (event.trigger != _SAVE or data.get("kept") is True):
             continue
         saved = (fingerprint, hint, event)
     return saved
@@ -178,7 +193,9 @@ def _verdict(
         None,
     )
     key_id = None if issued is None else issued.data.get("key_id")
-    key = AuditedKey(key_id if isinstance(key_id, str) else None, fingerprint, hint, event.occurred_at, event.actor)
+    # A key first seen by a page view was put there outside keytrail: who saved it is not in the log.
+    saved_by = event.actor if event.trigger == _SAVE else None
+    key = AuditedKey(key_id if isinstance(key_id, str) else None, fingerprint, hint, event.occurred_at, saved_by)
     # A key recorded by an upgrade (keytrail db upgrade) is dated then; its data keeps when it was issued.
     issued_at = None if issued is None else _time(issued.data.get("created_at")) or issued.occurred_at
     if issued is None or issued_at is None or issued_at > at:
