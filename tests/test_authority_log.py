@@ -112,6 +112,12 @@ TAMPERING: dict[str, tuple[str, str, str]] = {
     "key's row deleted": ("DELETE FROM api_keys", "@key:{key}", "authority"),
     "account's email changed": ("UPDATE accounts SET email = 'evil@acme.test'", "@account:{account}", "authority"),
     "token un-revoked in its table": ("UPDATE api_tokens SET revoked_at = NULL", "@token:svc", "authority"),
+    "token's scope raised in its table": ("UPDATE api_tokens SET scope = 'admin'", "@token:svc", "authority"),
+    "token swapped in its table": (
+        "UPDATE api_tokens SET token_hash = '" + "f" * 64 + "'",
+        "@token:svc",
+        "authority",
+    ),
     "token's stream deleted": (
         "DELETE FROM events WHERE stream_id = '@token:svc'; DELETE FROM streams WHERE stream_id = '@token:svc'",
         "@token:svc",
@@ -299,3 +305,36 @@ def test_the_audit_follows_a_key_saved_outside_keytrail_from_the_page_view_that_
     assert audited.key is not None and audited.key.key_id == other.key_id
     assert (audited.key.saved_at, audited.key.saved_by) == (seen, None)  # first seen then; who saved it is unknown
     assert (audited.verdict.status, audited.verdict.revoked_by) == ("revoked", "alice")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE accounts SET locked_until = NULL, failed_sign_ins = 0",
+        "UPDATE accounts SET locked_until = created_at",
+    ],
+    ids=["lockout lifted", "lockout shortened"],
+)
+def test_a_lockout_edited_in_its_table_is_named(engine: Engine, edit: str) -> None:
+    drive_to(engine, "acme", State.SignedIn)
+    account = engine.portal.find_account(EMAIL)
+    assert account is not None
+    engine.access("beta")
+    for _ in range(engine.portal.max_failed_sign_ins):
+        with pytest.raises(AuthenticationFailed):
+            engine.sign_in("beta", email=EMAIL, password="not the password")
+    assert engine.verify().ok
+    with engine.database.write() as conn:
+        conn.execute(sa.text(edit))
+    problems = engine.verify().problems
+    assert (f"@account:{account.account_id}", "authority") in [(p.stream, p.kind) for p in problems], problems
+
+
+def test_a_token_name_fits_its_stream_id(engine: Engine) -> None:
+    """Token names stop at 120 characters, so that "@token:" and the name are the one spelling of its stream."""
+    tokens = Tokens(engine)
+    tokens.create("n" * 120, "audit")
+    with pytest.raises(InvalidInput, match="1 to 120 printable characters"):
+        tokens.create("n" * 121, "audit")
+    assert engine.verify().ok
+    assert [t for t, _ in authority_events(engine, "@token:" + "n" * 120)] == ["token_created"]

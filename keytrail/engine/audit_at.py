@@ -209,6 +209,8 @@ def _verdict(
     revoked_at = None if revoked is None else _time(revoked.data.get("revoked_at")) or revoked.occurred_at
     if revoked is not None and revoked_at is not None and revoked_at <= at:
         by = f" by {revoked.actor}" if revoked.actor else ""
+        if revoked.data.get("recorded_by_upgrade") is True:
+            by = " (recorded by the upgrade to the authority's log: who revoked it is not known)"
         return key, KeyVerdictAt(
             "revoked",
             f"Key {key.key_id} (ending in {hint}) was revoked at {iso_utc(revoked_at)}{by}: at {when} it did not verify.",

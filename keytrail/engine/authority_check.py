@@ -20,6 +20,7 @@ from keytrail.states.authority import AuthorityState
 __all__ = ["table_problems"]
 
 _REVOKED = AuthorityState.Revoked.value
+_LOCKED = AuthorityState.Locked.value
 
 
 def _data(text: Any) -> dict[str, Any]:
@@ -69,16 +70,36 @@ def table_problems(rows: AuthorityRows) -> list[Problem]:
         revocation = _revocation("api_keys", what, revoked_at, state, second)
         if revocation is not None:
             problem(stream, version, revocation)
-    for account_id, email, state, _version, first, _ in rows.accounts:
+    for account_id, email, locked_until, state, version, first, last_lock in rows.accounts:
         stream = f"@account:{account_id}"
         if state is None:
             problem(stream, 0, f"accounts holds account {account_id}, but the log has no account_created event for it.")
         elif _data(first).get("email") != email:
             problem(stream, 1, f"accounts says account {account_id} has the email {email}, but the log says otherwise.")
-    for name, revoked_at, state, version, _first, second in rows.tokens:
+        elif (state == _LOCKED) != (locked_until is not None) or (
+            locked_until is not None and _data(last_lock).get("locked_until") != iso_utc(locked_until)
+        ):
+            # Locked in the log until a password sign-in ends it; the table keeps locked_until until then.
+            said = "no lockout" if locked_until is None else f"a lockout until {iso_utc(locked_until)}"
+            problem(
+                stream,
+                version,
+                f"accounts says account {account_id} has {said}, but its stream in the log says {state} "
+                "with another lockout: the row was edited.",
+            )
+    for name, scope, token_hash, revoked_at, state, version, first, second in rows.tokens:
         stream = f"@token:{name}"
         if state is None:
             problem(stream, 0, f"api_tokens holds token {name!r}, but the log has no token_created event for it.")
+            continue
+        created = _data(first)
+        if (created.get("scope"), created.get("token_hash")) != (scope, token_hash):
+            problem(
+                stream,
+                1,
+                f"api_tokens says token {name!r} has scope {scope} and a hash its token_created event does not "
+                "record: the row was edited (a scope raised, or the token swapped).",
+            )
             continue
         revocation = _revocation("api_tokens", f"token {name!r}", revoked_at, state, second)
         if revocation is not None:

@@ -20,6 +20,7 @@ from keytrail import inputs
 from keytrail.errors import InvalidInput
 from keytrail.events import iso_utc
 from keytrail.persistence.token_store import StoredToken, TokenStore
+from keytrail.states.authority import MAX_TOKEN_NAME
 
 if TYPE_CHECKING:
     from keytrail.engine.core import Engine
@@ -91,9 +92,10 @@ class Tokens:
 
     def create(self, name: str, scope: str, *, actor: str | None = None) -> NewToken:
         """A new token named ``name`` (the actor it drives as) with ``scope``; the secret is shown only here."""
-        if not isinstance(name, str) or not 1 <= len(name) <= 128 or not name.isprintable():
+        if not isinstance(name, str) or not 1 <= len(name) <= MAX_TOKEN_NAME or not name.isprintable():
             raise InvalidInput(
-                "A token needs a name of 1 to 128 printable characters: it is the actor of the commands it drives."
+                f"A token needs a name of 1 to {MAX_TOKEN_NAME} printable characters: it is the actor of the commands "
+                "it drives, and names its stream in the log."
             )
         checked = name
         chosen = _SCOPE_OF.get(scope)

@@ -65,8 +65,8 @@ class AuthorityRows:
     its own columns, then its stream's state and version and the data of its events 1 and 2 (None: absent)."""
 
     keys: list[Any]  # key_id, account_id, fingerprint, expires_at, revoked_at, ...
-    accounts: list[Any]  # account_id, email, ...
-    tokens: list[Any]  # name, revoked_at, ...
+    accounts: list[Any]  # account_id, email, locked_until, ... (its latest account_locked as "event 2")
+    tokens: list[Any]  # name, scope, token_hash, revoked_at, ...
     rowless: list[str]  # authority streams of a key, account or token that has no row
 
 
@@ -244,9 +244,21 @@ class StoredAuthorityRecords:
         streams, events = StreamRow.__table__, EventRow.__table__  # type: ignore[attr-defined]
         found = AuthorityRows([], [], [], [])
 
-        def joined(table: sa.Table, kind: str, id_column: sa.Column[Any], *columns: Any) -> list[Any]:
+        def joined(
+            table: sa.Table, kind: str, id_column: sa.Column[Any], *columns: Any, second_trigger: str | None = None
+        ) -> list[Any]:
+            """The row's columns, its stream's state and version, and the data of its event 1 and of its
+            event 2 (or, with ``second_trigger``, of its latest event of that trigger)."""
             s, first, second = streams.alias("s"), events.alias("first"), events.alias("second")
             stream_of = sa.literal(f"@{kind}:") + id_column
+            second_version: Any = 2
+            if second_trigger is not None:
+                latest = events.alias("latest")
+                second_version = (
+                    sa.select(sa.func.max(latest.c.version))
+                    .where(latest.c.stream_id == s.c.stream_id, latest.c.trigger == second_trigger)
+                    .scalar_subquery()
+                )
             query = (
                 # The data as text: a damaged one is verify's finding, not a crash of this read.
                 sa.select(
@@ -255,7 +267,7 @@ class StoredAuthorityRecords:
                 .select_from(
                     table.outerjoin(s, s.c.stream_id == stream_of)
                     .outerjoin(first, sa.and_(first.c.stream_id == s.c.stream_id, first.c.version == 1))
-                    .outerjoin(second, sa.and_(second.c.stream_id == s.c.stream_id, second.c.version == 2))
+                    .outerjoin(second, sa.and_(second.c.stream_id == s.c.stream_id, second.c.version == second_version))
                 )
                 .order_by(id_column)
             )
@@ -274,9 +286,21 @@ class StoredAuthorityRecords:
             )
         )
         found.accounts.extend(
-            joined(accounts, "account", accounts.c.account_id, accounts.c.account_id, accounts.c.email)
+            joined(
+                accounts,
+                "account",
+                accounts.c.account_id,
+                accounts.c.account_id,
+                accounts.c.email,
+                accounts.c.locked_until,
+                second_trigger="account_locked",
+            )
         )
-        found.tokens.extend(joined(tokens, "token", tokens.c.name, tokens.c.name, tokens.c.revoked_at))
+        found.tokens.extend(
+            joined(
+                tokens, "token", tokens.c.name, tokens.c.name, tokens.c.scope, tokens.c.token_hash, tokens.c.revoked_at
+            )
+        )
         for kind, table, id_column in (
             ("key", api_keys, api_keys.c.key_id),
             ("account", accounts, accounts.c.account_id),

@@ -46,7 +46,8 @@ class TokenStore:
             if conn.execute(sa.select(_tokens.c.name).where(_tokens.c.name == name)).first() is not None:
                 return False
             conn.execute(sa.insert(_tokens).values(name=name, scope=scope, token_hash=token_hash, created_at=at))
-            created = {"name": name, "scope": scope, "created_at": iso_utc(at)}
+            # The hash (of 256 random bits: it reveals nothing) lets verify notice a token swapped in the table.
+            created = {"name": name, "scope": scope, "token_hash": token_hash, "created_at": iso_utc(at)}
             StoredAuthorityRecords(conn).record(AuthorityEvent("token", name, "token_created", created, actor, at))
         return True
 

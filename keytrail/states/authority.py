@@ -29,13 +29,13 @@ Like :mod:`keytrail.states`, this module imports nothing else of keytrail's.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
     "AUTHORITY_PREFIX",
     "LIFECYCLES",
+    "MAX_TOKEN_NAME",
     "AuthorityAction",
     "AuthorityState",
     "Lifecycle",
@@ -45,8 +45,9 @@ __all__ = [
 ]
 
 AUTHORITY_PREFIX = "@"
-# The stream_id column holds 128 characters; a longer entity id (a token's name) is named by a digest.
+# The stream_id column holds 128 characters: "@token:" and a name of at most 120.
 _MAX_STREAM = 128
+MAX_TOKEN_NAME = 120
 
 
 class AuthorityState(StrEnum):
@@ -150,14 +151,18 @@ def is_authority_stream(stream_id: str) -> bool:
 
 
 def authority_stream(kind: str, entity_id: str | None = None) -> str:
-    """The stream of one entity: ``@key:key_0123``, ``@encryption``; a too-long id is named by its SHA-256."""
+    """The stream of one entity: ``@key:key_0123``, ``@encryption``; one spelling, so SQL can build it too.
+
+    Every entity id fits (token names are at most :data:`MAX_TOKEN_NAME` characters); a longer one
+    is a ValueError, never a second spelling.
+    """
     if kind not in LIFECYCLES:
         raise ValueError(f"{kind!r} is not a kind of authority entity.")
     if entity_id is None:
         return AUTHORITY_PREFIX + kind
     stream = f"{AUTHORITY_PREFIX}{kind}:{entity_id}"
     if len(stream) > _MAX_STREAM:
-        stream = f"{AUTHORITY_PREFIX}{kind}:sha256:{hashlib.sha256(entity_id.encode('utf-8')).hexdigest()}"
+        raise ValueError(f"The id of a {kind} is too long for the log's stream id ({len(stream)} > {_MAX_STREAM}).")
     return stream
 
 
