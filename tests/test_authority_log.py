@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -338,3 +339,27 @@ def test_a_token_name_fits_its_stream_id(engine: Engine) -> None:
         tokens.create("n" * 121, "audit")
     assert engine.verify().ok
     assert [t for t, _ in authority_events(engine, "@token:" + "n" * 120)] == ["token_created"]
+
+
+def test_hostile_times_and_a_partial_export_are_problems_of_the_audit_not_crashes(
+    engine: Engine, acted: dict[str, Any]
+) -> None:
+    log = list(engine.events())
+    # An export whose key events carry times without a zone (hashes recomputed or not): listed, never a TypeError.
+    naive = [
+        replace(e, data={**e.data, "revoked_at": "2026-01-11T09:00:00", "created_at": "2026-01-01T09:00:00"})
+        if e.stream_id.startswith("@key:")
+        else e
+        for e in log
+    ]
+    hostile = audit_events("acme", engine.now(), naive)
+    assert not hostile.ok and hostile.verdict.status in ("unknown", "expired", "revoked")
+    # An export of the onboarding alone cannot judge its key, and says so.
+    partial = audit_events("acme", engine.now(), [e for e in log if e.stream_id == "acme"])
+    assert [p.kind for p in partial.problems] == ["incomplete"]
+    # A time keytrail never writes in an authority table: verify lists it instead of stopping.
+    if engine.database.dialect == "sqlite":
+        with engine.database.write() as conn:
+            conn.execute(sa.text("UPDATE api_tokens SET revoked_at = 'garbage'"))
+        problems = engine.verify().problems
+        assert [(p.stream, p.kind) for p in problems] == [("@authority", "malformed")]

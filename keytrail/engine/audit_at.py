@@ -35,10 +35,12 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _time(text: Any) -> datetime | None:
+    """A time as keytrail writes one in ``data`` (ISO 8601 with its zone); None for anything else."""
     try:
-        return datetime.fromisoformat(text) if isinstance(text, str) else None
+        value = datetime.fromisoformat(text) if isinstance(text, str) else None
     except ValueError:
         return None
+    return None if value is None or value.tzinfo is None else value
 
 
 @dataclass(frozen=True)
@@ -234,10 +236,15 @@ def _verdict(
 
 
 def audit_log(
-    stream: str, at: datetime, onboarding: Iterable[RecordedEvent], key_events: Iterable[RecordedEvent]
+    stream: str,
+    at: datetime,
+    onboarding: Iterable[RecordedEvent],
+    key_events: Iterable[RecordedEvent],
+    found: Iterable[Problem] = (),
 ) -> Audit:
     """The audit of ``stream`` at ``at`` from its events and those of the key saved in it (any order of keys'
-    streams is fine: only the one whose ``key_generated`` carries the saved fingerprint is read)."""
+    streams is fine: only the one whose ``key_generated`` carries the saved fingerprint is read); ``found``
+    are problems the caller met reading them."""
     fold = StreamFold(stream, check_hashes=True, as_of=iso_utc(at))
     events = []
     for record in onboarding:
@@ -249,7 +256,7 @@ def audit_log(
     saved = _saved_key(before)
     keyed = list(key_events)
     key, verdict = _verdict(stream, at, saved, keyed)
-    problems = list(fold.problems)
+    problems = [*fold.problems, *found]
     touching: list[Event] = []
     if key is not None and key.key_id is not None:
         own = [e for e in keyed if e.stream_id == authority_stream("key", key.key_id)]
@@ -274,13 +281,27 @@ def audit_events(stream: str, at: datetime, log: Iterable[RecordedEvent]) -> Aud
     onboarding.sort(key=lambda e: e.version)
     saved = saved_key_at(onboarding, at)
     chosen: list[RecordedEvent] = []
+    found: list[Problem] = []
     if saved is not None:
+        matching = []
         for events in keys.values():
             events.sort(key=lambda e: e.version)
             if any(isinstance(e.data, dict) and e.data.get("fingerprint") == saved for e in events[:1]):
-                chosen = events
-                break
-    return audit_log(stream, at, onboarding, chosen)
+                matching.append(events)
+        if len(matching) > 1:
+            names = ", ".join(sorted(events[0].stream_id for events in matching))
+            found.append(Problem(stream, 0, "authority", f"several keys carry the saved key's fingerprint: {names}."))
+        chosen = matching[0] if matching else []
+        if not keys:
+            found.append(
+                Problem(
+                    stream,
+                    0,
+                    "incomplete",
+                    "the export holds no key's stream (@key:...): export the whole log to judge the saved key.",
+                )
+            )
+    return audit_log(stream, at, onboarding, chosen, found)
 
 
 def read_export(lines: Iterable[str], source: str) -> Iterator[RecordedEvent]:

@@ -15,8 +15,8 @@ from keytrail.engine.admin import SavedKeyRecord
 from keytrail.engine.audit import StreamFold, verify_streams
 from keytrail.engine.audit_at import Audit, audit_log, saved_key_at
 from keytrail.engine.authority_check import table_problems
-from keytrail.engine.results import Event, OnboardingStatus, Replay, VerifyReport
-from keytrail.errors import UnknownOnboarding
+from keytrail.engine.results import Event, OnboardingStatus, Problem, Replay, VerifyReport
+from keytrail.errors import CorruptEvent, IntegrityViolation, UnknownOnboarding
 from keytrail.persistence import Database, RecordedEvent, SavedConfig, StreamHead
 from keytrail.persistence.units import Storage
 from keytrail.portal import KeyVerifier, SavedKey, Verdict
@@ -128,10 +128,14 @@ class Reads:
             saved = saved_key_at(onboarding, at)
             # The table finds the key's stream by fingerprint; what is said of the key comes from that stream.
             issued = None if saved is None else unit.authority.key_by_fingerprint(saved)
+            found: list[Problem] = []
             if issued is not None:
-                with closing(unit.events(authority_stream("key", issued.key_id))) as records:
-                    key_events = list(records)
-        return audit_log(stream, at, onboarding, key_events)
+                try:
+                    with closing(unit.events(authority_stream("key", issued.key_id))) as records:
+                        key_events = list(records)
+                except CorruptEvent as exc:  # the answer rests on that stream: a problem, not a crash
+                    found.append(Problem(str(exc.stream_id), _whole(exc.version), "malformed", str(exc)))
+        return audit_log(stream, at, onboarding, key_events, found)
 
     def verify(self, stream: str | None = None, *, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Recompute every hash chain, check versions, legality and the projection; name each first problem."""
@@ -146,5 +150,12 @@ class Reads:
             if stream is not None:
                 return report
             # The whole log: the authority's tables must also say what the log says.
-            found = table_problems(unit.authority.against_log())
+            try:
+                found = table_problems(unit.authority.against_log())
+            except IntegrityViolation as exc:  # a value keytrail never writes in those tables: listed, not raised
+                found = [Problem("@authority", 0, "malformed", str(exc))]
         return replace(report, problems=report.problems + found) if found else report
+
+
+def _whole(version: object) -> int:
+    return version if type(version) is int else 0
