@@ -273,11 +273,14 @@ def audit_events(stream: str, at: datetime, log: Iterable[RecordedEvent]) -> Aud
     """:func:`audit_log` over a whole log in any stream order (an export): one pass, keeping two streams."""
     onboarding: list[RecordedEvent] = []
     keys: dict[str, list[RecordedEvent]] = {}
+    authority = False  # any authority stream at all: an export of one onboarding (--stream) has none
     for event in log:
         if event.stream_id == stream:
             onboarding.append(event)
-        elif event.stream_id.startswith("@key:"):
-            keys.setdefault(event.stream_id, []).append(event)
+        elif event.stream_id.startswith("@"):
+            authority = True
+            if event.stream_id.startswith("@key:"):
+                keys.setdefault(event.stream_id, []).append(event)
     onboarding.sort(key=lambda e: e.version)
     saved = saved_key_at(onboarding, at)
     chosen: list[RecordedEvent] = []
@@ -292,13 +295,14 @@ def audit_events(stream: str, at: datetime, log: Iterable[RecordedEvent]) -> Aud
             names = ", ".join(sorted(events[0].stream_id for events in matching))
             found.append(Problem(stream, 0, "authority", f"several keys carry the saved key's fingerprint: {names}."))
         chosen = matching[0] if matching else []
-        if not keys:
+        if not authority:
             found.append(
                 Problem(
                     stream,
                     0,
                     "incomplete",
-                    "the export holds no key's stream (@key:...): export the whole log to judge the saved key.",
+                    "the export holds none of the key authority's streams (@key:...): export the whole log "
+                    "to judge the saved key.",
                 )
             )
     return audit_log(stream, at, onboarding, chosen, found)
