@@ -331,10 +331,18 @@ def replay_command(db: sqlite3.Connection, command: Captured) -> None:
 
 
 def heads(path: Path) -> tuple[int, list[tuple[Any, ...]]]:
+    """The event count and every stream's state and version; keys' streams by state alone (key ids are random)."""
     db = sqlite3.connect(path)
     try:
         (events,) = db.execute("SELECT count(*) FROM events").fetchone()
-        return events, db.execute("SELECT stream_id, state, version FROM streams ORDER BY stream_id").fetchall()
+        named = db.execute(
+            "SELECT stream_id, state, version FROM streams WHERE stream_id NOT LIKE '@key:%' ORDER BY stream_id"
+        ).fetchall()
+        keys = db.execute(
+            "SELECT state, version, count(*) FROM streams WHERE stream_id LIKE '@key:%' GROUP BY state, version "
+            "ORDER BY state, version"
+        ).fetchall()
+        return events, named + keys
     finally:
         db.close()
 
