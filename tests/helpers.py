@@ -108,7 +108,11 @@ def rechain(engine: Engine, stream: str, change: Callable[[dict[str, Any]], None
                 sa.update(events_table)
                 .where(events_table.c.position == row["position"])
                 .values(
-                    actor=row["actor"], occurred_at=row["occurred_at"], prev_hash=row["prev_hash"], hash=row["hash"]
+                    actor=row["actor"],
+                    data=row["data"],
+                    occurred_at=row["occurred_at"],
+                    prev_hash=row["prev_hash"],
+                    hash=row["hash"],
                 )
             )
         conn.execute(

@@ -26,7 +26,7 @@ from keytrail.persistence.authority_store import AuthorityStore
 from keytrail.persistence.store import events_table, streams_table
 from keytrail.portal.records import AuthorityEvent
 from tests.conftest import MovableClock
-from tests.helpers import EMAIL, PASSWORD, authority_events, drive_to, snapshot
+from tests.helpers import EMAIL, PASSWORD, authority_events, drive_to, rechain, snapshot
 
 
 @pytest.fixture
@@ -363,3 +363,15 @@ def test_hostile_times_and_a_partial_export_are_problems_of_the_audit_not_crashe
             conn.execute(sa.text("UPDATE api_tokens SET revoked_at = 'garbage'"))
         problems = engine.verify().problems
         assert [(p.stream, p.kind) for p in problems] == [("@authority", "malformed")]
+
+
+def test_an_authority_event_naming_an_impossible_entity_is_a_problem_not_a_crash(engine: Engine) -> None:
+    drive_to(engine, "acme", State.KeyGenerated)
+    key_id = engine.status("acme").key_id
+    stream = f"@key:{key_id}"
+
+    def rename(row: dict[str, Any]) -> None:
+        row["data"] = {**row["data"], "key_id": "k" * 300}
+
+    rechain(engine, stream, rename)
+    assert [(p.stream, p.kind) for p in engine.verify().problems] == [(stream, "entity")]

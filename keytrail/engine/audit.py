@@ -21,7 +21,6 @@ from keytrail.states import Reason, State, Trigger, initial_state
 from keytrail.states.authority import (
     AuthorityAction,
     AuthorityState,
-    authority_stream,
     is_authority_stream,
     lifecycle_of,
 )
@@ -288,7 +287,8 @@ class AuthorityFold(StreamFold):
             self._problem(version, "illegal", f"{trigger} from {source} to {dest} is not a step of {life.named}.")
         if life.id_field is not None and type(data) is dict:
             named = data.get(life.id_field)
-            if not isinstance(named, str) or authority_stream(life.kind, named) != self.stream_id:
+            # Compared as text: an id too long for any stream (a hostile row) is a mismatch, not a crash.
+            if not isinstance(named, str) or f"@{life.kind}:{named}" != self.stream_id:
                 self._problem(
                     version,
                     "entity",
