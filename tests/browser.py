@@ -7,16 +7,16 @@ everything that would reach the network on its own turned off, in a fresh profil
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-__all__ = ["ARGS", "SCREENSHOTS", "chromium", "find_chromium", "must_run", "require_chromium"]
+from tests.helpers import missing_package
+
+__all__ = ["ARGS", "SCREENSHOTS", "chromium", "find_chromium", "require_chromium"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # Kept for people to look at after a run (git-ignored); each test also saves its own under tmp_path.
@@ -41,23 +41,11 @@ def find_chromium(search: str | None = None, fallback: Path = Path("/usr/bin/chr
     return found
 
 
-def must_run() -> bool:
-    """In CI (.ci/run) and as root (where `make setup` installs chromium) a missing browser is a failure."""
-    return (
-        os.environ.get("KEYTRAIL_REQUIRE_CLIENTS") == "1"
-        or os.environ.get("KEYTRAIL_REQUIRE_POSTGRES") == "1"
-        or os.geteuid() == 0
-    )
-
-
 def require_chromium(executable: str | None) -> str:
     """``executable``, else fail (CI, root: `make setup` installs it) or skip (a developer's machine)."""
     if executable is not None:
         return executable
-    message = "Debian's chromium is not installed (`make setup` installs it)."
-    if must_run():
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_package("make setup", "Debian's chromium is not installed")
 
 
 @contextmanager

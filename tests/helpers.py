@@ -131,3 +131,16 @@ def skip_outside_ci(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{reason} CI (.ci/run, as root) must run this test.")
     pytest.skip(reason)
+
+
+def can_install_prerequisites() -> bool:
+    """In CI (.ci/run sets these) and as root (where `make setup` installs chromium, node, php) a
+    missing system package is a failure, not a skip."""
+    return IN_CI or os.environ.get("KEYTRAIL_REQUIRE_CLIENTS") == "1" or os.geteuid() == 0
+
+
+def missing_package(installed_by: str, reason: str) -> NoReturn:
+    """A system package a test needs is missing: fail where it can be installed, skip on a developer's machine."""
+    if can_install_prerequisites():
+        pytest.fail(f"{reason}; `{installed_by}` installs it.")
+    pytest.skip(f"{reason}, and not being root, `{installed_by}` cannot install it here.")

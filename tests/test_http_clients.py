@@ -8,7 +8,6 @@ machine; as root (where ``make system-deps`` installs them) or with ``KEYTRAIL_R
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from keytrail.http.problems import PROBLEMS
+from tests.helpers import missing_package
 from tests.http_server import Served, serve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +30,7 @@ def require(program: str, why: str) -> str:
     found = shutil.which(program)
     if found is not None:
         return found
-    if os.geteuid() == 0 or os.environ.get("KEYTRAIL_REQUIRE_CLIENTS") == "1":
-        pytest.fail(f"{program} is not installed ({why}); `make system-deps` installs it.")
-    pytest.skip(f"{program} is not installed ({why}) and, not being root, `make system-deps` cannot install it.")
+    missing_package("make system-deps", f"{program} is not installed ({why})")
 
 
 @pytest.fixture

@@ -223,6 +223,10 @@ class StoredAuthorityRecords:
         )
         return [ApiKey(*row) for row in self._conn.execute(query)]
 
+    def all_keys(self) -> list[ApiKey]:
+        """Every key the authority holds (never a key itself), by id."""
+        return [ApiKey(*row) for row in self._conn.execute(sa.select(*_KEY).order_by(api_keys.c.key_id))]
+
     def revoke_key(self, key_id: str, at: datetime) -> bool:
         revoked = self._conn.execute(
             sa.update(api_keys)

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 
 from keytrail.events import iso_utc
-from keytrail.persistence.authority_store import StoredAuthorityRecords, accounts, api_keys, tokens
-from keytrail.portal.records import Account, ApiKey, AuthorityEvent
+from keytrail.persistence.authority_store import StoredAuthorityRecords, accounts, tokens
+from keytrail.portal.records import Account, AuthorityEvent
 from keytrail.states.authority import MAX_TOKEN_NAME
 
 revision = "0004"
@@ -56,18 +56,7 @@ def upgrade() -> None:
         if locked_until is not None:  # a lockout, lapsed or not: the table and the log must agree on it
             locked = AuthorityEvent.account_moved("account_locked", account_id, None, now, locked_until=locked_until)
             records.record(_recorded(locked, now))
-    keys = sa.select(
-        api_keys.c.key_id,
-        api_keys.c.account_id,
-        api_keys.c.description,
-        api_keys.c.fingerprint,
-        api_keys.c.hint,
-        api_keys.c.created_at,
-        api_keys.c.expires_at,
-        api_keys.c.revoked_at,
-    )
-    for found in conn.execute(keys).all():
-        key = ApiKey(*found)
+    for key in records.all_keys():
         state = logged.get(f"@key:{key.key_id}")
         if state is None:
             records.record(_recorded(AuthorityEvent.key_generated(key, None, None), now))
